@@ -1,0 +1,774 @@
+//! The configuration: a TOML file named by `MCP_REDIRECT_CONFIG`, or, without one, the
+//! conventional proxy environment (`HTTPS_PROXY`, `NO_PROXY`, ...; see [`env`]). Validation
+//! happens here, once, and every problem names the file, the key and what is wrong. Secrets
+//! (proxy passwords) are read from the environment variables the file names and never printed.
+#![forbid(unsafe_code)]
+
+pub mod env;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::net::{Cidr, HostPort, PortRange};
+use crate::rules::{Action, HostMatch, Rule, RuleTable};
+
+/// Environment variable naming the config file.
+pub const CONFIG_ENV: &str = "MCP_REDIRECT_CONFIG";
+/// Environment variable overriding the log target (a path or `stderr`).
+pub const LOG_ENV: &str = "MCP_REDIRECT_LOG";
+/// Largest config file we read; anything bigger is a mistake, not a config.
+const MAX_CONFIG_BYTES: usize = 4 << 20;
+
+/// A validated configuration.
+pub struct Config {
+    pub source: ConfigSource,
+    pub gateways: Vec<Gateway>,
+    pub rules: RuleTable,
+    pub dns: DnsConfig,
+    pub log: LogTarget,
+}
+
+/// Where the configuration came from, for messages and `check`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigSource {
+    File(PathBuf),
+    /// `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY`/`NO_PROXY`.
+    Environment,
+    /// Nothing configured: every connection goes direct and nothing is logged.
+    Nothing,
+}
+
+impl fmt::Display for ConfigSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigSource::File(p) => write!(f, "{}", p.display()),
+            ConfigSource::Environment => f.write_str("proxy environment variables"),
+            ConfigSource::Nothing => f.write_str("no configuration"),
+        }
+    }
+}
+
+/// Where log lines go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogTarget {
+    Stderr,
+    File(PathBuf),
+    Off,
+}
+
+impl LogTarget {
+    /// Parses a log target: `stderr`, `off`, or an absolute path.
+    pub fn parse(text: &str) -> Result<LogTarget, String> {
+        match text {
+            "stderr" => Ok(LogTarget::Stderr),
+            "off" => Ok(LogTarget::Off),
+            path if Path::new(path).is_absolute() => Ok(LogTarget::File(PathBuf::from(path))),
+            other => Err(format!(
+                "\"{other}\" must be an absolute path, \"stderr\" or \"off\" (a relative path would differ between processes)"
+            )),
+        }
+    }
+}
+
+/// How names of routed hosts are answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DnsMode {
+    /// Routed and denied hosts get a synthetic address; DNS is never asked for them.
+    Fake,
+    /// Every name is resolved for real; addresses are remembered to recover the name.
+    Local,
+}
+
+#[derive(Clone, Debug)]
+pub struct DnsConfig {
+    pub mode: DnsMode,
+    pub fake_ipv4: Cidr,
+    pub fake_ipv6: Cidr,
+    /// Capacity of the fake-address table and of the address-to-name memory.
+    pub max_hosts: usize,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            mode: DnsMode::Fake,
+            fake_ipv4: Cidr::parse(DEFAULT_FAKE_IPV4).expect("valid default"),
+            fake_ipv6: Cidr::parse(DEFAULT_FAKE_IPV6).expect("valid default"),
+            max_hosts: DEFAULT_MAX_HOSTS,
+        }
+    }
+}
+
+/// RFC 2544's benchmarking range: never routed on the internet, not multicast.
+pub const DEFAULT_FAKE_IPV4: &str = "198.18.0.0/15";
+/// A unique-local /64 ("mcprd" in the global id).
+pub const DEFAULT_FAKE_IPV6: &str = "fd6d:6370:7264::/64";
+pub const DEFAULT_MAX_HOSTS: usize = 65536;
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 10_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GatewayKind {
+    /// HTTP/1.1 `CONNECT host:port`.
+    Http,
+    /// RFC 1928, with RFC 1929 username/password when configured.
+    Socks5,
+    /// Connect to the gateway instead of the destination; send nothing.
+    Rewrite,
+}
+
+impl GatewayKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            GatewayKind::Http => "http",
+            GatewayKind::Socks5 => "socks5",
+            GatewayKind::Rewrite => "rewrite",
+        }
+    }
+}
+
+/// A secret from the environment. Its `Debug` and `Display` print a placeholder, so that no
+/// message or log line can carry it by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+    /// The value, for the one place that puts it on the wire to the gateway.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    pub username: String,
+    pub password: Secret,
+}
+
+#[derive(Clone, Debug)]
+pub struct Gateway {
+    pub name: String,
+    pub kind: GatewayKind,
+    pub endpoints: Vec<HostPort>,
+    pub credentials: Option<Credentials>,
+    /// Extra request headers for `http` gateways, validated free of CR/LF.
+    pub headers: Vec<(String, String)>,
+    /// Bounds the whole connect + handshake.
+    pub connect_timeout_ms: u64,
+}
+
+/// What to do when the configuration is invalid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnConfigError {
+    /// Fail closed: every intercepted connect fails with `EACCES` (the default).
+    Deny,
+    /// Fail open: every connection goes direct.
+    Direct,
+}
+
+/// An invalid configuration: the message names the source, the key and the problem; the rest
+/// says how to behave, from whatever parts of the file were still readable.
+#[derive(Clone, Debug)]
+pub struct ConfigError {
+    pub source: ConfigSource,
+    pub message: String,
+    pub on_error: OnConfigError,
+    pub log: LogTarget,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "config {}: {}", self.source, self.message)
+    }
+}
+
+// ---- The file schema, as serde reads it. ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSchema {
+    default: Option<String>,
+    on_config_error: Option<String>,
+    log: Option<LogSchema>,
+    dns: Option<DnsSchema>,
+    #[serde(default)]
+    gateways: BTreeMap<String, GatewaySchema>,
+    #[serde(default)]
+    rules: Vec<RuleSchema>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogSchema {
+    path: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DnsSchema {
+    mode: Option<String>,
+    fake_ipv4: Option<String>,
+    fake_ipv6: Option<String>,
+    max_hosts: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GatewaySchema {
+    kind: String,
+    endpoints: Vec<String>,
+    username: Option<String>,
+    password_env: Option<String>,
+    /// Present only to refuse it with a useful message: passwords belong in the environment.
+    password: Option<toml::Value>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    connect_timeout_ms: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleSchema {
+    host: Option<String>,
+    host_regex: Option<String>,
+    cidr: Option<String>,
+    port: Option<toml::Value>,
+    process: Option<String>,
+    via: Option<String>,
+    action: Option<String>,
+}
+
+/// Loads the configuration the environment points at: the file in `MCP_REDIRECT_CONFIG`, else
+/// the proxy variables, else nothing. `MCP_REDIRECT_LOG` overrides the log target in all three.
+pub fn load(getenv: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    let log_override = getenv(LOG_ENV).filter(|v| !v.is_empty());
+    let override_log = |log: LogTarget| -> Result<LogTarget, String> {
+        match &log_override {
+            Some(text) => LogTarget::parse(text).map_err(|e| format!("{LOG_ENV}: {e}")),
+            None => Ok(log),
+        }
+    };
+    let result = match getenv(CONFIG_ENV).filter(|v| !v.is_empty()) {
+        Some(path) => load_file(Path::new(&path), getenv),
+        None => env::from_environment(getenv),
+    };
+    match result {
+        Ok(mut config) => match override_log(config.log.clone()) {
+            Ok(log) => {
+                config.log = log;
+                Ok(config)
+            }
+            Err(message) => Err(ConfigError {
+                source: config.source,
+                message,
+                on_error: OnConfigError::Deny,
+                log: LogTarget::Stderr,
+            }),
+        },
+        Err(mut error) => {
+            error.log = override_log(error.log.clone()).unwrap_or(LogTarget::Stderr);
+            Err(error)
+        }
+    }
+}
+
+/// Reads and validates a config file.
+pub fn load_file(
+    path: &Path,
+    getenv: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let source = ConfigSource::File(path.to_path_buf());
+    let fail = |message: String| ConfigError {
+        source: source.clone(),
+        message,
+        on_error: OnConfigError::Deny,
+        log: LogTarget::Stderr,
+    };
+    if !path.is_absolute() {
+        return Err(fail(format!(
+            "{CONFIG_ENV} must be an absolute path (a relative one would differ between processes)"
+        )));
+    }
+    let bytes = crate::sys::read_small_file(path, MAX_CONFIG_BYTES)
+        .map_err(|e| fail(format!("cannot read the file: {e}")))?;
+    let text = String::from_utf8(bytes).map_err(|_| fail("the file is not UTF-8".into()))?;
+    parse(&text, source.clone(), getenv)
+}
+
+/// Parses and validates config text. On error, still honours `on_config_error` and `log.path`
+/// when those two keys are readable.
+pub fn parse(
+    text: &str,
+    source: ConfigSource,
+    getenv: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let schema: Result<FileSchema, String> =
+        toml::from_str(text).map_err(|e| describe_toml_error(text, &e));
+    let result = schema.and_then(|schema| validate(schema, source.clone(), getenv));
+    result.map_err(|message| {
+        let (on_error, log) = readable_fallbacks(text);
+        ConfigError {
+            source,
+            message,
+            on_error,
+            log,
+        }
+    })
+}
+
+/// `on_config_error` and `log.path` from a file that failed validation, if TOML can read them.
+fn readable_fallbacks(text: &str) -> (OnConfigError, LogTarget) {
+    let value: Option<toml::Table> = text.parse().ok();
+    let on_error = match value
+        .as_ref()
+        .and_then(|t| t.get("on_config_error"))
+        .and_then(|v| v.as_str())
+    {
+        Some("direct") => OnConfigError::Direct,
+        _ => OnConfigError::Deny,
+    };
+    let log = value
+        .as_ref()
+        .and_then(|t| t.get("log"))
+        .and_then(|l| l.get("path"))
+        .and_then(|p| p.as_str())
+        .and_then(|p| LogTarget::parse(p).ok())
+        .unwrap_or(LogTarget::Stderr);
+    (on_error, log)
+}
+
+/// One line: `rules[3]: line 14, column 1: unknown field `hots`, expected one of ...`.
+fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
+    let message = error.message().trim().replace('\n', " ");
+    match error.span() {
+        Some(span) => {
+            let (line, column) = line_column(text, span.start);
+            let key = key_path_at(text, span.start);
+            if key.is_empty() {
+                format!("line {line}, column {column}: {message}")
+            } else {
+                format!("{key}: line {line}, column {column}: {message}")
+            }
+        }
+        None => message,
+    }
+}
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
+
+/// The table a byte offset falls in, as `rules[2]` or `gateways.corp`: found by following the
+/// `[table]` and `[[array]]` headers above it.
+fn key_path_at(text: &str, offset: usize) -> String {
+    let mut current = String::new();
+    let mut array_counts: BTreeMap<String, usize> = BTreeMap::new();
+    let mut position = 0;
+    for line in text.split_inclusive('\n') {
+        if position > offset {
+            break;
+        }
+        position += line.len();
+        let trimmed = line.trim();
+        if let Some(name) = trimmed
+            .strip_prefix("[[")
+            .and_then(|l| l.split("]]").next())
+        {
+            let name = name.trim().to_string();
+            let count = array_counts.entry(name.clone()).or_insert(0);
+            current = format!("{name}[{count}]");
+            *count += 1;
+        } else if let Some(name) = trimmed.strip_prefix('[').and_then(|l| l.split(']').next()) {
+            current = name.trim().to_string();
+        }
+    }
+    current
+}
+
+fn validate(
+    schema: FileSchema,
+    source: ConfigSource,
+    getenv: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, String> {
+    let mut gateways = Vec::new();
+    for (name, gw) in &schema.gateways {
+        gateways.push(validate_gateway(name, gw, getenv)?);
+    }
+    let gateway_index = |name: &str, key: &str| -> Result<usize, String> {
+        gateways.iter().position(|g| g.name == name).ok_or_else(|| {
+            let known: Vec<&str> = gateways.iter().map(|g| g.name.as_str()).collect();
+            if known.is_empty() {
+                format!("{key}: no gateway named \"{name}\" (no [gateways.*] are defined)")
+            } else {
+                format!(
+                    "{key}: no gateway named \"{name}\" (defined: {})",
+                    known.join(", ")
+                )
+            }
+        })
+    };
+
+    let default = match schema.default.as_deref() {
+        None | Some("direct") => Action::Direct,
+        Some("deny") => Action::Deny,
+        Some(name) => Action::Gateway(gateway_index(name, "default")?),
+    };
+
+    if let Some(value) = schema.on_config_error.as_deref() {
+        if value != "deny" && value != "direct" {
+            return Err(format!(
+                "on_config_error: \"{value}\" must be \"deny\" or \"direct\""
+            ));
+        }
+    }
+
+    let mut rules = Vec::new();
+    for (index, rule) in schema.rules.iter().enumerate() {
+        let key = format!("rules[{index}]");
+        let action = match (rule.via.as_deref(), rule.action.as_deref()) {
+            (Some(_), Some(_)) => return Err(format!("{key}: give either `via` or `action`, not both")),
+            (None, None) => {
+                return Err(format!(
+                    "{key}: needs `via = \"<gateway>\"` or `action = \"direct\"` / \"deny\""
+                ))
+            }
+            (Some(name), None) => Action::Gateway(gateway_index(name, &format!("{key}.via"))?),
+            (None, Some("direct")) => Action::Direct,
+            (None, Some("deny")) => Action::Deny,
+            (None, Some(other)) => {
+                return Err(format!(
+                    "{key}.action: \"{other}\" must be \"direct\" or \"deny\" (to use a gateway: via = \"<name>\")"
+                ))
+            }
+        };
+        let host = match (&rule.host, &rule.host_regex) {
+            (Some(_), Some(_)) => {
+                return Err(format!(
+                    "{key}: give either `host` or `host_regex`, not both"
+                ))
+            }
+            (Some(h), None) => {
+                Some(HostMatch::parse_host(h).map_err(|e| format!("{key}.host: {e}"))?)
+            }
+            (None, Some(r)) => {
+                Some(HostMatch::parse_regex(r).map_err(|e| format!("{key}.host_regex: {e}"))?)
+            }
+            (None, None) => None,
+        };
+        let cidr = match &rule.cidr {
+            Some(c) => Some(Cidr::parse(c).map_err(|e| format!("{key}.cidr: {e}"))?),
+            None => None,
+        };
+        let ports = match &rule.port {
+            None => None,
+            Some(toml::Value::Integer(n)) => {
+                Some(PortRange::parse(&n.to_string()).map_err(|e| format!("{key}.port: {e}"))?)
+            }
+            Some(toml::Value::String(s)) => {
+                Some(PortRange::parse(s).map_err(|e| format!("{key}.port: {e}"))?)
+            }
+            Some(other) => {
+                return Err(format!(
+                    "{key}.port: expected a number or a \"first-last\" string, found {}",
+                    other.type_str()
+                ))
+            }
+        };
+        if let Some(process) = &rule.process {
+            if process.is_empty() || process.contains('/') {
+                return Err(format!(
+                    "{key}.process: \"{process}\" must be an executable's base name, like \"node\""
+                ));
+            }
+        }
+        rules.push(Rule::new(host, cidr, ports, rule.process.clone(), action));
+    }
+
+    let dns = validate_dns(schema.dns.as_ref())?;
+    let log = match schema.log.as_ref().and_then(|l| l.path.as_deref()) {
+        Some(path) => LogTarget::parse(path).map_err(|e| format!("log.path: {e}"))?,
+        None => LogTarget::Stderr,
+    };
+    Ok(Config {
+        source,
+        gateways,
+        rules: RuleTable::new(rules, default),
+        dns,
+        log,
+    })
+}
+
+fn validate_gateway(
+    name: &str,
+    gw: &GatewaySchema,
+    getenv: &dyn Fn(&str) -> Option<String>,
+) -> Result<Gateway, String> {
+    let key = format!("gateways.{name}");
+    if matches!(name, "direct" | "deny") {
+        return Err(format!(
+            "{key}: \"{name}\" is an action and cannot name a gateway"
+        ));
+    }
+    let kind = match gw.kind.as_str() {
+        "http" => GatewayKind::Http,
+        "socks5" => GatewayKind::Socks5,
+        "rewrite" => GatewayKind::Rewrite,
+        other => {
+            return Err(format!(
+                "{key}.kind: \"{other}\" must be \"http\", \"socks5\" or \"rewrite\""
+            ))
+        }
+    };
+    if gw.endpoints.is_empty() {
+        return Err(format!(
+            "{key}.endpoints: at least one \"host:port\" is needed"
+        ));
+    }
+    let endpoints = gw
+        .endpoints
+        .iter()
+        .enumerate()
+        .map(|(i, e)| HostPort::parse(e).map_err(|m| format!("{key}.endpoints[{i}]: {m}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    if gw.password.is_some() {
+        return Err(format!(
+            "{key}.password: passwords are not kept in the config file; put it in an environment variable and name it with password_env"
+        ));
+    }
+    let credentials = match (&gw.username, &gw.password_env) {
+        (None, None) => None,
+        (None, Some(_)) => return Err(format!("{key}: password_env without username")),
+        (Some(username), password_env) => {
+            if kind == GatewayKind::Rewrite {
+                return Err(format!(
+                    "{key}.username: a rewrite gateway sends nothing, so it takes no credentials"
+                ));
+            }
+            let password = match password_env {
+                Some(var) => getenv(var).ok_or_else(|| {
+                    format!("{key}.password_env: environment variable {var} is not set")
+                })?,
+                None => String::new(),
+            };
+            if kind == GatewayKind::Socks5 && (username.len() > 255 || password.len() > 255) {
+                return Err(format!(
+                    "{key}: SOCKS5 usernames and passwords are at most 255 bytes"
+                ));
+            }
+            if username.contains(':') && kind == GatewayKind::Http {
+                return Err(format!(
+                    "{key}.username: Basic auth usernames cannot contain ':'"
+                ));
+            }
+            if username.bytes().any(|b| b.is_ascii_control())
+                || password.bytes().any(|b| b.is_ascii_control())
+            {
+                return Err(format!(
+                    "{key}: username and password cannot contain control characters"
+                ));
+            }
+            Some(Credentials {
+                username: username.clone(),
+                password: Secret::new(password),
+            })
+        }
+    };
+    if !gw.headers.is_empty() && kind != GatewayKind::Http {
+        return Err(format!("{key}.headers: only http gateways send headers"));
+    }
+    let mut headers = Vec::new();
+    for (header, value) in &gw.headers {
+        let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        if header.is_empty() || !header.bytes().all(token) {
+            return Err(format!(
+                "{key}.headers: \"{header}\" is not a valid header name"
+            ));
+        }
+        if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+            return Err(format!(
+                "{key}.headers.{header}: the value contains CR, LF or NUL"
+            ));
+        }
+        if header.eq_ignore_ascii_case("host") {
+            return Err(format!("{key}.headers: Host is set from the destination"));
+        }
+        headers.push((header.clone(), value.clone()));
+    }
+    let connect_timeout_ms = match gw.connect_timeout_ms {
+        None => DEFAULT_CONNECT_TIMEOUT_MS,
+        Some(ms) if (1..=600_000).contains(&ms) => ms as u64,
+        Some(ms) => {
+            return Err(format!(
+                "{key}.connect_timeout_ms: {ms} must be from 1 to 600000"
+            ))
+        }
+    };
+    Ok(Gateway {
+        name: name.to_string(),
+        kind,
+        endpoints,
+        credentials,
+        headers,
+        connect_timeout_ms,
+    })
+}
+
+fn validate_dns(dns: Option<&DnsSchema>) -> Result<DnsConfig, String> {
+    let mut config = DnsConfig::default();
+    let Some(dns) = dns else { return Ok(config) };
+    config.mode = match dns.mode.as_deref() {
+        None | Some("fake") => DnsMode::Fake,
+        Some("local") => DnsMode::Local,
+        Some(other) => {
+            return Err(format!(
+                "dns.mode: \"{other}\" must be \"fake\" or \"local\""
+            ))
+        }
+    };
+    if let Some(text) = &dns.fake_ipv4 {
+        let cidr = Cidr::parse(text).map_err(|e| format!("dns.fake_ipv4: {e}"))?;
+        if !cidr.network().is_ipv4() || cidr.prefix_len() > 28 {
+            return Err(format!(
+                "dns.fake_ipv4: \"{text}\" must be an IPv4 prefix of /28 or wider"
+            ));
+        }
+        config.fake_ipv4 = cidr;
+    }
+    if let Some(text) = &dns.fake_ipv6 {
+        let cidr = Cidr::parse(text).map_err(|e| format!("dns.fake_ipv6: {e}"))?;
+        if cidr.network().is_ipv4() || cidr.prefix_len() > 112 {
+            return Err(format!(
+                "dns.fake_ipv6: \"{text}\" must be an IPv6 prefix of /112 or wider"
+            ));
+        }
+        config.fake_ipv6 = cidr;
+    }
+    if let Some(n) = dns.max_hosts {
+        if !(16..=1 << 20).contains(&n) {
+            return Err(format!("dns.max_hosts: {n} must be from 16 to 1048576"));
+        }
+        config.max_hosts = n as usize;
+    }
+    // Two addresses of each range are never handed out (network and broadcast style ends).
+    let usable = config.fake_ipv4.size().saturating_sub(2) as usize;
+    config.max_hosts = config.max_hosts.min(usable);
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn parse_err(text: &str) -> String {
+        match parse(text, ConfigSource::File("/etc/x.toml".into()), &no_env) {
+            Ok(_) => panic!("expected an error for:\n{text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_full_config_parses() {
+        let text = r#"
+            default = "corp"
+            [log]
+            path = "/tmp/x.jsonl"
+            [dns]
+            mode = "local"
+            [gateways.corp]
+            kind = "http"
+            endpoints = ["127.0.0.1:3128", "proxy.corp:3128"]
+            username = "u"
+            password_env = "PW"
+            headers = { "X-Route" = "mcp" }
+            [[rules]]
+            host = "*.openai.com"
+            port = 443
+            via = "corp"
+            [[rules]]
+            cidr = "10.0.0.0/8"
+            port = "8000-8999"
+            action = "deny"
+        "#;
+        let env = |k: &str| (k == "PW").then(|| "s3cret".to_string());
+        let c = parse(text, ConfigSource::File("/x".into()), &env).unwrap();
+        assert_eq!(c.gateways.len(), 1);
+        assert_eq!(
+            c.gateways[0]
+                .credentials
+                .as_ref()
+                .unwrap()
+                .password
+                .expose(),
+            "s3cret"
+        );
+        assert_eq!(c.rules.rules().len(), 2);
+        assert_eq!(c.rules.rules()[0].pattern, "host=*.openai.com port=443");
+        assert_eq!(c.rules.default_action(), Action::Gateway(0));
+        assert_eq!(c.dns.mode, DnsMode::Local);
+        assert_eq!(c.log, LogTarget::File("/tmp/x.jsonl".into()));
+    }
+
+    #[test]
+    fn errors_name_the_file_the_key_and_the_problem() {
+        let e = parse_err(
+            "[[rules]]\nhost = \"a.com\"\naction = \"direct\"\n[[rules]]\nhots = \"b.com\"\n",
+        );
+        assert!(e.starts_with("config /etc/x.toml: rules[1]: line 5"), "{e}");
+        assert!(e.contains("unknown field `hots`"), "{e}");
+        let e = parse_err("[[rules]]\nhost_regex = \"(a\"\naction = \"deny\"\n");
+        assert!(e.contains("rules[0].host_regex:"), "{e}");
+        let e = parse_err("[[rules]]\ncidr = \"10.0.0.0/40\"\naction = \"deny\"\n");
+        assert!(e.contains("rules[0].cidr:"), "{e}");
+        let e = parse_err("[[rules]]\nhost = \"a.com\"\nvia = \"nope\"\n");
+        assert!(e.contains("rules[0].via: no gateway named \"nope\""), "{e}");
+        let e = parse_err("default = \"nope\"\n");
+        assert!(e.contains("default: no gateway named"), "{e}");
+        let e = parse_err("[gateways.g]\nkind = \"http\"\nendpoints = [\"p:1\"]\nusername = \"u\"\npassword_env = \"MISSING_PW\"\n");
+        assert!(
+            e.contains("gateways.g.password_env: environment variable MISSING_PW is not set"),
+            "{e}"
+        );
+        let e = parse_err("[gateways.g]\nkind = \"http\"\nendpoints = [\"p:1\"]\nheaders = { \"X-A\" = \"a\\r\\nb\" }\n");
+        assert!(e.contains("CR, LF"), "{e}");
+        let e = parse_err("this is not toml");
+        assert!(e.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn fallbacks_are_read_from_an_invalid_file() {
+        let text = "on_config_error = \"direct\"\n[log]\npath = \"/tmp/l\"\n[[rules]]\nbogus = 1\n";
+        let e = parse(text, ConfigSource::Nothing, &no_env).err().unwrap();
+        assert_eq!(e.on_error, OnConfigError::Direct);
+        assert_eq!(e.log, LogTarget::File("/tmp/l".into()));
+    }
+
+    #[test]
+    fn inline_passwords_are_refused_without_echoing_them() {
+        let e = parse_err("[gateways.g]\nkind = \"http\"\nendpoints = [\"p:1\"]\nusername = \"u\"\npassword = \"hunter2\"\n");
+        assert!(e.contains("password_env") && !e.contains("hunter2"), "{e}");
+    }
+}

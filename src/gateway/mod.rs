@@ -1,0 +1,142 @@
+//! Gateways: getting the caller's socket connected through an HTTP CONNECT proxy, a SOCKS5
+//! proxy, or (rewrite) straight to an API gateway in place of the destination.
+//!
+//! The handshake runs on the caller's own fd (borrowed, never replaced), non-blocking under a
+//! deadline of `connect_timeout_ms` for the whole exchange, with the caller's file flags given
+//! back afterwards. On failure the socket is disconnected again (`AF_UNSPEC`), so the caller
+//! holds an unconnected socket and an errno, as after any refused `connect()`.
+#![deny(unsafe_code)]
+
+pub mod http_connect;
+pub mod socks5;
+
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+
+use crate::config::{Gateway, GatewayKind};
+use crate::sys::socket::{self, Deadline, NonBlocking};
+
+/// Where the program wanted to go. The hostname is sent when known, so that the gateway
+/// resolves it and applies its own host ACLs.
+#[derive(Clone, Copy, Debug)]
+pub struct Destination<'a> {
+    pub host: Option<&'a str>,
+    pub addr: Option<IpAddr>,
+    pub port: u16,
+}
+
+impl Destination<'_> {
+    /// `host:port`, `a.b.c.d:port` or `[v6]:port`, for a CONNECT line. Refuses a hostname that
+    /// is not a plain DNS name (CR, LF, spaces...): it would split the request.
+    pub fn authority(&self) -> Result<String, GatewayError> {
+        match (self.host, self.addr) {
+            (Some(host), _) => {
+                if crate::net::normalize_host(host).as_deref() != Some(host) {
+                    return Err(GatewayError::new(
+                        libc::EINVAL,
+                        "the hostname is not a valid DNS name",
+                    ));
+                }
+                Ok(if host.contains(':') {
+                    format!("[{host}]:{}", self.port)
+                } else {
+                    format!("{host}:{}", self.port)
+                })
+            }
+            (None, Some(addr)) => Ok(SocketAddr::new(addr.to_canonical(), self.port).to_string()),
+            (None, None) => Err(GatewayError::new(libc::EINVAL, "no destination")),
+        }
+    }
+}
+
+/// A failed gateway connection: the errno the caller sees and the text the log carries
+/// (never a password or an auth header).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayError {
+    pub errno: i32,
+    pub message: String,
+}
+
+impl GatewayError {
+    pub fn new(errno: i32, message: impl Into<String>) -> Self {
+        GatewayError {
+            errno,
+            message: message.into(),
+        }
+    }
+
+    fn io(context: &str, e: io::Error) -> Self {
+        let errno = e.raw_os_error().unwrap_or(libc::ECONNREFUSED);
+        let detail = if errno == libc::ETIMEDOUT {
+            "timed out".to_string()
+        } else {
+            crate::log::errno_text(&e)
+        };
+        GatewayError::new(errno, format!("{context}: {detail}"))
+    }
+}
+
+impl fmt::Display for GatewayError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// The endpoint address to use for a socket of `family`: the same family, or an IPv4 endpoint
+/// mapped into IPv6 for an `AF_INET6` socket.
+pub fn endpoint_for_family(candidates: &[SocketAddr], family: i32) -> Option<SocketAddr> {
+    let same = candidates.iter().find(|a| match family {
+        libc::AF_INET => a.is_ipv4(),
+        _ => a.is_ipv6(),
+    });
+    if let Some(addr) = same {
+        return Some(*addr);
+    }
+    if family == libc::AF_INET6 {
+        return candidates.iter().find_map(|a| match a {
+            SocketAddr::V4(v4) => Some(SocketAddr::new(
+                IpAddr::V6(v4.ip().to_ipv6_mapped()),
+                v4.port(),
+            )),
+            SocketAddr::V6(_) => None,
+        });
+    }
+    None
+}
+
+/// Connects `fd` through `gateway`, via `endpoint`, to `dest`.
+pub fn establish(
+    fd: i32,
+    gateway: &Gateway,
+    endpoint: SocketAddr,
+    dest: &Destination<'_>,
+) -> Result<(), GatewayError> {
+    let _flags =
+        NonBlocking::enter(fd).map_err(|e| GatewayError::io("cannot prepare the socket", e))?;
+    let deadline = Deadline::after_ms(gateway.connect_timeout_ms);
+    match socket::connect_until(fd, &endpoint, deadline) {
+        Ok(()) => {}
+        // The program called connect() again on a socket we already connected: say so, and
+        // leave the established tunnel alone.
+        Err(e) if e.raw_os_error() == Some(libc::EISCONN) => {
+            return Err(GatewayError::new(libc::EISCONN, "already connected"));
+        }
+        Err(e) => {
+            socket::disconnect(fd);
+            return Err(GatewayError::io(
+                &format!("cannot reach gateway endpoint {endpoint}"),
+                e,
+            ));
+        }
+    }
+    let result = match gateway.kind {
+        GatewayKind::Http => http_connect::handshake(fd, gateway, dest, deadline),
+        GatewayKind::Socks5 => socks5::handshake(fd, gateway, dest, deadline),
+        GatewayKind::Rewrite => Ok(()),
+    };
+    if result.is_err() {
+        socket::disconnect(fd);
+    }
+    result
+}

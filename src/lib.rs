@@ -1,0 +1,31 @@
+//! `libmcp_redirect.so`: an `LD_PRELOAD` interposer that routes the outbound connections of an
+//! unmodified process by ordered host rules: direct, denied, or through a gateway (HTTP CONNECT,
+//! SOCKS5, or an address rewrite to an API gateway), and logs every decision as one JSON line.
+//!
+//! Module map (the shape is "a pure core, a thin skin"):
+//! - [`hooks`]: the only `#[no_mangle] extern "C"` symbols; each converts C arguments, calls one
+//!   safe function, and converts the result back. No decisions are made there.
+//! - [`sys`]: the one door to libc: the real functions behind our hooks (`dlsym(RTLD_NEXT)`),
+//!   errno, and deadline-bounded socket I/O on a borrowed fd.
+//! - [`config`]: the TOML schema, the proxy-environment fallback, validation with key paths.
+//! - [`net`]: address vocabulary: CIDR prefixes, port ranges, `host:port`, hostname checks.
+//! - [`rules`]: the compiled rule table and the one decision function. No I/O, no `unsafe`.
+//! - [`resolver`]: the fake-address table, the address-to-name memory, and what a lookup answers.
+//! - [`gateway`]: the handshakes (HTTP CONNECT, SOCKS5, rewrite) on the caller's socket.
+//! - [`connect`]: what happens to one intercepted `connect()`: decide, act, log.
+//! - [`lookup`]: what happens to one intercepted name lookup: fake or real answer, log.
+//! - [`log`]: the JSON-lines security event and its `O_APPEND` writer.
+//! - [`runtime`]: the process-wide state, loaded lazily on the first hooked call.
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+
+pub mod config;
+pub mod connect;
+pub mod gateway;
+pub mod hooks;
+pub mod log;
+pub mod lookup;
+pub mod net;
+pub mod resolver;
+pub mod rules;
+pub mod runtime;
+pub mod sys;

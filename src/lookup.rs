@@ -1,0 +1,163 @@
+//! What happens to one intercepted name lookup (`getaddrinfo`, `gethostbyname*`): plan the answer
+//! (fake address or real DNS), remember real answers, log the decision. The hooks turn the
+//! answer into C structures.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::log::{Event, LogResult};
+use crate::net;
+use crate::rules::{Action, Decision, ResolvePlan};
+use crate::runtime::{self, Mode, Runtime};
+
+/// How the hook should answer.
+pub enum Answer {
+    /// Call the real function with the program's arguments; nothing to do afterwards.
+    PassThrough,
+    /// Call the real function, then report its addresses with [`remember`].
+    Real { host: String },
+    /// Call the real function; if it finds nothing, ask [`fake_fallback`] for a fake address.
+    RealOrFake { host: String, decision: Decision },
+    /// Answer with a fake address; DNS is not asked.
+    Fake(FakeAnswer),
+    /// Refuse with this `EAI_*` code.
+    Refuse(i32),
+}
+
+/// A fake address pair for a host (same slot in both ranges).
+#[derive(Clone, Copy, Debug)]
+pub struct FakeAnswer {
+    pub ipv4: Ipv4Addr,
+    pub ipv6: Ipv6Addr,
+}
+
+/// Plans the answer to a lookup of `name` as the program spelled it.
+pub fn on_lookup(name: &str) -> Answer {
+    let rt = runtime::get();
+    if rt.mode != Mode::Active || net::is_numeric_host(name) {
+        return Answer::PassThrough;
+    }
+    let Some(host) = net::normalize_host(name) else {
+        // Names we would never forward: control characters, spaces, oversized. Refused and
+        // logged. Anything else that is merely unusual (non-ASCII) is left to libc.
+        let hostile = name.len() > net::MAX_HOST_LEN + 1
+            || name.bytes().any(|b| b.is_ascii_control() || b == b' ');
+        if !hostile {
+            return Answer::PassThrough;
+        }
+        log_lookup(
+            rt,
+            None,
+            None,
+            None,
+            LogResult::Eai(libc::EAI_NONAME),
+            Some("invalid hostname refused"),
+        );
+        return Answer::Refuse(libc::EAI_NONAME);
+    };
+    match rt.resolver.plan(&rt.rules, &host, &rt.exe) {
+        ResolvePlan::Real => Answer::Real { host },
+        ResolvePlan::RealOrFake(decision) => Answer::RealOrFake { host, decision },
+        ResolvePlan::Fake(decision) => match fake_for(rt, &host, decision, None) {
+            Ok(fake) => Answer::Fake(fake),
+            Err(code) => Answer::Refuse(code),
+        },
+    }
+}
+
+/// For `RealOrFake` after DNS found nothing: the fake address that stands in, so that the
+/// gateway resolves a name only it knows.
+pub fn fake_fallback(host: &str, decision: Decision) -> Result<FakeAnswer, i32> {
+    let note = "DNS had no answer; a fake address stands in for the gateway to resolve";
+    fake_for(runtime::get(), host, decision, Some(note))
+}
+
+/// A fake address for `host`, logged as the decision `decision`.
+fn fake_for(
+    rt: &Runtime,
+    host: &str,
+    decision: Decision,
+    note: Option<&str>,
+) -> Result<FakeAnswer, i32> {
+    match rt.resolver.fake.assign(host) {
+        Ok(index) => {
+            let fake = FakeAnswer {
+                ipv4: rt.resolver.fake.ipv4(index),
+                ipv6: rt.resolver.fake.ipv6(index),
+            };
+            log_lookup(
+                rt,
+                Some(host),
+                Some(decision),
+                Some(IpAddr::V4(fake.ipv4)),
+                LogResult::Ok,
+                note,
+            );
+            Ok(fake)
+        }
+        Err(crate::resolver::fake::FakeError::TableFull(n)) => {
+            let text = format!("fake-address table is full ({n} hosts; raise dns.max_hosts)");
+            log_lookup(
+                rt,
+                Some(host),
+                Some(decision),
+                None,
+                LogResult::Eai(libc::EAI_FAIL),
+                Some(&text),
+            );
+            Err(libc::EAI_FAIL)
+        }
+    }
+}
+
+/// After a real lookup of `host`: remember its addresses (so `connect()` knows the name) and log.
+pub fn remember(host: &str, addrs: &[IpAddr], rc: i32) {
+    let rt = runtime::get();
+    for addr in addrs {
+        rt.resolver.memory.remember(*addr, host);
+    }
+    let direct = Decision {
+        action: Action::Direct,
+        rule_index: None,
+    };
+    let result = if rc == 0 {
+        LogResult::Ok
+    } else {
+        LogResult::Eai(rc)
+    };
+    log_lookup(rt, Some(host), Some(direct), None, result, None);
+}
+
+fn log_lookup(
+    rt: &Runtime,
+    host: Option<&str>,
+    decision: Option<Decision>,
+    answer: Option<IpAddr>,
+    result: LogResult,
+    error: Option<&str>,
+) {
+    if !rt.log.enabled() {
+        return;
+    }
+    let rule = decision.map(|d| match d.rule_index {
+        Some(i) => (Some(i), rt.rules.rules()[i].pattern.as_str()),
+        None => (None, "default"),
+    });
+    let gateway = match decision.map(|d| d.action) {
+        Some(Action::Gateway(i)) => Some(rt.gateways[i].name.as_str()),
+        _ => None,
+    };
+    rt.log.write(
+        &Event {
+            event: "resolve",
+            host,
+            rule,
+            action: decision.map(|d| d.action.name()),
+            gateway,
+            answer,
+            result,
+            error,
+            ..Default::default()
+        },
+        &rt.exe,
+    );
+}

@@ -1,0 +1,253 @@
+//! The one door to libc. Everything that calls into C (other than the hook entry points) lives
+//! here, each call returning `io::Result` or a plain value, each `unsafe` block with its reason.
+//!
+//! Nothing here takes a lock or allocates on a pass-through path.
+
+pub mod real;
+pub mod socket;
+
+use std::ffi::CStr;
+use std::io;
+
+/// The calling thread's `errno`.
+pub fn errno() -> i32 {
+    // SAFETY: __errno_location always returns a valid pointer to this thread's errno.
+    unsafe { *libc::__errno_location() }
+}
+
+/// Sets the calling thread's `errno`; hooks call this once, at the boundary.
+pub fn set_errno(value: i32) {
+    // SAFETY: as in `errno`.
+    unsafe { *libc::__errno_location() = value }
+}
+
+/// `getenv` straight from libc: Rust's `std::env` takes a process-wide lock, which a `fork()`
+/// in another thread could leave held in the child.
+pub fn getenv(name: &CStr) -> Option<String> {
+    // SAFETY: name is NUL-terminated; the returned pointer, if not null, is a NUL-terminated
+    // string owned by the environment, copied out at once.
+    let value = unsafe { libc::getenv(name.as_ptr()) };
+    if value.is_null() {
+        return None;
+    }
+    // SAFETY: checked non-null above; getenv returns a NUL-terminated string.
+    let value = unsafe { CStr::from_ptr(value) };
+    Some(value.to_string_lossy().into_owned())
+}
+
+/// Monotonic clock in microseconds, for deadlines and `elapsed_us`.
+pub fn monotonic_us() -> u64 {
+    clock_us(libc::CLOCK_MONOTONIC)
+}
+
+/// Wall clock in microseconds since the Unix epoch, for log timestamps.
+pub fn realtime_us() -> u64 {
+    clock_us(libc::CLOCK_REALTIME)
+}
+
+fn clock_us(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid, writable timespec.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    (ts.tv_sec as u64) * 1_000_000 + (ts.tv_nsec as u64) / 1_000
+}
+
+/// The process id, asked of the kernel each time: a cached value would be wrong after `fork()`.
+pub fn pid() -> u32 {
+    // SAFETY: getpid has no preconditions.
+    unsafe { libc::getpid() as u32 }
+}
+
+/// Writes all of `bytes` to `fd` with as few `write(2)` calls as the kernel allows, retrying on
+/// `EINTR`. Used for stderr messages and log lines; errno is preserved for the caller.
+pub fn write_all(fd: i32, bytes: &[u8]) -> io::Result<()> {
+    let saved = errno();
+    let mut rest = bytes;
+    let result = loop {
+        if rest.is_empty() {
+            break Ok(());
+        }
+        // SAFETY: rest is a valid readable slice for its length.
+        let n = unsafe { libc::write(fd, rest.as_ptr().cast(), rest.len()) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            break Err(err);
+        }
+        rest = &rest[n as usize..];
+    };
+    set_errno(saved);
+    result
+}
+
+/// One line to stderr, prefixed with `mcp-redirect: `, in a single `write(2)`.
+pub fn stderr_line(message: &str) {
+    let mut line = Vec::with_capacity(message.len() + 16);
+    line.extend_from_slice(b"mcp-redirect: ");
+    line.extend_from_slice(message.as_bytes());
+    line.push(b'\n');
+    let _ = write_all(2, &line);
+}
+
+/// Reads a small file whole (config, `/etc/hosts`, `/etc/resolv.conf`), refusing more than
+/// `limit` bytes so that a wrong path (a device, a huge file) cannot stall or bloat the process.
+pub fn read_small_file(path: &std::path::Path, limit: usize) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let saved = errno();
+    let result = (|| {
+        let file = std::fs::File::open(path)?;
+        let mut bytes = Vec::new();
+        file.take(limit as u64 + 1).read_to_end(&mut bytes)?;
+        if bytes.len() > limit {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("larger than {limit} bytes"),
+            ));
+        }
+        Ok(bytes)
+    })();
+    set_errno(saved);
+    result
+}
+
+/// The base name of the running executable (`node`, `python3.11`), from `/proc/self/exe`.
+pub fn exe_base_name() -> String {
+    let saved = errno();
+    let name = std::fs::read_link("/proc/self/exe")
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| {
+            // SAFETY: program_invocation_short_name is set by glibc before any constructor runs
+            // and is a NUL-terminated string for the life of the process.
+            let short = unsafe { program_invocation_short_name };
+            if short.is_null() {
+                return String::from("unknown");
+            }
+            // SAFETY: checked non-null; NUL-terminated as above.
+            unsafe { CStr::from_ptr(short) }
+                .to_string_lossy()
+                .into_owned()
+        });
+    set_errno(saved);
+    name
+}
+
+extern "C" {
+    static program_invocation_short_name: *const libc::c_char;
+}
+
+/// A slice of `n` zeroed atomics from `calloc`-style allocation: the kernel hands out untouched
+/// pages lazily, so a large, mostly empty table (the fake-address table) costs resident memory
+/// only for the pages actually written.
+pub fn zeroed_atomic_words(n: usize) -> Box<[std::sync::atomic::AtomicU64]> {
+    use std::alloc::{alloc_zeroed, handle_alloc_error, Layout};
+    use std::sync::atomic::AtomicU64;
+    if n == 0 {
+        return Box::new([]);
+    }
+    let layout = Layout::array::<AtomicU64>(n).expect("table size fits in memory");
+    // SAFETY: the layout is non-zero-sized (n > 0).
+    let ptr = unsafe { alloc_zeroed(layout) }.cast::<AtomicU64>();
+    if ptr.is_null() {
+        handle_alloc_error(layout);
+    }
+    // SAFETY: ptr points to n zeroed, properly aligned AtomicU64 values (all-zero bytes are a
+    // valid AtomicU64) allocated with the global allocator and this exact layout, which is what
+    // Box<[AtomicU64]> frees with.
+    unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, n)) }
+}
+
+/// `(st_dev, st_ino)` of an open fd, or `None` if it is not open.
+pub fn file_identity(fd: i32) -> Option<(u64, u64)> {
+    let saved = errno();
+    // SAFETY: stat is plain data; all-zero is a valid value to be overwritten.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: st is a valid, writable stat buffer.
+    let rc = unsafe { libc::fstat(fd, &mut st) };
+    set_errno(saved);
+    (rc == 0).then_some((st.st_dev, st.st_ino))
+}
+
+/// Opens `path` for appending, close-on-exec, at fd 3 or above: a process started with 0, 1 or
+/// 2 closed must not find our log behind its stdin or stdout.
+pub fn open_append(path: &std::path::Path) -> io::Result<i32> {
+    use std::os::unix::ffi::OsStrExt;
+    let saved = errno();
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
+    let flags = libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_CLOEXEC | libc::O_NOCTTY;
+    // SAFETY: c_path is NUL-terminated; the mode argument is an int as open(2) expects.
+    let fd = unsafe { libc::open(c_path.as_ptr(), flags, 0o640 as libc::c_uint) };
+    if fd < 0 {
+        let err = io::Error::last_os_error();
+        set_errno(saved);
+        return Err(err);
+    }
+    let fd = if fd < 3 {
+        // SAFETY: F_DUPFD_CLOEXEC takes an int argument; fd is open.
+        let high = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+        close(fd);
+        if high < 0 {
+            let err = io::Error::last_os_error();
+            set_errno(saved);
+            return Err(err);
+        }
+        high
+    } else {
+        fd
+    };
+    set_errno(saved);
+    Ok(fd)
+}
+
+/// Closes an fd we opened ourselves; errno is preserved.
+pub fn close(fd: i32) {
+    let saved = errno();
+    // SAFETY: closing an fd has no memory-safety preconditions; callers pass only their own.
+    unsafe { libc::close(fd) };
+    set_errno(saved);
+}
+
+/// Resolves `host` for real through libc's own `getaddrinfo` (never our hook), for gateway
+/// endpoints and for direct connections to a host that was given a fake address. Returns the
+/// `getaddrinfo` error code on failure.
+pub fn resolve_real(host: &str, port: u16) -> Result<Vec<std::net::SocketAddr>, i32> {
+    let saved = errno();
+    let Ok(c_host) = std::ffi::CString::new(host) else {
+        return Err(libc::EAI_NONAME);
+    };
+    // SAFETY: addrinfo is plain data; all-zero is the conventional empty hints value.
+    let mut hints: libc::addrinfo = unsafe { std::mem::zeroed() };
+    hints.ai_family = libc::AF_UNSPEC;
+    hints.ai_socktype = libc::SOCK_STREAM;
+    let mut list: *mut libc::addrinfo = std::ptr::null_mut();
+    // SAFETY: c_host is NUL-terminated, hints and list are valid for the call.
+    let rc = unsafe { real::getaddrinfo(c_host.as_ptr(), std::ptr::null(), &hints, &mut list) };
+    if rc != 0 {
+        set_errno(saved);
+        return Err(rc);
+    }
+    let mut addrs = Vec::new();
+    let mut node = list;
+    while !node.is_null() {
+        // SAFETY: node is a non-null element of the list getaddrinfo returned.
+        let entry = unsafe { &*node };
+        // SAFETY: ai_addr points to ai_addrlen readable bytes, per getaddrinfo's contract.
+        if let Some(addr) = unsafe { socket::read_sockaddr(entry.ai_addr, entry.ai_addrlen) } {
+            let addr = std::net::SocketAddr::new(addr.ip(), port);
+            if !addrs.contains(&addr) {
+                addrs.push(addr);
+            }
+        }
+        node = entry.ai_next;
+    }
+    // SAFETY: list came from the real getaddrinfo and is freed once, by the real freeaddrinfo.
+    unsafe { real::freeaddrinfo(list) };
+    set_errno(saved);
+    Ok(addrs)
+}

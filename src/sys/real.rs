@@ -1,0 +1,87 @@
+//! The real libc functions behind our hooks, found with `dlsym(RTLD_NEXT, ..)` on first use and
+//! kept in one atomic pointer each (no lock, so `fork()` at any moment is harmless: a child sees
+//! either null, and looks the symbol up again, or the final pointer).
+//!
+//! The library's own sockets and lookups (to reach a gateway, to resolve a direct host) call these,
+//! never the exported hooks: calling `libc::connect` from inside the library would bind to our
+//! own `connect` symbol, the first in the process's lookup scope.
+
+use libc::{addrinfo, c_char, c_int, c_void, hostent, size_t, sockaddr, socklen_t};
+use std::sync::atomic::{AtomicPtr, Ordering};
+
+/// Finds `name` (NUL-terminated) in the objects loaded after this one. Returns null when there is
+/// none, or when `dlsym` hands back our own hook (`ours`): calling it would recurse forever.
+fn lookup(name: &'static [u8], ours: *mut c_void) -> *mut c_void {
+    // SAFETY: name is a NUL-terminated static string; RTLD_NEXT is a valid pseudo-handle.
+    let found = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr().cast()) };
+    if found == ours {
+        return std::ptr::null_mut();
+    }
+    found
+}
+
+/// Declares `pub unsafe fn $name(..)` that calls the next definition of symbol `$name`, or the
+/// `$fallback` expression when libc has none (it always has; the fallback keeps us from a null
+/// call).
+macro_rules! real_functions {
+    ($( $(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty, ours = $ours:path, fallback = $fallback:expr; )*) => {
+        $(
+            $(#[$doc])*
+            ///
+            /// # Safety
+            /// The arguments must satisfy the libc function's contract.
+            #[allow(clippy::unused_unit)]
+            pub unsafe fn $name($($arg: $ty),*) -> $ret {
+                static REAL: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
+                let mut ptr = REAL.load(Ordering::Acquire);
+                if ptr.is_null() {
+                    ptr = lookup(concat!(stringify!($name), "\0").as_bytes(), $ours as *mut c_void);
+                    if ptr.is_null() {
+                        return $fallback;
+                    }
+                    REAL.store(ptr, Ordering::Release);
+                }
+                // SAFETY: ptr came from dlsym for this exact symbol name, whose C signature is
+                // the one declared here.
+                let real: unsafe extern "C" fn($($ty),*) -> $ret = unsafe { std::mem::transmute(ptr) };
+                // SAFETY: forwarded under the caller's guarantee.
+                unsafe { real($($arg),*) }
+            }
+        )*
+    };
+}
+
+real_functions! {
+    /// `connect(2)`; without a libc symbol, the raw system call.
+    fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int,
+        ours = crate::hooks::connect,
+        fallback = raw_connect(fd, addr, len);
+    /// `getaddrinfo(3)`.
+    fn getaddrinfo(node: *const c_char, service: *const c_char, hints: *const addrinfo, res: *mut *mut addrinfo) -> c_int,
+        ours = crate::hooks::getaddrinfo, fallback = libc::EAI_SYSTEM;
+    /// `freeaddrinfo(3)`; without a libc symbol the list leaks rather than crash.
+    fn freeaddrinfo(res: *mut addrinfo) -> (),
+        ours = crate::hooks::freeaddrinfo, fallback = ();
+    /// `getnameinfo(3)`.
+    fn getnameinfo(addr: *const sockaddr, addrlen: socklen_t, host: *mut c_char, hostlen: socklen_t, serv: *mut c_char, servlen: socklen_t, flags: c_int) -> c_int,
+        ours = crate::hooks::getnameinfo, fallback = libc::EAI_SYSTEM;
+    /// `gethostbyname(3)`.
+    fn gethostbyname(name: *const c_char) -> *mut hostent,
+        ours = crate::hooks::gethostbyname, fallback = std::ptr::null_mut();
+    /// `gethostbyname2(3)`.
+    fn gethostbyname2(name: *const c_char, af: c_int) -> *mut hostent,
+        ours = crate::hooks::gethostbyname2, fallback = std::ptr::null_mut();
+    /// `gethostbyname_r(3)`.
+    fn gethostbyname_r(name: *const c_char, ret: *mut hostent, buf: *mut c_char, buflen: size_t, result: *mut *mut hostent, h_errnop: *mut c_int) -> c_int,
+        ours = crate::hooks::gethostbyname_r, fallback = libc::ENOSYS;
+    /// `gethostbyname2_r(3)`.
+    fn gethostbyname2_r(name: *const c_char, af: c_int, ret: *mut hostent, buf: *mut c_char, buflen: size_t, result: *mut *mut hostent, h_errnop: *mut c_int) -> c_int,
+        ours = crate::hooks::gethostbyname2_r, fallback = libc::ENOSYS;
+}
+
+/// The `connect` system call itself, for the (theoretical) case of no libc `connect`. Only ever
+/// called from `connect` above, whose caller vouches for `addr`/`len`.
+fn raw_connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
+    // SAFETY: the raw syscall takes exactly connect(2)'s arguments.
+    unsafe { libc::syscall(libc::SYS_connect, fd, addr, len) as c_int }
+}

@@ -1,0 +1,327 @@
+//! Deadline-bounded socket I/O on a borrowed file descriptor: the caller's own socket, which we
+//! use for a gateway handshake but never own, close or replace (no `dup2` over it, so the
+//! caller's socket options survive).
+
+use std::io;
+use std::mem::{size_of, zeroed};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+
+use super::{errno, monotonic_us, real};
+
+/// An error with the errno the caller of `connect()` will see.
+fn os_error(code: i32) -> io::Error {
+    io::Error::from_raw_os_error(code)
+}
+
+/// `SO_TYPE` of the socket (`SOCK_STREAM`, `SOCK_DGRAM`, ...), or `None` if `fd` is no socket.
+pub fn socket_type(fd: i32) -> Option<i32> {
+    let mut value: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: value and len are valid for writes of the sizes given.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TYPE,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then_some(value)
+}
+
+/// Reads a C socket address. `None` for families other than `AF_INET`/`AF_INET6`, or a length
+/// too short for the family.
+///
+/// # Safety
+/// `addr` must be null or point to at least `len` readable bytes.
+pub unsafe fn read_sockaddr(
+    addr: *const libc::sockaddr,
+    len: libc::socklen_t,
+) -> Option<SocketAddr> {
+    if addr.is_null() || (len as usize) < size_of::<libc::sa_family_t>() {
+        return None;
+    }
+    // SAFETY: at least the family field is readable (checked above).
+    let family = unsafe { (*addr).sa_family } as i32;
+    match family {
+        libc::AF_INET if len as usize >= size_of::<libc::sockaddr_in>() => {
+            // SAFETY: the length covers a sockaddr_in; read_unaligned tolerates any alignment.
+            let sin = unsafe { std::ptr::read_unaligned(addr.cast::<libc::sockaddr_in>()) };
+            let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(sin.sin_port),
+            )))
+        }
+        libc::AF_INET6 if len as usize >= size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: the length covers a sockaddr_in6.
+            let sin6 = unsafe { std::ptr::read_unaligned(addr.cast::<libc::sockaddr_in6>()) };
+            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                ip,
+                u16::from_be(sin6.sin6_port),
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// A C socket address built from a Rust one, for calls into libc.
+pub struct RawSockAddr {
+    storage: libc::sockaddr_storage,
+    len: libc::socklen_t,
+}
+
+impl RawSockAddr {
+    pub fn new(addr: &SocketAddr) -> Self {
+        // SAFETY: sockaddr_storage is plain data; all-zero is a valid value.
+        let mut storage: libc::sockaddr_storage = unsafe { zeroed() };
+        let len = match addr {
+            SocketAddr::V4(v4) => {
+                let sin = libc::sockaddr_in {
+                    sin_family: libc::AF_INET as libc::sa_family_t,
+                    sin_port: v4.port().to_be(),
+                    sin_addr: libc::in_addr {
+                        s_addr: u32::from(*v4.ip()).to_be(),
+                    },
+                    sin_zero: [0; 8],
+                };
+                // SAFETY: sockaddr_storage is larger than sockaddr_in and suitably aligned.
+                unsafe {
+                    std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin)
+                };
+                size_of::<libc::sockaddr_in>()
+            }
+            SocketAddr::V6(v6) => {
+                let sin6 = libc::sockaddr_in6 {
+                    sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                    sin6_port: v6.port().to_be(),
+                    sin6_flowinfo: v6.flowinfo(),
+                    sin6_addr: libc::in6_addr {
+                        s6_addr: v6.ip().octets(),
+                    },
+                    sin6_scope_id: v6.scope_id(),
+                };
+                // SAFETY: sockaddr_storage is larger than sockaddr_in6 and suitably aligned.
+                unsafe {
+                    std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin6)
+                };
+                size_of::<libc::sockaddr_in6>()
+            }
+        };
+        RawSockAddr {
+            storage,
+            len: len as libc::socklen_t,
+        }
+    }
+
+    pub fn as_ptr(&self) -> *const libc::sockaddr {
+        (&self.storage as *const libc::sockaddr_storage).cast()
+    }
+
+    pub fn len(&self) -> libc::socklen_t {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// The real `connect()` to `addr`, once (no waiting). `Err` carries the errno.
+pub fn connect_once(fd: i32, addr: &SocketAddr) -> io::Result<()> {
+    let raw = RawSockAddr::new(addr);
+    // SAFETY: raw holds a valid socket address of the stated length.
+    let rc = unsafe { real::connect(fd, raw.as_ptr(), raw.len()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(os_error(errno()))
+    }
+}
+
+/// Dissolves a TCP association (`connect` with `AF_UNSPEC`), so that a socket whose gateway
+/// handshake failed is left unconnected, as after a refused `connect()`, not half-open to the
+/// gateway.
+pub fn disconnect(fd: i32) {
+    // SAFETY: sockaddr is plain data; all-zero means AF_UNSPEC.
+    let unspec: libc::sockaddr = unsafe { zeroed() };
+    let saved = errno();
+    // SAFETY: unspec is a valid sockaddr of the stated size.
+    unsafe { real::connect(fd, &unspec, size_of::<libc::sockaddr>() as libc::socklen_t) };
+    super::set_errno(saved);
+}
+
+/// Keeps a socket non-blocking while we drive a handshake, and gives the caller's flags back
+/// on drop, whatever happened.
+pub struct NonBlocking {
+    fd: i32,
+    caller_flags: i32,
+}
+
+impl NonBlocking {
+    pub fn enter(fd: i32) -> io::Result<Self> {
+        // SAFETY: F_GETFL takes no pointer argument.
+        let caller_flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        if caller_flags < 0 {
+            return Err(os_error(errno()));
+        }
+        if caller_flags & libc::O_NONBLOCK == 0 {
+            // SAFETY: F_SETFL takes an int argument.
+            if unsafe { libc::fcntl(fd, libc::F_SETFL, caller_flags | libc::O_NONBLOCK) } < 0 {
+                return Err(os_error(errno()));
+            }
+        }
+        Ok(NonBlocking { fd, caller_flags })
+    }
+}
+
+impl Drop for NonBlocking {
+    fn drop(&mut self) {
+        if self.caller_flags & libc::O_NONBLOCK == 0 {
+            let saved = errno();
+            // SAFETY: F_SETFL takes an int argument.
+            unsafe { libc::fcntl(self.fd, libc::F_SETFL, self.caller_flags) };
+            super::set_errno(saved);
+        }
+    }
+}
+
+/// An absolute point on the monotonic clock after which every wait fails with `ETIMEDOUT`.
+#[derive(Clone, Copy, Debug)]
+pub struct Deadline(u64);
+
+impl Deadline {
+    pub fn after_ms(ms: u64) -> Self {
+        Deadline(monotonic_us().saturating_add(ms.saturating_mul(1000)))
+    }
+
+    /// Milliseconds left, rounded up so that a wait never spins with a zero timeout.
+    fn remaining_ms(&self) -> Option<i32> {
+        let now = monotonic_us();
+        if now >= self.0 {
+            return None;
+        }
+        Some(((self.0 - now).div_ceil(1000)).min(i32::MAX as u64) as i32)
+    }
+}
+
+/// Waits until `fd` is ready for `events` (`POLLIN`/`POLLOUT`), or the deadline passes.
+pub fn wait(fd: i32, events: libc::c_short, deadline: Deadline) -> io::Result<()> {
+    loop {
+        let Some(timeout) = deadline.remaining_ms() else {
+            return Err(os_error(libc::ETIMEDOUT));
+        };
+        let mut pfd = libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        };
+        // SAFETY: pfd is one valid pollfd.
+        let rc = unsafe { libc::poll(&mut pfd, 1, timeout) };
+        if rc > 0 {
+            if pfd.revents & libc::POLLNVAL != 0 {
+                return Err(os_error(libc::EBADF));
+            }
+            return Ok(());
+        }
+        if rc < 0 && errno() != libc::EINTR {
+            return Err(os_error(errno()));
+        }
+    }
+}
+
+/// `SO_ERROR`: the outcome of a non-blocking connect.
+fn pending_error(fd: i32) -> io::Result<()> {
+    let mut value: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: value and len are valid for writes of the sizes given.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if rc < 0 {
+        return Err(os_error(errno()));
+    }
+    if value != 0 {
+        return Err(os_error(value));
+    }
+    Ok(())
+}
+
+/// Connects a non-blocking socket and waits for the outcome until the deadline.
+pub fn connect_until(fd: i32, addr: &SocketAddr, deadline: Deadline) -> io::Result<()> {
+    match connect_once(fd, addr) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {
+            wait(fd, libc::POLLOUT, deadline)?;
+            pending_error(fd)
+        }
+        Err(e) if e.raw_os_error() == Some(libc::EINTR) => {
+            // The connect continues asynchronously after EINTR; wait for it like EINPROGRESS.
+            wait(fd, libc::POLLOUT, deadline)?;
+            pending_error(fd)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Sends all of `bytes` before the deadline. `MSG_NOSIGNAL`: a gateway that hangs up must not
+/// kill the host process with `SIGPIPE`.
+pub fn send_all(fd: i32, mut bytes: &[u8], deadline: Deadline) -> io::Result<()> {
+    while !bytes.is_empty() {
+        // SAFETY: bytes is a valid readable slice for its length.
+        let n = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL) };
+        if n >= 0 {
+            bytes = &bytes[n as usize..];
+            continue;
+        }
+        match errno() {
+            libc::EINTR => {}
+            libc::EAGAIN => wait(fd, libc::POLLOUT, deadline)?,
+            code => return Err(os_error(code)),
+        }
+    }
+    Ok(())
+}
+
+/// Receives into `buf` once data is available; `flags` may be `MSG_PEEK`. `Ok(0)` is end of
+/// stream.
+pub fn recv_some(fd: i32, buf: &mut [u8], flags: i32, deadline: Deadline) -> io::Result<usize> {
+    loop {
+        // SAFETY: buf is a valid writable slice for its length.
+        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), flags) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        match errno() {
+            libc::EINTR => {}
+            libc::EAGAIN => wait(fd, libc::POLLIN, deadline)?,
+            code => return Err(os_error(code)),
+        }
+    }
+}
+
+/// Fills `buf` exactly; a gateway that closes early is an `UnexpectedEof`.
+pub fn recv_exact(fd: i32, buf: &mut [u8], deadline: Deadline) -> io::Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let n = recv_some(fd, &mut buf[filled..], 0, deadline)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "gateway closed the connection during the handshake",
+            ));
+        }
+        filled += n;
+    }
+    Ok(())
+}
