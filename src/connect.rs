@@ -84,7 +84,7 @@ pub fn on_connect(fd: i32, dst: SocketAddr) -> Outcome {
             }
         }
         None => {
-            let decision = rt.rules.decide(&Target {
+            let mut decision = rt.rules.decide(&Target {
                 host,
                 addr: (!is_fake).then_some(ip),
                 port: Some(dst.port()),
@@ -92,6 +92,12 @@ pub fn on_connect(fd: i32, dst: SocketAddr) -> Outcome {
             });
             event.rule = Some(match decision.rule_index {
                 Some(i) => (Some(i), rt.rules.rules()[i].pattern.as_str()),
+                // A default gateway never gets loopback traffic: it cannot reach this machine's
+                // loopback, and "CONNECT 127.0.0.1:port" would hit the gateway's own services.
+                None if ip.is_loopback() && matches!(decision.action, Action::Gateway(_)) => {
+                    decision.action = Action::Direct;
+                    (None, "loopback (a default gateway does not apply)")
+                }
                 None => (None, "default"),
             });
             decision

@@ -1,0 +1,466 @@
+//! Rules decide: denied hosts fail with EACCES, direct hosts go direct, conditions combine
+//! (host, regex, cidr, port, process), UDP to a routed host is refused, AF_UNIX is untouched,
+//! and an invalid config fails closed with a message that says why.
+
+mod support;
+
+use support::*;
+
+/// A config whose gateway is a CONNECT proxy that records every request.
+fn config_with(
+    scratch: &Scratch,
+    proxy: std::net::SocketAddr,
+    rules: &str,
+    default: &str,
+) -> std::path::PathBuf {
+    scratch.config(&format!(
+        "default = \"{default}\"\n[log]\npath = \"{}\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"{proxy}\"]\n{rules}",
+        scratch.log_path().display()
+    ))
+}
+
+/// A Python script that connects to each (host, port) and prints `ok` or the errno.
+fn try_connects(targets: &[(&str, u16)]) -> String {
+    let list: Vec<String> = targets
+        .iter()
+        .map(|(h, p)| format!("(\"{h}\", {p})"))
+        .collect();
+    format!(
+        r#"
+import socket
+for host, port in [{}]:
+    try:
+        s = socket.create_connection((host, port), timeout=20)
+        print("ok")
+        s.close()
+    except OSError as e:
+        print(e.errno)
+"#,
+        list.join(", ")
+    )
+}
+
+#[test]
+fn denied_hosts_fail_with_eacces_everywhere() {
+    let origin = Origin::start("origin");
+    let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
+    let scratch = Scratch::new("deny");
+    let config = config_with(
+        &scratch,
+        proxy.addr,
+        "[[rules]]\nhost = \"evil.example.test\"\naction = \"deny\"\n[[rules]]\nhost = \"*.example.test\"\nvia = \"corp\"\n",
+        "direct",
+    );
+    let out = Run::python(&try_connects(&[
+        ("evil.example.test", 443),
+        ("EVIL.Example.TEST.", 80),
+        ("good.example.test", 443),
+    ]))
+    .config(&config)
+    .output();
+    let eacces = libc::EACCES.to_string();
+    assert_eq!(
+        out.success().lines().collect::<Vec<_>>(),
+        [eacces.as_str(), eacces.as_str(), "ok"]
+    );
+    assert_eq!(
+        proxy.request_lines(),
+        ["CONNECT good.example.test:443 HTTP/1.1"],
+        "denied hosts never reach the gateway"
+    );
+
+    let out = Run::new(
+        "curl",
+        &["-sS", "--max-time", "20", "http://evil.example.test/"],
+    )
+    .config(&config)
+    .output();
+    assert_eq!(out.code, Some(7), "{}", out.describe());
+    assert!(
+        out.stderr.contains("Permission denied") || out.stderr.contains("Couldn't connect"),
+        "{}",
+        out.stderr
+    );
+
+    let log = scratch.log();
+    let denied: Vec<_> = events(&log, "connect")
+        .into_iter()
+        .filter(|e| e["action"] == "deny")
+        .collect();
+    assert_eq!(denied.len(), 3);
+    assert!(denied
+        .iter()
+        .all(|e| e["result"] == "EACCES" && e["host"] == "evil.example.test"));
+}
+
+#[test]
+fn direct_hosts_go_direct() {
+    let origin = Origin::start("origin");
+    let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
+    let scratch = Scratch::new("direct");
+    // Everything else goes through the proxy; localhost is direct by rule.
+    let config = config_with(
+        &scratch,
+        proxy.addr,
+        "[[rules]]\nhost = \"localhost\"\naction = \"direct\"\n",
+        "corp",
+    );
+    let script = format!(
+        "import urllib.request\nprint(urllib.request.urlopen('http://localhost:{}/direct', timeout=20).read().decode())",
+        origin.addr.port()
+    );
+    let out = Run::python(&script).config(&config).output();
+    assert_eq!(out.success().trim(), "hello from origin");
+    assert!(
+        proxy.requests().is_empty(),
+        "the proxy saw {:?}",
+        proxy.request_lines()
+    );
+    let log = scratch.log();
+    let c = events(&log, "connect")[0];
+    assert_eq!(
+        (
+            c["host"].as_str(),
+            c["action"].as_str(),
+            c["rule"]["index"].as_u64()
+        ),
+        (Some("localhost"), Some("direct"), Some(0))
+    );
+    assert_eq!(c["dst"], format!("127.0.0.1:{}", origin.addr.port()));
+}
+
+#[test]
+fn a_default_gateway_never_gets_loopback_traffic() {
+    let origin = Origin::start("origin");
+    let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
+    let scratch = Scratch::new("loopback");
+    let config = config_with(&scratch, proxy.addr, "", "corp");
+    // curl answers "localhost" itself, without the resolver: connect() sees only 127.0.0.1.
+    let url = format!("http://localhost:{}/", origin.addr.port());
+    let out = Run::new("curl", &["-sS", "--max-time", "20", &url])
+        .config(&config)
+        .output();
+    assert_eq!(out.success(), "hello from origin");
+    assert!(
+        proxy.requests().is_empty(),
+        "the proxy saw {:?}",
+        proxy.request_lines()
+    );
+    let log = scratch.log();
+    let c = events(&log, "connect")[0];
+    assert_eq!(c["action"], "direct");
+    assert_eq!(
+        c["rule"]["pattern"],
+        "loopback (a default gateway does not apply)"
+    );
+    // An explicit rule still applies to loopback.
+    let config = config_with(
+        &scratch,
+        proxy.addr,
+        "[[rules]]\ncidr = \"127.0.0.0/8\"\naction = \"deny\"\n",
+        "corp",
+    );
+    let out = Run::new("curl", &["-sS", "--max-time", "20", &url])
+        .config(&config)
+        .output();
+    assert_eq!(out.code, Some(7));
+}
+
+#[test]
+fn literal_addresses_are_routed_by_cidr_and_sent_as_addresses() {
+    let origin = Origin::start("origin");
+    let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
+    let scratch = Scratch::new("cidr");
+    let config = config_with(
+        &scratch,
+        proxy.addr,
+        "[[rules]]\ncidr = \"127.0.0.0/8\"\naction = \"direct\"\n[[rules]]\ncidr = \"10.0.0.0/8\"\nvia = \"corp\"\n[[rules]]\ncidr = \"192.0.2.0/24\"\naction = \"deny\"\n",
+        "deny",
+    );
+    let out = Run::python(&try_connects(&[
+        ("10.9.8.7", 8080),
+        ("192.0.2.1", 80),
+        ("198.51.100.1", 80),
+    ]))
+    .config(&config)
+    .output();
+    let eacces = libc::EACCES.to_string();
+    assert_eq!(
+        out.success().lines().collect::<Vec<_>>(),
+        ["ok", eacces.as_str(), eacces.as_str()]
+    );
+    assert_eq!(proxy.request_lines(), ["CONNECT 10.9.8.7:8080 HTTP/1.1"]);
+    let log = scratch.log();
+    let actions: Vec<_> = events(&log, "connect")
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(actions, ["gateway", "deny", "deny"]);
+    assert_eq!(events(&log, "connect")[2]["rule"]["pattern"], "default");
+}
+
+#[test]
+fn ports_regexes_and_processes_combine() {
+    let origin = Origin::start("origin");
+    let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
+    let scratch = Scratch::new("combine");
+    let config = config_with(
+        &scratch,
+        proxy.addr,
+        r#"
+[[rules]]
+host_regex = "api[0-9]+\\.example\\.test"
+port = "8000-8999"
+via = "corp"
+[[rules]]
+host = "*.example.test"
+process = "curl"
+via = "corp"
+[[rules]]
+host = ".example.test"
+action = "deny"
+"#,
+        "direct",
+    );
+    let out = Run::python(&try_connects(&[
+        ("api7.example.test", 8443),
+        ("API7.example.test", 9000),
+        ("apix.example.test", 8443),
+        ("www.example.test", 443),
+    ]))
+    .config(&config)
+    .output();
+    let eacces = libc::EACCES.to_string();
+    assert_eq!(
+        out.success().lines().collect::<Vec<_>>(),
+        ["ok", eacces.as_str(), eacces.as_str(), eacces.as_str()]
+    );
+    // The same host from curl matches the process rule.
+    let out = Run::new(
+        "curl",
+        &["-sS", "--max-time", "20", "http://www.example.test/"],
+    )
+    .config(&config)
+    .output();
+    assert_eq!(out.success(), "hello from origin");
+    assert_eq!(
+        proxy.request_lines(),
+        [
+            "CONNECT api7.example.test:8443 HTTP/1.1",
+            "CONNECT www.example.test:80 HTTP/1.1"
+        ]
+    );
+    let log = scratch.log();
+    let patterns: Vec<_> = events(&log, "connect")
+        .iter()
+        .map(|e| e["rule"]["pattern"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        patterns,
+        [
+            "host_regex=api[0-9]+\\.example\\.test port=8000-8999",
+            "host=.example.test",
+            "host=.example.test",
+            "host=.example.test",
+            "host=*.example.test process=curl"
+        ]
+    );
+}
+
+#[test]
+fn a_host_routed_on_one_port_goes_direct_on_another() {
+    let origin = Origin::start("origin");
+    let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
+    let scratch = Scratch::new("port-direct");
+    let config = config_with(
+        &scratch,
+        proxy.addr,
+        "[[rules]]\nhost = \"svc.example.test\"\nport = 443\nvia = \"corp\"\n[[rules]]\nhost = \"svc.example.test\"\naction = \"direct\"\n",
+        "deny",
+    );
+    // The name gets a fake address (a rule could route it). Connecting on a port that goes
+    // direct makes the library resolve it for real; for that the test gives the name a real
+    // address in the private /etc/hosts, rewritten after the library has read the original.
+    let script = format!(
+        r#"
+import socket, urllib.request
+fake = socket.getaddrinfo("svc.example.test", 80, type=socket.SOCK_STREAM)[0][4][0]
+assert fake.startswith("198.18.") or fake.startswith("198.19."), fake
+with open("/etc/hosts", "a") as hosts:
+    hosts.write("127.0.0.1 svc.example.test\n")
+print(urllib.request.urlopen("http://svc.example.test:{port}/", timeout=20).read().decode())
+"#,
+        port = origin.addr.port()
+    );
+    let out = Run::python(&script).config(&config).output();
+    assert_eq!(out.success().trim(), "hello from origin");
+    assert!(proxy.requests().is_empty());
+    let log = scratch.log();
+    let c = events(&log, "connect")[0];
+    assert_eq!(
+        (
+            c["host"].as_str(),
+            c["action"].as_str(),
+            c["rule"]["index"].as_u64()
+        ),
+        (Some("svc.example.test"), Some("direct"), Some(1))
+    );
+    // urllib's timeout makes the socket non-blocking: a direct connect is then in progress.
+    assert_eq!(c["result"], "EINPROGRESS");
+    assert_eq!(
+        c["dst"],
+        format!("198.18.0.0:{}", origin.addr.port()).replace("198.18.0.0", fake_of(&log))
+    );
+}
+
+/// The fake address the log shows was handed out.
+fn fake_of(log: &[serde_json::Value]) -> &str {
+    events(log, "resolve")
+        .iter()
+        .find_map(|e| e["answer"].as_str())
+        .expect("a fake answer was logged")
+}
+
+#[test]
+fn udp_to_routed_or_denied_hosts_is_refused() {
+    let origin = Origin::start("origin");
+    let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
+    let scratch = Scratch::new("udp");
+    let config = config_with(
+        &scratch,
+        proxy.addr,
+        "[[rules]]\nhost = \"quic.example.test\"\nvia = \"corp\"\n[[rules]]\nhost = \"bad.example.test\"\naction = \"deny\"\n",
+        "direct",
+    );
+    let script = r#"
+import socket
+for host in ["quic.example.test", "bad.example.test", "127.0.0.1"]:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.connect((host, 443))
+        print("ok")
+    except OSError as e:
+        print(e.errno)
+"#;
+    let out = Run::python(script).config(&config).output();
+    let eacces = libc::EACCES.to_string();
+    assert_eq!(
+        out.success().lines().collect::<Vec<_>>(),
+        [eacces.as_str(), eacces.as_str(), "ok"]
+    );
+    let log = scratch.log();
+    let udp: Vec<_> = events(&log, "connect")
+        .into_iter()
+        .filter(|e| e["proto"] == "udp")
+        .collect();
+    assert_eq!(udp.len(), 3);
+    assert_eq!(udp[0]["error"], "UDP cannot go through a gateway");
+    assert_eq!(udp[2]["result"], "ok");
+}
+
+#[test]
+fn unix_sockets_are_untouched_and_unlogged() {
+    let scratch = Scratch::new("unix");
+    // Even a config that denies everything leaves AF_UNIX alone.
+    let config = scratch.config(&format!(
+        "default = \"deny\"\n[log]\npath = \"{}\"\n",
+        scratch.log_path().display()
+    ));
+    let sock = scratch.dir.join("s.sock");
+    let script = format!(
+        r#"
+import socket
+srv = socket.socket(socket.AF_UNIX); srv.bind("{0}"); srv.listen(1)
+c = socket.socket(socket.AF_UNIX); c.connect("{0}")
+a, _ = srv.accept(); c.sendall(b"ping"); print(a.recv(4).decode())
+"#,
+        sock.display()
+    );
+    let out = Run::python(&script).config(&config).output();
+    assert_eq!(out.success().trim(), "ping");
+    assert!(events(&scratch.log(), "connect").is_empty());
+}
+
+#[test]
+fn an_invalid_config_fails_closed_and_says_why() {
+    let origin = Origin::start("origin");
+    let scratch = Scratch::new("invalid");
+    let config = scratch.config(&format!(
+        "[log]\npath = \"{}\"\n[[rules]]\nhost = \"a.test\"\naction = \"direct\"\n[[rules]]\ncidr = \"10.0.0.0/33\"\naction = \"deny\"\n",
+        scratch.log_path().display()
+    ));
+    let url = format!("http://127.0.0.1:{}/", origin.addr.port());
+    let out = Run::new("curl", &["-sS", "--max-time", "20", &url])
+        .config(&config)
+        .output();
+    assert_eq!(out.code, Some(7), "{}", out.describe());
+    let message = format!("mcp-redirect: config {}: rules[1].cidr: prefix length \"33\" must be a number from 0 to 32", config.display());
+    assert!(out.stderr.contains(&message), "{}", out.stderr);
+    assert!(out.stderr.contains("fail closed"), "{}", out.stderr);
+    assert_eq!(
+        out.stderr.matches("mcp-redirect: config").count(),
+        1,
+        "said once"
+    );
+    assert!(origin.requests().is_empty());
+    let log = scratch.log();
+    assert_eq!(events(&log, "config_error").len(), 1);
+    assert_eq!(events(&log, "connect")[0]["result"], "EACCES");
+
+    // A missing file is as invalid as a broken one.
+    let out = Run::new("curl", &["-sS", "--max-time", "20", &url])
+        .env("MCP_REDIRECT_CONFIG", scratch.dir.join("missing.toml"))
+        .output();
+    assert_eq!(out.code, Some(7));
+    assert!(
+        out.stderr.contains("missing.toml: cannot read the file"),
+        "{}",
+        out.stderr
+    );
+
+    // Unknown keys are errors too, with line and column.
+    let typo = scratch.config("[[rules]]\nhots = \"a.test\"\naction = \"deny\"\n");
+    let out = Run::new("curl", &["-sS", "--max-time", "20", &url])
+        .config(&typo)
+        .output();
+    assert!(
+        out.stderr
+            .contains("rules[0]: line 2, column 1: unknown field `hots`"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn on_config_error_direct_fails_open() {
+    let origin = Origin::start("origin");
+    let scratch = Scratch::new("fail-open");
+    let config = scratch
+        .config("on_config_error = \"direct\"\n[[rules]]\nhost = \"a.test\"\nvia = \"nowhere\"\n");
+    let url = format!("http://127.0.0.1:{}/", origin.addr.port());
+    let out = Run::new("curl", &["-sS", "--max-time", "20", &url])
+        .config(&config)
+        .output();
+    assert_eq!(out.success(), "hello from origin");
+    assert!(
+        out.stderr
+            .contains("rules[0].via: no gateway named \"nowhere\""),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("every connection goes direct"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_process_that_never_connects_never_loads_the_config() {
+    // Loading is lazy: a broken config does not even print for a program that makes no call.
+    let scratch = Scratch::new("lazy");
+    let config = scratch.config("this is not toml");
+    let out = Run::new("true", &[]).config(&config).output();
+    out.success();
+    assert!(out.stderr.is_empty(), "{}", out.stderr);
+}

@@ -1,0 +1,485 @@
+//! Routed hostnames reach their target through each gateway kind, and the gateway is told the
+//! hostname, not an address. Real clients (curl, Python, Node) under the library.
+
+mod support;
+
+use support::*;
+
+fn http_gateway_config(
+    scratch: &Scratch,
+    proxy: std::net::SocketAddr,
+    extra: &str,
+) -> std::path::PathBuf {
+    scratch.config(&format!(
+        r#"
+default = "direct"
+[log]
+path = "{log}"
+[gateways.corp]
+kind = "http"
+endpoints = ["{proxy}"]
+{extra}
+[[rules]]
+host = "*.example.test"
+via = "corp"
+"#,
+        log = scratch.log_path().display()
+    ))
+}
+
+#[test]
+fn curl_through_http_connect_sends_the_hostname() {
+    let origin = Origin::start("origin");
+    let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
+    let scratch = Scratch::new("curl-http");
+    let config = http_gateway_config(&scratch, proxy.addr, "");
+
+    let out = Run::new(
+        "curl",
+        &[
+            "-sS",
+            "--max-time",
+            "20",
+            "http://api.example.test/v1/models",
+        ],
+    )
+    .config(&config)
+    .output();
+    assert_eq!(out.success(), "hello from origin");
+
+    assert_eq!(
+        proxy.request_lines(),
+        ["CONNECT api.example.test:80 HTTP/1.1"]
+    );
+    let request = &origin.requests()[0];
+    assert!(request.starts_with("GET /v1/models HTTP/1.1"), "{request}");
+    assert!(request.contains("Host: api.example.test"), "{request}");
+
+    let log = scratch.log();
+    let connects = events(&log, "connect");
+    assert_eq!(connects.len(), 1, "{log:#?}");
+    let c = connects[0];
+    assert_eq!(c["host"], "api.example.test");
+    assert_eq!(c["action"], "gateway");
+    assert_eq!(c["gateway"], "corp");
+    assert_eq!(c["endpoint"], proxy.addr.to_string());
+    assert_eq!(c["rule"]["index"], 0);
+    assert_eq!(c["rule"]["pattern"], "host=*.example.test");
+    assert_eq!(c["result"], "ok");
+    assert_eq!(c["exe"], "curl");
+}
+
+#[test]
+fn python_urllib_and_socket_through_http_connect() {
+    let origin = Origin::start("origin");
+    let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
+    let scratch = Scratch::new("py-http");
+    let config = http_gateway_config(
+        &scratch,
+        proxy.addr,
+        "headers = { \"X-Route\" = \"mcp\", \"X-MCP-Client\" = \"test\" }",
+    );
+
+    let script = r#"
+import socket, urllib.request
+print(urllib.request.urlopen("http://docs.example.test:8080/page", timeout=20).read().decode())
+s = socket.create_connection(("raw.example.test", 9000), timeout=20)
+s.sendall(b"GET /raw HTTP/1.0\r\nHost: raw.example.test\r\n\r\n")
+data = b""
+while True:
+    chunk = s.recv(4096)
+    if not chunk: break
+    data += chunk
+print(data.decode().split("\r\n\r\n", 1)[1])
+"#;
+    let out = Run::python(script).config(&config).output();
+    assert_eq!(out.success(), "hello from origin\nhello from origin\n");
+    assert_eq!(
+        proxy.request_lines(),
+        [
+            "CONNECT docs.example.test:8080 HTTP/1.1",
+            "CONNECT raw.example.test:9000 HTTP/1.1"
+        ]
+    );
+    let head = &proxy.requests()[0];
+    assert!(
+        head.contains("\r\nHost: docs.example.test:8080\r\n"),
+        "{head}"
+    );
+    assert!(
+        head.contains("\r\nX-Route: mcp\r\n") && head.contains("\r\nX-MCP-Client: test\r\n"),
+        "{head}"
+    );
+}
+
+#[test]
+fn node_fetch_and_http_through_http_connect() {
+    let origin = Origin::start("origin");
+    let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
+    let scratch = Scratch::new("node-http");
+    let config = http_gateway_config(&scratch, proxy.addr, "");
+    let script = r#"
+const http = require("http");
+(async () => {
+  const r = await fetch("http://api.example.test/fetch");
+  console.log(await r.text());
+  await new Promise((resolve, reject) => {
+    http.get("http://other.example.test:81/http", res => {
+      let body = ""; res.on("data", c => body += c); res.on("end", () => { console.log(body); resolve(); });
+    }).on("error", reject);
+  });
+})().catch(e => { console.error(e); process.exit(1); });
+"#;
+    let out = Run::node(script).config(&config).output();
+    assert_eq!(out.success(), "hello from origin\nhello from origin\n");
+    let mut lines = proxy.request_lines();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "CONNECT api.example.test:80 HTTP/1.1",
+            "CONNECT other.example.test:81 HTTP/1.1"
+        ]
+    );
+    assert!(events(&scratch.log(), "connect")
+        .iter()
+        .all(|e| e["exe"] == "node" && e["result"] == "ok"));
+}
+
+#[test]
+fn basic_auth_reaches_the_proxy_and_never_the_log() {
+    let origin = Origin::start("origin");
+    // base64("mcp:s3cret-pw")
+    let proxy = ConnectProxy::start(
+        origin.addr,
+        ProxyBehaviour::RequireBasic("bWNwOnMzY3JldC1wdw==".into()),
+    );
+    let scratch = Scratch::new("auth");
+    let config = http_gateway_config(
+        &scratch,
+        proxy.addr,
+        "username = \"mcp\"\npassword_env = \"TEST_PROXY_PW\"",
+    );
+    let out = Run::new(
+        "curl",
+        &["-sS", "--max-time", "20", "http://api.example.test/"],
+    )
+    .config(&config)
+    .env("TEST_PROXY_PW", "s3cret-pw")
+    .output();
+    assert_eq!(out.success(), "hello from origin");
+    let log_text = std::fs::read_to_string(scratch.log_path()).unwrap();
+    assert!(
+        !log_text.contains("s3cret-pw") && !log_text.contains("bWNwOnMzY3JldC1wdw"),
+        "{log_text}"
+    );
+    assert!(!out.stderr.contains("s3cret-pw"));
+
+    // The wrong password: the proxy says 407; the program sees ECONNREFUSED; the log carries the
+    // status line, still no secret.
+    let out = Run::python("import socket\ntry:\n socket.create_connection(('api.example.test', 443), timeout=20)\nexcept OSError as e:\n print(e.errno)")
+        .config(&config)
+        .env("TEST_PROXY_PW", "wrong-pw")
+        .output();
+    assert_eq!(out.success().trim(), libc::ECONNREFUSED.to_string());
+    let log = scratch.log();
+    let last = events(&log, "connect").into_iter().last().unwrap().clone();
+    assert_eq!(last["result"], "ECONNREFUSED");
+    assert!(
+        last["error"]
+            .as_str()
+            .unwrap()
+            .contains("HTTP/1.1 407 Proxy Authentication Required"),
+        "{last}"
+    );
+    assert!(!std::fs::read_to_string(scratch.log_path())
+        .unwrap()
+        .contains("wrong-pw"));
+}
+
+#[test]
+fn proxy_refusal_is_econnrefused_with_the_status_line_logged() {
+    let origin = Origin::start("origin");
+    let proxy = ConnectProxy::start(
+        origin.addr,
+        ProxyBehaviour::Refuse("HTTP/1.1 403 Forbidden by policy"),
+    );
+    let scratch = Scratch::new("refuse");
+    let config = http_gateway_config(&scratch, proxy.addr, "");
+    let out = Run::python("import socket\ntry:\n socket.create_connection(('blocked.example.test', 443), timeout=20)\nexcept OSError as e:\n print(e.errno)")
+        .config(&config)
+        .output();
+    assert_eq!(out.success().trim(), libc::ECONNREFUSED.to_string());
+    let log = scratch.log();
+    let c = events(&log, "connect")[0];
+    assert_eq!(c["result"], "ECONNREFUSED");
+    assert!(
+        c["error"]
+            .as_str()
+            .unwrap()
+            .contains("\"HTTP/1.1 403 Forbidden by policy\""),
+        "{c}"
+    );
+}
+
+#[test]
+fn malformed_and_truncated_proxy_replies_fail_cleanly() {
+    let origin = Origin::start("origin");
+    for (reply, expect) in [
+        (b"SSH-2.0-OpenSSH_9.2\r\n\r\n".to_vec(), "malformed"),
+        (
+            b"HTTP/1.1 200 OK\r\nX: y".to_vec(),
+            "without ending the reply",
+        ),
+        (Vec::new(), "without a reply"),
+    ] {
+        let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Raw(reply));
+        let scratch = Scratch::new("malformed");
+        let config = http_gateway_config(&scratch, proxy.addr, "");
+        let out = Run::python("import socket\ntry:\n socket.create_connection(('x.example.test', 443), timeout=20)\nexcept OSError as e:\n print(e.errno)")
+            .config(&config)
+            .output();
+        assert_eq!(
+            out.success().trim(),
+            libc::ECONNREFUSED.to_string(),
+            "{}",
+            out.describe()
+        );
+        let log = scratch.log();
+        let error = events(&log, "connect")[0]["error"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(error.contains(expect), "{error}");
+    }
+}
+
+#[test]
+fn a_silent_gateway_times_out_within_the_budget() {
+    let hang = silent_listener();
+    let scratch = Scratch::new("timeout");
+    let config = http_gateway_config(&scratch, hang, "connect_timeout_ms = 300");
+    let out = Run::python("import socket\ntry:\n socket.create_connection(('slow.example.test', 443))\nexcept OSError as e:\n print(e.errno)")
+        .config(&config)
+        .output();
+    assert_eq!(out.success().trim(), libc::ETIMEDOUT.to_string());
+    let log = scratch.log();
+    assert_eq!(events(&log, "connect")[0]["result"], "ETIMEDOUT");
+}
+
+#[test]
+fn an_unreachable_gateway_fails_closed() {
+    let scratch = Scratch::new("unreachable");
+    let config = http_gateway_config(&scratch, closed_port(), "");
+    let out = Run::new(
+        "curl",
+        &["-sS", "--max-time", "20", "http://api.example.test/"],
+    )
+    .config(&config)
+    .output();
+    assert_eq!(
+        out.code,
+        Some(7),
+        "curl: couldn't connect\n{}",
+        out.describe()
+    );
+    let log = scratch.log();
+    let c = events(&log, "connect")[0];
+    assert_eq!(c["result"], "ECONNREFUSED");
+    assert!(c["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("cannot reach gateway endpoint"));
+}
+
+fn socks_config(
+    scratch: &Scratch,
+    server: std::net::SocketAddr,
+    extra: &str,
+) -> std::path::PathBuf {
+    scratch.config(&format!(
+        r#"
+[log]
+path = "{log}"
+[gateways.socks]
+kind = "socks5"
+endpoints = ["{server}"]
+{extra}
+[[rules]]
+host = ".example.test"
+via = "socks"
+[[rules]]
+cidr = "10.0.0.0/8"
+via = "socks"
+"#,
+        log = scratch.log_path().display()
+    ))
+}
+
+#[test]
+fn socks5_sends_the_domain_name() {
+    let origin = Origin::start("origin");
+    let socks = Socks5Server::start(origin.addr, None, 0);
+    let scratch = Scratch::new("socks");
+    let config = socks_config(&scratch, socks.addr, "");
+    let out = Run::new(
+        "curl",
+        &["-sS", "--max-time", "20", "http://example.test:8443/"],
+    )
+    .config(&config)
+    .output();
+    assert_eq!(out.success(), "hello from origin");
+    let requests = socks.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(
+        (
+            requests[0].atyp,
+            requests[0].host.as_str(),
+            requests[0].port
+        ),
+        (3, "example.test", 8443)
+    );
+    assert_eq!(requests[0].methods, vec![0]);
+
+    // A literal address goes as an address (ATYP 1): nothing to resolve. No packet leaves:
+    // the test SOCKS server connects to the origin whatever it is asked.
+    let out = Run::python("import socket\ns = socket.create_connection(('10.1.2.3', 80), timeout=20)\ns.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n')\nprint(s.recv(4096).decode().split('\\r\\n\\r\\n')[1])")
+        .config(&config)
+        .output();
+    assert_eq!(out.success().trim(), "hello from origin");
+    let last = socks.requests().pop().unwrap();
+    assert_eq!(
+        (last.atyp, last.host.as_str(), last.port),
+        (1, "10.1.2.3", 80)
+    );
+}
+
+#[test]
+fn socks5_username_password() {
+    let origin = Origin::start("origin");
+    let socks = Socks5Server::start(origin.addr, Some(("agent", "pa55")), 0);
+    let scratch = Scratch::new("socks-auth");
+    let config = socks_config(
+        &scratch,
+        socks.addr,
+        "username = \"agent\"\npassword_env = \"SOCKS_PW\"",
+    );
+    let out = Run::new(
+        "curl",
+        &["-sS", "--max-time", "20", "http://api.example.test/"],
+    )
+    .config(&config)
+    .env("SOCKS_PW", "pa55")
+    .output();
+    assert_eq!(out.success(), "hello from origin");
+    assert_eq!(
+        socks.requests()[0].credentials,
+        Some(("agent".into(), "pa55".into()))
+    );
+    assert!(!std::fs::read_to_string(scratch.log_path())
+        .unwrap()
+        .contains("pa55"));
+
+    let out = Run::python("import socket\ntry:\n socket.create_connection(('api.example.test', 80), timeout=20)\nexcept OSError as e:\n print(e.errno)")
+        .config(&config)
+        .env("SOCKS_PW", "nope")
+        .output();
+    assert_eq!(out.success().trim(), libc::EACCES.to_string());
+}
+
+#[test]
+fn socks5_failure_replies_map_to_errnos() {
+    let origin = Origin::start("origin");
+    for (code, errno) in [
+        (2u8, libc::EACCES),
+        (3, libc::ENETUNREACH),
+        (4, libc::EHOSTUNREACH),
+        (5, libc::ECONNREFUSED),
+    ] {
+        let socks = Socks5Server::start(origin.addr, None, code);
+        let scratch = Scratch::new("socks-fail");
+        let config = socks_config(&scratch, socks.addr, "");
+        let out = Run::python("import socket\ntry:\n socket.create_connection(('x.example.test', 80), timeout=20)\nexcept OSError as e:\n print(e.errno)")
+            .config(&config)
+            .output();
+        assert_eq!(out.success().trim(), errno.to_string(), "reply {code}");
+    }
+}
+
+#[test]
+fn rewrite_connects_to_the_api_gateway_instead() {
+    // The "API gateway" is an origin that routes on the Host header.
+    let api_gateway = Origin::start("api-gateway");
+    let scratch = Scratch::new("rewrite");
+    let config = scratch.config(&format!(
+        r#"
+[log]
+path = "{}"
+[gateways.kong]
+kind = "rewrite"
+endpoints = ["{}"]
+[[rules]]
+host = "api.openai.test"
+port = 80
+via = "kong"
+"#,
+        scratch.log_path().display(),
+        api_gateway.addr
+    ));
+    let out = Run::new(
+        "curl",
+        &["-sS", "--max-time", "20", "http://api.openai.test/v1/chat"],
+    )
+    .config(&config)
+    .output();
+    assert_eq!(out.success(), "hello from api-gateway");
+    let request = &api_gateway.requests()[0];
+    assert!(
+        request.starts_with("GET /v1/chat HTTP/1.1") && request.contains("Host: api.openai.test"),
+        "{request}"
+    );
+    let log = scratch.log();
+    assert_eq!(
+        events(&log, "connect")[0]["endpoint"],
+        api_gateway.addr.to_string()
+    );
+}
+
+#[test]
+fn a_program_that_talks_to_the_proxy_itself_is_not_proxied_twice() {
+    let origin = Origin::start("origin");
+    let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
+    let scratch = Scratch::new("endpoint-direct");
+    // Even with everything routed through the proxy by default...
+    let config = scratch.config(&format!(
+        "default = \"corp\"\n[log]\npath = \"{}\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"{}\"]\n",
+        scratch.log_path().display(),
+        proxy.addr
+    ));
+    // ...curl's own -x connection to the proxy goes straight to it.
+    let out = Run::new(
+        "curl",
+        &[
+            "-sS",
+            "--max-time",
+            "20",
+            "-x",
+            &format!("http://{}", proxy.addr),
+            "-p",
+            "http://api.example.test/",
+        ],
+    )
+    .config(&config)
+    .output();
+    assert_eq!(out.success(), "hello from origin");
+    assert_eq!(
+        proxy.request_lines(),
+        ["CONNECT api.example.test:80 HTTP/1.1"]
+    );
+    let log = scratch.log();
+    let c = events(&log, "connect")[0];
+    assert_eq!(
+        (c["action"].as_str(), c["rule"]["pattern"].as_str()),
+        (Some("direct"), Some("gateway endpoint"))
+    );
+}

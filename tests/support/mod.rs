@@ -1,0 +1,364 @@
+//! Shared fixtures for the integration tests: the built library, small gateways of our own on
+//! 127.0.0.1 that record what they are asked (an HTTP CONNECT proxy, a SOCKS5 server), a target
+//! origin, and a runner for real child programs under `LD_PRELOAD`.
+//!
+//! The gateways never connect anywhere but the origin they were given: every hostname maps to
+//! it, so no test sends a packet off loopback.
+#![allow(dead_code)]
+
+pub mod gateways;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+#[allow(unused_imports)]
+pub use gateways::{ConnectProxy, ProxyBehaviour, Socks5Server};
+
+/// `libmcp_redirect.so`, built once per test binary with the same profile as the tests.
+pub fn library() -> &'static Path {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let release = !cfg!(debug_assertions);
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "--lib", "--quiet"])
+            .current_dir(manifest);
+        if release {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build");
+        assert!(status.success(), "cargo build --lib failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| manifest.join("target"));
+        let lib = target
+            .join(if release { "release" } else { "debug" })
+            .join("libmcp_redirect.so");
+        assert!(lib.exists(), "{} was not built", lib.display());
+        lib
+    })
+}
+
+/// A scratch directory for one test (config, log), removed on drop.
+pub struct Scratch {
+    pub dir: PathBuf,
+}
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!(
+            "mcp-redirect-test-{}-{name}-{n}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch { dir }
+    }
+
+    /// Writes `text` as the config file and returns its path.
+    pub fn config(&self, text: &str) -> PathBuf {
+        let path = self.dir.join("config.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("events.jsonl")
+    }
+
+    /// The log's lines, each parsed as JSON (a malformed line fails the test).
+    pub fn log(&self) -> Vec<serde_json::Value> {
+        read_log(&self.log_path())
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn read_log(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .map(|line| {
+            serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("malformed log line {line:?}: {e}"))
+        })
+        .collect()
+}
+
+/// Log events of one kind (`connect`, `resolve`).
+pub fn events<'a>(log: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
+    log.iter().filter(|e| e["event"] == kind).collect()
+}
+
+/// A child program run under the library, inside a mount namespace of its own where
+/// `/etc/resolv.conf` names only 127.0.0.1 (where no DNS server listens): whatever the library
+/// does, no DNS query can leave the machine. Tests may add names to its `/etc/hosts`.
+pub struct Run {
+    cmd: Command,
+    program: String,
+    args: Vec<String>,
+    hosts: Vec<String>,
+    description: String,
+}
+
+/// A resolv.conf that points at loopback only.
+fn loopback_resolv_conf() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let path = std::env::temp_dir().join(format!(
+            "mcp-redirect-test-resolv-{}.conf",
+            std::process::id()
+        ));
+        std::fs::write(
+            &path,
+            "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n",
+        )
+        .unwrap();
+        path
+    })
+}
+
+impl Run {
+    /// `program args...` with `LD_PRELOAD` set to the library, a clean proxy environment, and
+    /// `MCP_REDIRECT_CONFIG` unset (tests add what they need).
+    pub fn new(program: &str, args: &[&str]) -> Run {
+        let mut cmd = Command::new("unshare");
+        cmd.env("LD_PRELOAD", library())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for var in [
+            "MCP_REDIRECT_CONFIG",
+            "MCP_REDIRECT_LOG",
+            "HTTPS_PROXY",
+            "https_proxy",
+            "HTTP_PROXY",
+            "http_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+            "NO_PROXY",
+            "no_proxy",
+        ] {
+            cmd.env_remove(var);
+        }
+        Run {
+            cmd,
+            program: program.to_string(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            hosts: Vec::new(),
+            description: format!("{program} {}", args.join(" ")),
+        }
+    }
+
+    /// Adds `address name` to the child's private `/etc/hosts`.
+    pub fn host_entry(mut self, address: &str, name: &str) -> Run {
+        self.hosts.push(format!("{address} {name}"));
+        self
+    }
+
+    /// Completes the command: `unshare` a mount namespace, bind the private files, exec.
+    fn prepare(&mut self) {
+        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let hosts = std::env::temp_dir().join(format!(
+            "mcp-redirect-test-hosts-{}-{n}",
+            std::process::id()
+        ));
+        let mut text = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+        for line in &self.hosts {
+            text.push_str(line);
+            text.push('\n');
+        }
+        std::fs::write(&hosts, text).unwrap();
+        self.cmd
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(r#"mount --bind "$1" /etc/hosts && mount --bind "$2" /etc/resolv.conf && rm -f "$1" && shift 2 && exec "$@""#)
+            .arg("sh")
+            .arg(&hosts)
+            .arg(loopback_resolv_conf())
+            .arg(&self.program)
+            .args(&self.args);
+    }
+
+    pub fn python(script: &str) -> Run {
+        Run::new("python3", &["-c", script])
+    }
+
+    pub fn node(script: &str) -> Run {
+        Run::new("node", &["-e", script])
+    }
+
+    pub fn config(mut self, path: &Path) -> Run {
+        self.cmd.env("MCP_REDIRECT_CONFIG", path);
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Run {
+        self.cmd.env(key, value);
+        self
+    }
+
+    pub fn without_preload(mut self) -> Run {
+        self.cmd.env_remove("LD_PRELOAD");
+        self
+    }
+
+    /// Runs to completion (killed after 60 s, which fails the test: nothing here should hang).
+    pub fn output(mut self) -> Finished {
+        self.prepare();
+        let mut child = self
+            .cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", self.description));
+        let mut stdout = child.stdout.take().unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let out_reader = thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = stdout.read_to_end(&mut buf);
+            buf
+        });
+        let err_reader = thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = stderr.read_to_end(&mut buf);
+            buf
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{} did not finish within 60 s", self.description);
+            }
+            thread::sleep(Duration::from_millis(10));
+        };
+        let output = Output {
+            status,
+            stdout: out_reader.join().unwrap(),
+            stderr: err_reader.join().unwrap(),
+        };
+        Finished {
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            code: output.status.code(),
+            description: self.description,
+        }
+    }
+
+    /// Starts the program and returns the child (for concurrent runs).
+    pub fn spawn(mut self) -> std::process::Child {
+        self.prepare();
+        self.cmd.spawn().unwrap()
+    }
+}
+
+pub struct Finished {
+    pub stdout: String,
+    pub stderr: String,
+    pub code: Option<i32>,
+    description: String,
+}
+
+impl Finished {
+    /// Asserts exit status 0 and returns stdout.
+    pub fn success(&self) -> &str {
+        assert_eq!(
+            self.code,
+            Some(0),
+            "{} failed\n--- stdout\n{}\n--- stderr\n{}",
+            self.description,
+            self.stdout,
+            self.stderr
+        );
+        &self.stdout
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "{} exited {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.description, self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// A plain HTTP origin on 127.0.0.1 that answers every request with `hello from <name>` and
+/// records each request head.
+pub struct Origin {
+    pub addr: SocketAddr,
+    pub requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl Origin {
+    pub fn start(name: &str) -> Origin {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        let body = format!("hello from {name}");
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let seen = seen.clone();
+                let body = body.clone();
+                thread::spawn(move || {
+                    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                    let head = read_head(&mut stream);
+                    seen.lock().unwrap().push(head);
+                    let reply = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = stream.write_all(reply.as_bytes());
+                });
+            }
+        });
+        Origin { addr, requests }
+    }
+
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+/// Reads up to the end of an HTTP head (or EOF), byte by byte: test traffic is tiny.
+pub fn read_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 64 * 1024 {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// A TCP listener that accepts and holds connections without a word: a gateway that hangs.
+pub fn silent_listener() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    addr
+}
+
+/// A loopback port with nothing listening (bound then released).
+pub fn closed_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
