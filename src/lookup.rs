@@ -14,11 +14,12 @@ pub enum Answer {
     /// Call the real function with the program's arguments; nothing to do afterwards.
     PassThrough,
     /// Call the real function, then report its addresses with [`remember`].
-    Real { host: String },
+    Real { host: String, decision: Decision },
     /// Call the real function; if it finds nothing, ask [`fake_fallback`] for a fake address.
     RealOrFake { host: String, decision: Decision },
-    /// Answer with a fake address; DNS is not asked.
-    Fake(FakeAnswer),
+    /// Answer with a fake address; DNS is not asked. `host` is the normalised name, for
+    /// `AI_CANONNAME` and `h_name`.
+    Fake { host: String, fake: FakeAnswer },
     /// Refuse with this `EAI_*` code.
     Refuse(i32),
 }
@@ -55,10 +56,10 @@ pub fn on_lookup(name: &str) -> Answer {
         return Answer::Refuse(libc::EAI_NONAME);
     };
     match rt.resolver.plan(&rt.rules, &host, &rt.exe) {
-        ResolvePlan::Real => Answer::Real { host },
+        ResolvePlan::Real(decision) => Answer::Real { host, decision },
         ResolvePlan::RealOrFake(decision) => Answer::RealOrFake { host, decision },
         ResolvePlan::Fake(decision) => match fake_for(rt, &host, decision, None) {
-            Ok(fake) => Answer::Fake(fake),
+            Ok(fake) => Answer::Fake { host, fake },
             Err(code) => Answer::Refuse(code),
         },
     }
@@ -109,22 +110,19 @@ fn fake_for(
     }
 }
 
-/// After a real lookup of `host`: remember its addresses (so `connect()` knows the name) and log.
-pub fn remember(host: &str, addrs: &[IpAddr], rc: i32) {
+/// After a real lookup of `host` (decided by `decision`): remember its addresses, so that
+/// `connect()` knows the name, and log.
+pub fn remember(host: &str, decision: Decision, addrs: &[IpAddr], rc: i32) {
     let rt = runtime::get();
     for addr in addrs {
         rt.resolver.memory.remember(*addr, host);
     }
-    let direct = Decision {
-        action: Action::Direct,
-        rule_index: None,
-    };
     let result = if rc == 0 {
         LogResult::Ok
     } else {
         LogResult::Eai(rc)
     };
-    log_lookup(rt, Some(host), Some(direct), None, result, None);
+    log_lookup(rt, Some(host), Some(decision), None, result, None);
 }
 
 fn log_lookup(
@@ -140,6 +138,11 @@ fn log_lookup(
     }
     let rule = decision.map(|d| match d.rule_index {
         Some(i) => (Some(i), rt.rules.rules()[i].pattern.as_str()),
+        None if d.action == Action::Direct
+            && host.is_some_and(|h| rt.resolver.is_local_name(h)) =>
+        {
+            (None, "local name (localhost or /etc/hosts)")
+        }
         None => (None, "default"),
     });
     let gateway = match decision.map(|d| d.action) {

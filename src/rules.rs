@@ -257,8 +257,9 @@ pub struct Decision {
 /// How a name lookup is answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ResolvePlan {
-    /// Resolve for real: the host goes direct (its connections are decided by address later).
-    Real,
+    /// Resolve for real: the host goes direct, by this decision (its connections are decided
+    /// again at `connect()`, with the address).
+    Real(Decision),
     /// Do not query DNS: hand out a fake address; `connect()` recovers the name. The decision is
     /// the rule that makes the host routed or denied.
     Fake(Decision),
@@ -337,17 +338,18 @@ impl RuleTable {
                 (None, None) => {}
             }
             match rule.action {
-                Action::Direct if rule.ports.is_none() => return ResolvePlan::Real,
+                Action::Direct if rule.ports.is_none() => return ResolvePlan::Real(decision),
                 Action::Direct => continue,
                 _ => return ResolvePlan::Fake(decision),
             }
         }
+        let decision = Decision {
+            action: self.default,
+            rule_index: None,
+        };
         match self.default {
-            Action::Direct => ResolvePlan::Real,
-            action => ResolvePlan::Fake(Decision {
-                action,
-                rule_index: None,
-            }),
+            Action::Direct => ResolvePlan::Real(decision),
+            _ => ResolvePlan::Fake(decision),
         }
     }
 
@@ -487,7 +489,13 @@ mod tests {
             ],
             Action::Direct,
         );
-        assert_eq!(table.plan_lookup("localhost", "curl"), ResolvePlan::Real);
+        assert_eq!(
+            table.plan_lookup("localhost", "curl"),
+            ResolvePlan::Real(Decision {
+                action: Action::Direct,
+                rule_index: Some(1)
+            })
+        );
         assert_eq!(
             table.plan_lookup("api.example.com", "curl"),
             ResolvePlan::Fake(Decision {
@@ -503,6 +511,12 @@ mod tests {
         assert!(
             matches!(table.plan_lookup("bad.org", "curl"), ResolvePlan::Fake(d) if d.action == Action::Deny)
         );
-        assert_eq!(table.plan_lookup("other.org", "curl"), ResolvePlan::Real);
+        assert!(matches!(
+            table.plan_lookup("other.org", "curl"),
+            ResolvePlan::Real(Decision {
+                rule_index: None,
+                ..
+            })
+        ));
     }
 }

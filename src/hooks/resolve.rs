@@ -109,13 +109,13 @@ pub unsafe extern "C" fn getaddrinfo(
         // SAFETY: forwarded unchanged under the caller's contract.
         Answer::PassThrough => unsafe { real::getaddrinfo(node, service, hints, res) },
         Answer::Refuse(code) => code,
-        Answer::Fake(fake) => {
-            // SAFETY: as above; res is non-null (checked in `ours`).
-            let rc = unsafe { fake_addrinfo(name.unwrap_or(""), &fake, service, hint, res) };
+        Answer::Fake { host, fake } => {
+            // SAFETY: res is non-null (checked in `ours`); service per the contract.
+            let rc = unsafe { fake_addrinfo(&host, &fake, service, hint, res) };
             sys::set_errno(caller_errno);
             rc
         }
-        Answer::Real { host } => {
+        Answer::Real { host, decision } => {
             // SAFETY: forwarded unchanged under the caller's contract.
             let rc = unsafe { real::getaddrinfo(node, service, hints, res) };
             let errno_after = sys::errno();
@@ -125,7 +125,7 @@ pub unsafe extern "C" fn getaddrinfo(
             } else {
                 Vec::new()
             };
-            shielded((), || lookup::remember(&host, &addrs, rc));
+            shielded((), || lookup::remember(&host, decision, &addrs, rc));
             sys::set_errno(errno_after);
             rc
         }
@@ -136,7 +136,7 @@ pub unsafe extern "C" fn getaddrinfo(
             if rc == 0 {
                 // SAFETY: on success *res is the list libc just built.
                 let addrs = unsafe { list_addrs(*res) };
-                shielded((), || lookup::remember(&host, &addrs, rc));
+                shielded((), || lookup::remember(&host, decision, &addrs, rc));
                 sys::set_errno(errno_after);
                 return rc;
             }
@@ -526,13 +526,13 @@ fn by_name(
             ByName::Libc
         }
         Answer::Refuse(_) => ByName::NotFound,
-        Answer::Fake(fake) => ByName::Fake(name.unwrap_or("").to_string(), fake_ip(&fake, af)),
-        Answer::Real { host } => {
+        Answer::Fake { host, fake } => ByName::Fake(host, fake_ip(&fake, af)),
+        Answer::Real { host, decision } => {
             let (entry, _) = real_call();
             // SAFETY: entry is null or libc's valid hostent.
             let addrs = unsafe { hostent_addrs(entry) };
             let rc = if entry.is_null() { libc::EAI_NONAME } else { 0 };
-            shielded((), || lookup::remember(&host, &addrs, rc));
+            shielded((), || lookup::remember(&host, decision, &addrs, rc));
             ByName::Libc
         }
         Answer::RealOrFake { host, decision } => {
@@ -540,7 +540,7 @@ fn by_name(
             if !entry.is_null() || short_buffer {
                 // SAFETY: entry is null or libc's valid hostent.
                 let addrs = unsafe { hostent_addrs(entry) };
-                shielded((), || lookup::remember(&host, &addrs, 0));
+                shielded((), || lookup::remember(&host, decision, &addrs, 0));
                 return ByName::Libc;
             }
             match fallback(&host, decision, libc::EAI_NONAME) {

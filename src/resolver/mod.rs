@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 
 use crate::config::{DnsConfig, DnsMode};
-use crate::rules::{ResolvePlan, RuleTable};
+use crate::rules::{Action, Decision, ResolvePlan, RuleTable};
 use fake::FakeTable;
 use memory::NameMemory;
 use names::HostBuf;
@@ -51,13 +51,21 @@ impl Resolver {
 
     /// How to answer a lookup of `host` (lower-case, validated).
     pub fn plan(&self, rules: &RuleTable, host: &str, exe: &str) -> ResolvePlan {
-        if host == "localhost" || host.ends_with(".localhost") || self.local_names.contains(host) {
-            return ResolvePlan::Real;
+        if self.is_local_name(host) {
+            return ResolvePlan::Real(Decision {
+                action: Action::Direct,
+                rule_index: None,
+            });
         }
         match (self.mode, rules.plan_lookup(host, exe)) {
             (DnsMode::Local, ResolvePlan::Fake(decision)) => ResolvePlan::RealOrFake(decision),
             (_, plan) => plan,
         }
+    }
+
+    /// `localhost`, `*.localhost`, or a name in `/etc/hosts`.
+    pub fn is_local_name(&self, host: &str) -> bool {
+        host == "localhost" || host.ends_with(".localhost") || self.local_names.contains(host)
     }
 
     /// The hostname behind a destination address, if we know it.

@@ -261,14 +261,17 @@ fn pending_error(fd: i32) -> io::Result<()> {
 pub fn connect_until(fd: i32, addr: &SocketAddr, deadline: Deadline) -> io::Result<()> {
     match connect_once(fd, addr) {
         Ok(()) => Ok(()),
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {
+        // After EINTR the connect goes on asynchronously, as after EINPROGRESS.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINPROGRESS | libc::EINTR)) => {
             wait(fd, libc::POLLOUT, deadline)?;
-            pending_error(fd)
-        }
-        Err(e) if e.raw_os_error() == Some(libc::EINTR) => {
-            // The connect continues asynchronously after EINTR; wait for it like EINPROGRESS.
-            wait(fd, libc::POLLOUT, deadline)?;
-            pending_error(fd)
+            pending_error(fd)?;
+            // Linux reports a finished non-blocking connect to the *next* connect() call with
+            // 0, and only then EISCONN. Make that call ourselves, so that a program calling
+            // connect() again on the socket we hand back gets EISCONN, as it would without us.
+            match connect_once(fd, addr) {
+                Err(e) if e.raw_os_error() != Some(libc::EISCONN) => Err(e),
+                _ => Ok(()),
+            }
         }
         Err(e) => Err(e),
     }

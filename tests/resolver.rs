@@ -1,0 +1,317 @@
+//! Name lookups: routed and denied hosts get a fake address (DNS is never asked), direct hosts a
+//! real one; the fake address is stable, reverses to its host, and survives fork; the answers
+//! have the shape libc gives (service names, socket types, canonical names, the gethostbyname
+//! family); hostile names are refused.
+
+mod support;
+
+use support::*;
+
+fn routing_config(scratch: &Scratch, extra: &str) -> std::path::PathBuf {
+    scratch.config(&format!(
+        r#"
+[log]
+path = "{}"
+[gateways.corp]
+kind = "http"
+endpoints = ["127.0.0.1:9"]
+[[rules]]
+host = "*.example.test"
+via = "corp"
+[[rules]]
+host = "denied.test"
+action = "deny"
+{extra}
+"#,
+        scratch.log_path().display()
+    ))
+}
+
+#[test]
+fn routed_hosts_get_fake_addresses_and_direct_hosts_real_ones() {
+    let scratch = Scratch::new("fake-real");
+    let config = routing_config(&scratch, "");
+    let script = r#"
+import socket, ipaddress
+def addrs(host, family=0):
+    return sorted({ai[4][0] for ai in socket.getaddrinfo(host, 443, family, socket.SOCK_STREAM)})
+routed = addrs("api.example.test")
+assert len(routed) == 1 and ipaddress.ip_address(routed[0]) in ipaddress.ip_network("198.18.0.0/15"), routed
+assert addrs("API.Example.Test.") == routed, "case and trailing dot do not matter"
+assert addrs("api.example.test") == routed, "stable"
+other = addrs("other.example.test")
+assert other != routed
+denied = addrs("denied.test")
+assert ipaddress.ip_address(denied[0]) in ipaddress.ip_network("198.18.0.0/15")
+v6 = addrs("api.example.test", socket.AF_INET6)
+assert len(v6) == 1 and ipaddress.ip_address(v6[0]) in ipaddress.ip_network("fd6d:6370:7264::/64"), v6
+assert int(ipaddress.ip_address(v6[0])) & 0xffffffff == int(ipaddress.ip_address(routed[0])) - int(ipaddress.ip_address("198.18.0.0")), "same slot in both ranges"
+assert addrs("localhost", socket.AF_INET) == ["127.0.0.1"]
+assert addrs("127.0.0.1") == ["127.0.0.1"]
+print("ok")
+"#;
+    assert_eq!(
+        Run::python(script)
+            .config(&config)
+            .output()
+            .success()
+            .trim(),
+        "ok"
+    );
+    let log = scratch.log();
+    let resolves = events(&log, "resolve");
+    let api = resolves
+        .iter()
+        .find(|e| e["host"] == "api.example.test")
+        .unwrap();
+    assert_eq!(
+        (api["action"].as_str(), api["gateway"].as_str()),
+        (Some("gateway"), Some("corp"))
+    );
+    assert!(api["answer"].as_str().unwrap().starts_with("198.1"));
+    let local = resolves.iter().find(|e| e["host"] == "localhost").unwrap();
+    assert_eq!(
+        (local["action"].as_str(), local["answer"].as_str()),
+        (Some("direct"), None)
+    );
+    assert!(
+        !resolves.iter().any(|e| e["host"] == "127.0.0.1"),
+        "numeric hosts are not lookups"
+    );
+}
+
+#[test]
+fn answers_have_the_shape_libc_gives() {
+    let scratch = Scratch::new("shape");
+    let config = routing_config(&scratch, "");
+    let script = r#"
+import socket
+# Service names resolve as libc would, and unknown ones fail as libc would.
+ai = socket.getaddrinfo("api.example.test", "https", socket.AF_INET, socket.SOCK_STREAM)
+assert [a[4][1] for a in ai] == [443], ai
+try:
+    socket.getaddrinfo("api.example.test", "no-such-service", socket.AF_INET, socket.SOCK_STREAM)
+    raise SystemExit("expected EAI_SERVICE")
+except socket.gaierror as e:
+    assert e.errno == socket.EAI_SERVICE, e
+# No hints: one entry per socket type, like glibc.
+kinds = sorted((a[1], a[2]) for a in socket.getaddrinfo("api.example.test", 80))
+assert kinds == sorted([(socket.SOCK_STREAM, 6), (socket.SOCK_DGRAM, 17), (socket.SOCK_RAW, 0)]), kinds
+# No service at all.
+assert socket.getaddrinfo("api.example.test", None, socket.AF_INET, socket.SOCK_STREAM)[0][4][1] == 0
+# AI_CANONNAME.
+canon = socket.getaddrinfo("API.example.test", 80, socket.AF_INET, socket.SOCK_STREAM, 0, socket.AI_CANONNAME)
+assert canon[0][3] == "api.example.test", canon
+# AI_NUMERICHOST with a name fails in libc, untouched by us.
+try:
+    socket.getaddrinfo("api.example.test", 80, 0, 0, 0, socket.AI_NUMERICHOST)
+    raise SystemExit("expected a failure")
+except socket.gaierror as e:
+    assert e.errno == socket.EAI_NONAME, e
+print("ok")
+"#;
+    assert_eq!(
+        Run::python(script)
+            .config(&config)
+            .output()
+            .success()
+            .trim(),
+        "ok"
+    );
+}
+
+#[test]
+fn fake_addresses_reverse_to_their_host() {
+    let scratch = Scratch::new("reverse");
+    let config = routing_config(&scratch, "");
+    let script = r#"
+import socket
+a = socket.getaddrinfo("api.example.test", 443, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
+assert socket.getnameinfo((a, 443), 0) == ("api.example.test", "https")
+assert socket.getnameinfo((a, 443), socket.NI_NUMERICHOST | socket.NI_NUMERICSERV) == (a, "443")
+v6 = socket.getaddrinfo("api.example.test", 443, socket.AF_INET6, socket.SOCK_STREAM)[0][4][0]
+assert socket.getnameinfo((v6, 443, 0, 0), socket.NI_NUMERICSERV) == ("api.example.test", "443")
+print("ok")
+"#;
+    assert_eq!(
+        Run::python(script)
+            .config(&config)
+            .output()
+            .success()
+            .trim(),
+        "ok"
+    );
+}
+
+#[test]
+fn the_gethostbyname_family_answers_too() {
+    let scratch = Scratch::new("gethostbyname");
+    let config = routing_config(&scratch, "");
+    let script = r#"
+import ctypes, socket
+libc = ctypes.CDLL(None)
+class hostent(ctypes.Structure):
+    _fields_ = [("h_name", ctypes.c_char_p), ("h_aliases", ctypes.POINTER(ctypes.c_char_p)),
+                ("h_addrtype", ctypes.c_int), ("h_length", ctypes.c_int),
+                ("h_addr_list", ctypes.POINTER(ctypes.POINTER(ctypes.c_ubyte)))]
+libc.gethostbyname.restype = ctypes.POINTER(hostent)
+libc.gethostbyname2.restype = ctypes.POINTER(hostent)
+expected = socket.getaddrinfo("api.example.test", 80, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
+h = libc.gethostbyname(b"api.example.test").contents
+assert (h.h_name, h.h_addrtype, h.h_length) == (b"api.example.test", socket.AF_INET, 4)
+assert socket.inet_ntop(socket.AF_INET, bytes(h.h_addr_list[0][:4])) == expected
+assert not h.h_addr_list[1]
+h6 = libc.gethostbyname2(b"api.example.test", socket.AF_INET6).contents
+assert (h6.h_addrtype, h6.h_length) == (socket.AF_INET6, 16)
+assert socket.inet_ntop(socket.AF_INET6, bytes(h6.h_addr_list[0][:16])).startswith("fd6d:6370:7264::")
+# gethostbyname_ex uses gethostbyname_r in CPython.
+assert socket.gethostbyname_ex("api.example.test") == ("api.example.test", [], [expected])
+assert socket.gethostbyname("api.example.test") == expected
+assert socket.gethostbyname_ex("localhost")[2] == ["127.0.0.1"]
+# A buffer too small for the answer: ERANGE, as glibc does.
+res = ctypes.POINTER(hostent)(); herr = ctypes.c_int(); buf = ctypes.create_string_buffer(8); ret = hostent()
+rc = libc.gethostbyname_r(b"api.example.test", ctypes.byref(ret), buf, 8, ctypes.byref(res), ctypes.byref(herr))
+assert rc == 34 and not res, rc
+buf = ctypes.create_string_buffer(256)
+rc = libc.gethostbyname_r(b"api.example.test", ctypes.byref(ret), buf, 256, ctypes.byref(res), ctypes.byref(herr))
+assert rc == 0 and res.contents.h_name == b"api.example.test", rc
+print("ok")
+"#;
+    assert_eq!(
+        Run::python(script)
+            .config(&config)
+            .output()
+            .success()
+            .trim(),
+        "ok"
+    );
+}
+
+#[test]
+fn hostile_names_are_refused_and_never_forwarded() {
+    let origin = Origin::start("origin");
+    let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
+    let scratch = Scratch::new("hostile");
+    let config = scratch.config(&format!(
+        "default = \"corp\"\n[log]\npath = \"{}\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"{}\"]\n",
+        scratch.log_path().display(),
+        proxy.addr
+    ));
+    let script = r#"
+import socket
+# Bytes, so that Python's IDNA codec does not refuse them before libc sees them.
+for name in [b"evil.test\r\nX-Injected: 1", b"a b.test", b"x" * 300 + b".test", b"tab\there.test"]:
+    try:
+        socket.getaddrinfo(name, 443, socket.AF_INET, socket.SOCK_STREAM)
+        print("resolved", repr(name))
+    except socket.gaierror as e:
+        print(e.errno)
+"#;
+    let out = Run::python(script).config(&config).output();
+    let noname = libc::EAI_NONAME.to_string();
+    assert_eq!(
+        out.success().lines().collect::<Vec<_>>(),
+        [noname.as_str(); 4]
+    );
+    assert!(proxy.requests().is_empty());
+    let log = scratch.log();
+    let refused = events(&log, "resolve");
+    assert_eq!(refused.len(), 4);
+    assert!(refused
+        .iter()
+        .all(|e| e["result"] == "EAI_NONAME" && e["error"] == "invalid hostname refused"));
+}
+
+#[test]
+fn a_forked_child_sees_the_same_fake_address_and_connects_through_the_gateway() {
+    let origin = Origin::start("origin");
+    let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
+    let scratch = Scratch::new("fork");
+    let config = scratch.config(&format!(
+        "[log]\npath = \"{}\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"{}\"]\n[[rules]]\nhost = \"*.example.test\"\nvia = \"corp\"\n",
+        scratch.log_path().display(),
+        proxy.addr
+    ));
+    let script = r#"
+import os, socket
+parent = socket.getaddrinfo("api.example.test", 80, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
+pid = os.fork()
+if pid == 0:
+    child = socket.getaddrinfo("api.example.test", 80, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
+    s = socket.create_connection((child, 80), timeout=20)
+    s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+    reply = s.recv(4096).decode()
+    os._exit(0 if child == parent and reply.endswith("hello from origin") else 1)
+_, status = os.waitpid(pid, 0)
+print(os.waitstatus_to_exitcode(status))
+"#;
+    assert_eq!(
+        Run::python(script)
+            .config(&config)
+            .output()
+            .success()
+            .trim(),
+        "0"
+    );
+    assert_eq!(
+        proxy.request_lines(),
+        ["CONNECT api.example.test:80 HTTP/1.1"]
+    );
+    let log = scratch.log();
+    let pids: std::collections::HashSet<_> =
+        log.iter().map(|e| e["pid"].as_u64().unwrap()).collect();
+    assert_eq!(pids.len(), 2, "parent and child both logged");
+}
+
+#[test]
+fn local_dns_mode_resolves_for_real_and_still_sends_the_hostname() {
+    let origin = Origin::start("origin");
+    let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
+    let scratch = Scratch::new("local-mode");
+    let config = scratch.config(&format!(
+        "[log]\npath = \"{}\"\n[dns]\nmode = \"local\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"{}\"]\n[[rules]]\nhost = \"*.example.test\"\nvia = \"corp\"\n",
+        scratch.log_path().display(),
+        proxy.addr
+    ));
+    // api.example.test has a real (private /etc/hosts) address: an SSRF guard that resolves it
+    // sees 203.0.113.7, not a fake one; the connection still goes through the gateway by name.
+    // gone.example.test resolves nowhere (DNS is 127.0.0.1 with no server): it gets a fake
+    // address so that the gateway can resolve it.
+    let script = r#"
+import socket
+real = socket.getaddrinfo("api.example.test", 80, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
+assert real == "203.0.113.7", real
+s = socket.create_connection((real, 80), timeout=20)
+s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+assert s.recv(4096).decode().endswith("hello from origin")
+fallback = socket.getaddrinfo("gone.example.test", 80, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
+assert fallback.startswith("198.1"), fallback
+print("ok")
+"#;
+    let out = Run::python(script)
+        .config(&config)
+        .host_entry("203.0.113.7", "api.example.test")
+        .output();
+    assert_eq!(out.success().trim(), "ok");
+    assert_eq!(
+        proxy.request_lines(),
+        ["CONNECT api.example.test:80 HTTP/1.1"]
+    );
+    let log = scratch.log();
+    let c = events(&log, "connect")[0];
+    assert_eq!(
+        (c["host"].as_str(), c["dst"].as_str()),
+        (Some("api.example.test"), Some("203.0.113.7:80"))
+    );
+    let fallback = events(&log, "resolve")
+        .into_iter()
+        .find(|e| e["host"] == "gone.example.test")
+        .unwrap();
+    assert!(
+        fallback["error"]
+            .as_str()
+            .unwrap()
+            .contains("DNS had no answer"),
+        "{fallback}"
+    );
+}
