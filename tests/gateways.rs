@@ -483,3 +483,44 @@ fn a_program_that_talks_to_the_proxy_itself_is_not_proxied_twice() {
         (Some("direct"), Some("gateway endpoint"))
     );
 }
+
+#[test]
+fn ipv6_sockets_reach_the_gateway_with_v6_and_v4_mapped_fake_addresses() {
+    let origin = Origin::start("origin");
+    let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
+    let scratch = Scratch::new("ipv6");
+    let config = http_gateway_config(&scratch, proxy.addr, "");
+    // An AF_INET6 socket to the IPv6 fake, and (as Java does) to the IPv4 fake in v4-mapped form;
+    // the IPv4 gateway endpoint is reached v4-mapped from the IPv6 socket.
+    let script = r#"
+import socket
+def get(addr):
+    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    s.settimeout(20)
+    s.connect(addr)
+    s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+    data = b""
+    while True:
+        chunk = s.recv(4096)
+        if not chunk: break
+        data += chunk
+    return data.decode().split("\r\n\r\n")[1]
+v6 = socket.getaddrinfo("six.example.test", 80, socket.AF_INET6, socket.SOCK_STREAM)[0][4]
+print(get(v6))
+v4 = socket.getaddrinfo("four.example.test", 80, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
+print(get(("::ffff:" + v4, 80, 0, 0)))
+"#;
+    let out = Run::python(script).config(&config).output();
+    assert_eq!(out.success(), "hello from origin\nhello from origin\n");
+    assert_eq!(
+        proxy.request_lines(),
+        [
+            "CONNECT six.example.test:80 HTTP/1.1",
+            "CONNECT four.example.test:80 HTTP/1.1"
+        ]
+    );
+    let log = scratch.log();
+    assert!(events(&log, "connect")
+        .iter()
+        .all(|e| e["endpoint"] == format!("[::ffff:{}]:{}", proxy.addr.ip(), proxy.addr.port())));
+}
