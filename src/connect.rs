@@ -1,29 +1,60 @@
-//! What happens to one intercepted `connect()` on an `AF_INET`/`AF_INET6` socket: recover the
-//! hostname, decide by the rules, act (direct, deny, or through a gateway), log.
+//! What happens to one intercepted `connect()` (or TCP Fast Open `sendto`/`sendmsg`, which
+//! connects too) on an `AF_INET`/`AF_INET6` socket: recover the hostname, decide by the rules,
+//! act (direct, deny, or through a gateway), log.
 //!
 //! The pass-through cost, for a program with nothing configured: one atomic load. With rules:
-//! one `getsockopt(SO_TYPE)`, one rule-table walk, a table lookup for the hostname (arithmetic
-//! for fake addresses), the real `connect`, and one log line (`fstat` + `write`).
+//! one `getsockopt(SO_TYPE)`, one rule-table walk per known hostname, a table lookup for the
+//! hostname (arithmetic for fake addresses), the real `connect`, and one log line (`fstat` +
+//! `write`).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use crate::gateway::{self, Destination};
 use crate::log::{Event, LogResult};
-use crate::resolver::NameOrigin;
+use crate::resolver::names::HostBuf;
+use crate::resolver::KnownNames;
 use crate::rules::{Action, Decision, Target};
 use crate::runtime::{self, Mode, Runtime};
 use crate::sys::{self, socket};
 
 /// What the hook should do.
 pub enum Outcome {
-    /// Call the real `connect` with the program's own arguments; nothing to decide.
+    /// Call the real function with the program's own arguments; nothing to decide.
     PassThrough,
-    /// We did the work: return 0, or -1 with this errno.
-    Done(Result<(), i32>),
+    /// We did the work: return this value (0 for `connect`, a byte count for a send), or -1
+    /// with this errno.
+    Done(Result<isize, i32>),
 }
 
-/// Decides and acts for a `connect(fd, dst)`; `dst` is exactly what the program passed.
+/// How to carry out the program's call once decided.
+pub struct Act<'a> {
+    /// The program's own call, towards this address: the one it passed, or the real address of
+    /// a host it reached through a fake one.
+    pub direct: &'a mut dyn FnMut(&SocketAddr) -> Result<isize, i32>,
+    /// What remains once a gateway tunnel is up (nothing for `connect`; the payload for fast open).
+    pub tunneled: &'a mut dyn FnMut() -> Result<isize, i32>,
+}
+
+/// Decides and acts for `connect(fd, dst)`; `dst` is exactly what the program passed.
 pub fn on_connect(fd: i32, dst: SocketAddr) -> Outcome {
+    let mut direct = |addr: &SocketAddr| {
+        socket::connect_once(fd, addr)
+            .map(|()| 0)
+            .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
+    };
+    let mut tunneled = || Ok(0);
+    on_connecting_call(
+        fd,
+        dst,
+        Act {
+            direct: &mut direct,
+            tunneled: &mut tunneled,
+        },
+    )
+}
+
+/// Decides and acts for a call that connects `fd` to `dst` (`connect`, or a fast-open send).
+pub fn on_connecting_call(fd: i32, dst: SocketAddr, act: Act<'_>) -> Outcome {
     let rt = runtime::get();
     if matches!(rt.mode, Mode::Inactive | Mode::FailOpen(_)) {
         return Outcome::PassThrough;
@@ -33,87 +64,44 @@ pub fn on_connect(fd: i32, dst: SocketAddr) -> Outcome {
         Some(libc::SOCK_DGRAM) => "udp",
         _ => return Outcome::PassThrough,
     };
-    match &rt.mode {
-        Mode::Inactive | Mode::FailOpen(_) => return Outcome::PassThrough,
-        Mode::FailClosed(reason) => {
-            rt.log.write(
-                &Event {
-                    proto: Some(proto),
-                    port: Some(dst.port()),
-                    dst: Some(dst),
-                    action: Some("deny"),
-                    rule: Some((None, "invalid configuration")),
-                    result: LogResult::Errno(libc::EACCES),
-                    error: Some(reason),
-                    ..Default::default()
-                },
-                &rt.exe,
-            );
-            return Outcome::Done(Err(libc::EACCES));
-        }
-        Mode::Active => {}
+    if let Mode::FailClosed(reason) = &rt.mode {
+        rt.log.write(
+            &Event {
+                proto: Some(proto),
+                port: Some(dst.port()),
+                dst: Some(dst),
+                action: Some("deny"),
+                rule: Some((None, "invalid configuration")),
+                result: LogResult::Errno(libc::EACCES),
+                error: Some(reason),
+                ..Default::default()
+            },
+            &rt.exe,
+        );
+        return Outcome::Done(Err(libc::EACCES));
     }
     let started = sys::monotonic_us();
     let ip = dst.ip().to_canonical();
-    let known = rt.resolver.host_of(ip);
-    let host = known.as_ref().map(|(name, _)| name.as_str());
-    let is_fake = matches!(known, Some((_, NameOrigin::Fake)));
+    let known = rt.resolver.names_of(ip);
+    let chosen = choose(rt, &known, ip, dst.port());
+    let host = chosen.host.map(HostBuf::as_str);
 
     let mut event = Event {
         proto: Some(proto),
         host,
         port: Some(dst.port()),
         dst: Some(dst),
+        rule: Some((chosen.decision.rule_index, chosen.pattern)),
+        action: Some(chosen.decision.action.name()),
         ..Default::default()
     };
-
-    // Built-in rules first: a program talking to the gateway itself, or to the system's DNS.
-    let builtin = if rt.is_gateway_endpoint(dst) {
-        Some("gateway endpoint")
-    } else if dst.port() == 53 && rt.nameservers.contains(&ip) {
-        Some("system resolver")
-    } else {
-        None
-    };
-    let decision = match builtin {
-        Some(pattern) => {
-            event.rule = Some((None, pattern));
-            Decision {
-                action: Action::Direct,
-                rule_index: None,
-            }
-        }
-        None => {
-            let mut decision = rt.rules.decide(&Target {
-                host,
-                addr: (!is_fake).then_some(ip),
-                port: Some(dst.port()),
-                exe: &rt.exe,
-            });
-            event.rule = Some(match decision.rule_index {
-                Some(i) => (Some(i), rt.rules.rules()[i].pattern.as_str()),
-                // A default gateway never gets loopback traffic: it cannot reach this machine's
-                // loopback, and "CONNECT 127.0.0.1:port" would hit the gateway's own services.
-                None if ip.is_loopback() && matches!(decision.action, Action::Gateway(_)) => {
-                    decision.action = Action::Direct;
-                    (None, "loopback (a default gateway does not apply)")
-                }
-                None => (None, "default"),
-            });
-            decision
-        }
-    };
-    event.action = Some(decision.action.name());
-
     let mut error_text = String::new();
-    let result = match decision.action {
-        Action::Direct if is_fake => {
+    let result = match chosen.decision.action {
+        Action::Direct if chosen.is_fake => {
             // A fake address for a host that goes direct on this port: resolve it for real now.
-            direct_to_host(fd, host.unwrap_or(""), dst, rt, &mut error_text)
+            direct_to_host(rt, host.unwrap_or(""), dst, act.direct, &mut error_text)
         }
-        Action::Direct => {
-            socket::connect_once(fd, &dst).map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
-        }
+        Action::Direct => (act.direct)(&dst),
         Action::Deny => {
             error_text = "denied by rule".into();
             Err(libc::EACCES)
@@ -128,22 +116,20 @@ pub fn on_connect(fd: i32, dst: SocketAddr) -> Outcome {
             event.gateway = Some(gw.name.as_str());
             let dest = Destination {
                 host,
-                addr: (!is_fake).then_some(ip),
+                addr: (!chosen.is_fake).then_some(ip),
                 port: dst.port(),
             };
-            let family = if dst.is_ipv4() {
+            let family = socket::socket_domain(fd).unwrap_or(if dst.is_ipv4() {
                 libc::AF_INET
             } else {
                 libc::AF_INET6
-            };
-            match gateway_endpoint(rt, index, family) {
-                Ok(endpoint) => {
-                    event.endpoint = Some(endpoint);
-                    gateway::establish(fd, gw, endpoint, &dest).map_err(|e| {
-                        error_text = e.message;
-                        e.errno
-                    })
-                }
+            });
+            let established = gateway_endpoint(rt, index, family).and_then(|endpoint| {
+                event.endpoint = Some(endpoint);
+                gateway::establish(fd, gw, endpoint, &dest)
+            });
+            match established {
+                Ok(()) => (act.tunneled)(),
                 Err(e) => {
                     error_text = e.message;
                     Err(e.errno)
@@ -154,10 +140,92 @@ pub fn on_connect(fd: i32, dst: SocketAddr) -> Outcome {
     if !error_text.is_empty() {
         event.error = Some(&error_text);
     }
-    event.result = result.into();
+    event.result = result.map(|_| ()).into();
     event.elapsed_us = Some(sys::monotonic_us().saturating_sub(started));
     rt.log.write(&event, &rt.exe);
     Outcome::Done(result)
+}
+
+/// The decision for a destination, and the name and rule it was made with.
+struct Chosen<'a> {
+    decision: Decision,
+    host: Option<&'a HostBuf>,
+    is_fake: bool,
+    /// The log's rule pattern.
+    pattern: &'a str,
+}
+
+/// How strict an action is: when several names share an address, the strictest decision
+/// among them applies, so that no name can be used to pass off another one's address.
+fn severity(action: Action) -> u8 {
+    match action {
+        Action::Direct => 0,
+        Action::Gateway(_) => 1,
+        Action::Deny => 2,
+    }
+}
+
+fn choose<'a>(rt: &'a Runtime, known: &'a KnownNames, ip: IpAddr, port: u16) -> Chosen<'a> {
+    let direct = Decision {
+        action: Action::Direct,
+        rule_index: None,
+    };
+    // Built-in rules first: a program talking to the gateway itself, or to the system's DNS.
+    if rt.is_gateway_endpoint(SocketAddr::new(ip, port)) {
+        return Chosen {
+            decision: direct,
+            host: None,
+            is_fake: false,
+            pattern: "gateway endpoint",
+        };
+    }
+    if port == 53 && rt.nameservers.contains(&ip) {
+        return Chosen {
+            decision: direct,
+            host: None,
+            is_fake: false,
+            pattern: "system resolver",
+        };
+    }
+    let decide = |host: Option<&str>, is_fake: bool| {
+        rt.rules.decide(&Target {
+            host,
+            addr: (!is_fake).then_some(ip),
+            port: Some(port),
+            exe: &rt.exe,
+        })
+    };
+    let (mut decision, host, is_fake) = match known {
+        KnownNames::None => (decide(None, false), None, false),
+        KnownNames::Fake(name) => (decide(Some(name.as_str()), true), Some(name), true),
+        KnownNames::Remembered(names) => {
+            let mut best: Option<(Decision, &HostBuf)> = None;
+            for name in names.iter() {
+                let d = decide(Some(name.as_str()), false);
+                if best.is_none_or(|(b, _)| severity(d.action) > severity(b.action)) {
+                    best = Some((d, name));
+                }
+            }
+            let (d, name) = best.expect("Remembered holds at least one name");
+            (d, Some(name), false)
+        }
+    };
+    let pattern = match decision.rule_index {
+        Some(i) => rt.rules.rules()[i].pattern.as_str(),
+        // A default gateway never gets loopback traffic: it cannot reach this machine's
+        // loopback, and "CONNECT 127.0.0.1:port" would hit the gateway's own services.
+        None if !is_fake && ip.is_loopback() && matches!(decision.action, Action::Gateway(_)) => {
+            decision.action = Action::Direct;
+            "loopback (a default gateway does not apply)"
+        }
+        None => "default",
+    };
+    Chosen {
+        decision,
+        host,
+        is_fake,
+        pattern,
+    }
 }
 
 /// The first endpoint of the gateway with an address usable from a socket of `family`. (Failover
@@ -189,14 +257,15 @@ fn gateway_endpoint(
     })
 }
 
-/// Connects to the real address of `host`, for a fake address whose connection goes direct.
+/// Carries out a direct call to the real address of `host`, for a fake address whose
+/// connection goes direct.
 fn direct_to_host(
-    fd: i32,
+    rt: &Runtime,
     host: &str,
     dst: SocketAddr,
-    rt: &Runtime,
+    direct: &mut dyn FnMut(&SocketAddr) -> Result<isize, i32>,
     error_text: &mut String,
-) -> Result<(), i32> {
+) -> Result<isize, i32> {
     let addrs = match sys::resolve_real(host, dst.port()) {
         Ok(addrs) => addrs,
         Err(code) => {
@@ -216,5 +285,5 @@ fn direct_to_host(
     for addr in &addrs {
         rt.resolver.memory.remember(addr.ip(), host);
     }
-    socket::connect_once(fd, &real).map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
+    direct(&real)
 }

@@ -464,3 +464,73 @@ fn a_process_that_never_connects_never_loads_the_config() {
     out.success();
     assert!(out.stderr.is_empty(), "{}", out.stderr);
 }
+
+#[test]
+fn an_ipv6_address_in_its_short_rfc2133_form_is_still_decided() {
+    // The kernel takes a 24-byte sockaddr_in6 (no scope id); so must the rules.
+    let listener = std::net::TcpListener::bind("[::1]:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let scratch = Scratch::new("short-v6");
+    let config = scratch.config(&format!(
+        "default = \"deny\"\n[log]\npath = \"{}\"\n",
+        scratch.log_path().display()
+    ));
+    let script = format!(
+        r#"
+import ctypes, socket, struct
+libc = ctypes.CDLL(None, use_errno=True)
+sa = struct.pack("<H", socket.AF_INET6) + struct.pack(">H", {port}) + bytes(4) + socket.inet_pton(socket.AF_INET6, "::1")
+for length in (28, 24, 20):
+    s = socket.socket(socket.AF_INET6)
+    buf = ctypes.create_string_buffer(sa + bytes(4), 28)
+    rc = libc.connect(s.fileno(), buf, length)
+    print(length, rc, ctypes.get_errno() if rc else 0)
+"#
+    );
+    let out = Run::python(&script).config(&config).output();
+    assert_eq!(
+        out.success().lines().collect::<Vec<_>>(),
+        [
+            format!("28 -1 {}", libc::EACCES),
+            format!("24 -1 {}", libc::EACCES),
+            format!("20 -1 {}", libc::EINVAL)
+        ]
+    );
+    assert_eq!(events(&scratch.log(), "connect").len(), 2);
+}
+
+#[test]
+fn names_sharing_an_address_cannot_launder_a_denied_one() {
+    let origin = Origin::start("origin");
+    let scratch = Scratch::new("shared-ip");
+    let config = scratch.config(&format!(
+        "[log]\npath = \"{}\"\n[[rules]]\nhost = \"denied.test\"\naction = \"deny\"\n",
+        scratch.log_path().display()
+    ));
+    // Both names are 127.0.0.1. Looking up the allowed one last must not make the address pass.
+    let script = format!(
+        r#"
+import socket
+socket.getaddrinfo("denied.test", {port})
+socket.getaddrinfo("allowed.test", {port})
+try:
+    socket.create_connection(("127.0.0.1", {port}), timeout=20)
+    print("connected")
+except OSError as e:
+    print(e.errno)
+"#,
+        port = origin.addr.port()
+    );
+    let out = Run::python(&script)
+        .config(&config)
+        .host_entry("127.0.0.1", "denied.test")
+        .host_entry("127.0.0.1", "allowed.test")
+        .output();
+    assert_eq!(out.success().trim(), libc::EACCES.to_string());
+    let log = scratch.log();
+    let c = events(&log, "connect")[0];
+    assert_eq!(
+        (c["host"].as_str(), c["action"].as_str()),
+        (Some("denied.test"), Some("deny"))
+    );
+}

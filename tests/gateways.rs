@@ -524,3 +524,53 @@ print(get(("::ffff:" + v4, 80, 0, 0)))
         .iter()
         .all(|e| e["endpoint"] == format!("[::ffff:{}]:{}", proxy.addr.ip(), proxy.addr.port())));
 }
+
+#[test]
+fn tcp_fast_open_sends_are_decided_like_connects() {
+    let origin = Origin::start("origin");
+    let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
+    let scratch = Scratch::new("fastopen");
+    let config = scratch.config(&format!(
+        "default = \"deny\"\n[log]\npath = \"{}\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"{}\"]\n[[rules]]\nhost = \"*.example.test\"\nvia = \"corp\"\n",
+        scratch.log_path().display(),
+        proxy.addr
+    ));
+    // sendto(MSG_FASTOPEN) opens a TCP connection without connect(): a denied destination must
+    // refuse it, and a routed one must go through the gateway with its payload.
+    let script = format!(
+        r#"
+import socket
+s = socket.socket()
+try:
+    s.sendto(b"GET / HTTP/1.0\r\n\r\n", socket.MSG_FASTOPEN, ("127.0.0.1", {port}))
+    print("sent direct!")
+except OSError as e:
+    print(e.errno)
+addr = socket.getaddrinfo("api.example.test", 80, socket.AF_INET, socket.SOCK_STREAM)[0][4]
+s = socket.socket()
+s.settimeout(20)
+s.sendto(b"GET / HTTP/1.0\r\n\r\n", socket.MSG_FASTOPEN, addr)
+data = b""
+while True:
+    chunk = s.recv(4096)
+    if not chunk: break
+    data += chunk
+print(data.decode().split("\r\n\r\n")[1])
+"#,
+        port = origin.addr.port()
+    );
+    let out = Run::python(&script).config(&config).output();
+    assert_eq!(
+        out.success().lines().collect::<Vec<_>>(),
+        [libc::EACCES.to_string().as_str(), "hello from origin"]
+    );
+    assert_eq!(
+        proxy.request_lines(),
+        ["CONNECT api.example.test:80 HTTP/1.1"]
+    );
+    assert_eq!(
+        origin.requests().len(),
+        1,
+        "only the tunneled request reached the origin"
+    );
+}

@@ -11,17 +11,46 @@ pub use resolve::{
     getnameinfo,
 };
 
+use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use libc::{c_int, sockaddr, socklen_t};
+use libc::{c_int, c_uint, c_void, mmsghdr, msghdr, size_t, sockaddr, socklen_t};
 
-use crate::connect::{self, Outcome};
-use crate::sys::{self, real, socket};
+use crate::connect::{self, Act, Outcome};
+use crate::sys::socket::{self, AddrArg, RawSockAddr};
+use crate::sys::{self, real};
 
 /// Runs `body`, or returns `fallback` if it panics: a bug of ours must not unwind into the
 /// host program's C frames.
 fn shielded<T>(fallback: T, body: impl FnOnce() -> T) -> T {
     catch_unwind(AssertUnwindSafe(body)).unwrap_or(fallback)
+}
+
+/// A panic in our code fails the connection closed rather than let it through unchecked.
+const PANICKED: Outcome = Outcome::Done(Err(libc::EACCES));
+
+/// Turns an outcome into the C convention: the value, or -1 with errno. On success errno is what
+/// the caller had, as libc leaves it.
+fn finish(outcome: Result<isize, i32>, caller_errno: i32) -> isize {
+    match outcome {
+        Ok(value) => {
+            sys::set_errno(caller_errno);
+            value
+        }
+        Err(code) => {
+            sys::set_errno(code);
+            -1
+        }
+    }
+}
+
+/// The errno of a failed real call, for an `Act` closure.
+fn os_result(rc: isize) -> Result<isize, i32> {
+    if rc < 0 {
+        Err(sys::errno())
+    } else {
+        Ok(rc)
+    }
 }
 
 /// `connect(2)`. Only `AF_INET`/`AF_INET6` addresses are looked at; `AF_UNIX`, netlink and the
@@ -31,25 +60,155 @@ fn shielded<T>(fallback: T, body: impl FnOnce() -> T) -> T {
 /// Called by C with `connect(2)`'s contract: `addr` points to `len` readable bytes.
 #[no_mangle]
 pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
-    // SAFETY: the caller guarantees addr/len per connect(2); read_sockaddr checks null and length.
-    let Some(dst) = (unsafe { socket::read_sockaddr(addr, len) }) else {
+    // SAFETY: the caller guarantees addr/len per connect(2); classify_addr checks null and length.
+    let dst = match unsafe { socket::classify_addr(addr, len) } {
+        AddrArg::Inet(dst) => dst,
+        AddrArg::Malformed => {
+            sys::set_errno(libc::EINVAL);
+            return -1;
+        }
         // SAFETY: forwarded unchanged.
-        return unsafe { real::connect(fd, addr, len) };
+        AddrArg::Other => return unsafe { real::connect(fd, addr, len) },
     };
     let caller_errno = sys::errno();
-    // A panic in our code fails the connection closed rather than let it through unchecked.
-    match shielded(Outcome::Done(Err(libc::EACCES)), || {
-        connect::on_connect(fd, dst)
-    }) {
+    match shielded(PANICKED, || connect::on_connect(fd, dst)) {
         // SAFETY: forwarded unchanged.
         Outcome::PassThrough => unsafe { real::connect(fd, addr, len) },
-        Outcome::Done(Ok(())) => {
-            sys::set_errno(caller_errno);
-            0
-        }
-        Outcome::Done(Err(code)) => {
-            sys::set_errno(code);
-            -1
-        }
+        Outcome::Done(result) => finish(result, caller_errno) as c_int,
+    }
+}
+
+/// Decides a TCP Fast Open send (`MSG_FASTOPEN` with an address), which opens a connection
+/// without `connect()`: direct sends go out as the program made them (`direct`), routed ones
+/// through a tunnel first, then as a plain send (`tunneled`).
+fn fast_open(
+    fd: c_int,
+    dst: SocketAddr,
+    direct: &mut dyn FnMut(&SocketAddr) -> Result<isize, i32>,
+    tunneled: &mut dyn FnMut() -> Result<isize, i32>,
+) -> Outcome {
+    if socket::socket_type(fd) != Some(libc::SOCK_STREAM) {
+        return Outcome::PassThrough;
+    }
+    shielded(PANICKED, || {
+        connect::on_connecting_call(fd, dst, Act { direct, tunneled })
+    })
+}
+
+/// `sendto(2)`: looked at only for TCP Fast Open (`MSG_FASTOPEN` with an address); every other
+/// send goes to libc after two comparisons.
+///
+/// # Safety
+/// Called by C with `sendto(2)`'s contract.
+#[no_mangle]
+pub unsafe extern "C" fn sendto(
+    fd: c_int,
+    buf: *const c_void,
+    len: size_t,
+    flags: c_int,
+    addr: *const sockaddr,
+    addrlen: socklen_t,
+) -> isize {
+    // SAFETY: forwarded unchanged under the caller's contract.
+    let pass = || unsafe { real::sendto(fd, buf, len, flags, addr, addrlen) };
+    if addr.is_null() || flags & libc::MSG_FASTOPEN == 0 {
+        return pass();
+    }
+    // SAFETY: addr/addrlen per the contract.
+    let dst = match unsafe { socket::classify_addr(addr, addrlen) } {
+        AddrArg::Inet(dst) => dst,
+        AddrArg::Malformed => return finish(Err(libc::EINVAL), 0),
+        AddrArg::Other => return pass(),
+    };
+    let caller_errno = sys::errno();
+    let mut direct = |to: &SocketAddr| {
+        let raw = RawSockAddr::new(to);
+        // SAFETY: the caller's buffer under its contract, with our own copy of the address.
+        os_result(unsafe { real::sendto(fd, buf, len, flags, raw.as_ptr(), raw.len()) })
+    };
+    let mut tunneled = || {
+        let flags = flags & !libc::MSG_FASTOPEN;
+        // SAFETY: the caller's buffer under its contract; the socket is connected, so no address.
+        os_result(unsafe { real::sendto(fd, buf, len, flags, std::ptr::null(), 0) })
+    };
+    match fast_open(fd, dst, &mut direct, &mut tunneled) {
+        Outcome::PassThrough => pass(),
+        Outcome::Done(result) => finish(result, caller_errno),
+    }
+}
+
+/// `sendmsg(2)`: as `sendto`, for a fast-open message with a `msg_name`.
+///
+/// # Safety
+/// Called by C with `sendmsg(2)`'s contract.
+#[no_mangle]
+pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> isize {
+    // SAFETY: forwarded unchanged under the caller's contract.
+    let pass = || unsafe { real::sendmsg(fd, msg, flags) };
+    if flags & libc::MSG_FASTOPEN == 0 || msg.is_null() {
+        return pass();
+    }
+    // SAFETY: msg is a valid msghdr per the contract.
+    let header = unsafe { &*msg };
+    // SAFETY: msg_name/msg_namelen per the contract.
+    let dst = match unsafe { socket::classify_addr(header.msg_name.cast(), header.msg_namelen) } {
+        AddrArg::Inet(dst) => dst,
+        AddrArg::Malformed => return finish(Err(libc::EINVAL), 0),
+        AddrArg::Other => return pass(),
+    };
+    let caller_errno = sys::errno();
+    let mut direct = |to: &SocketAddr| {
+        let raw = RawSockAddr::new(to);
+        let mut copy = *header;
+        copy.msg_name = raw.as_ptr().cast_mut().cast();
+        copy.msg_namelen = raw.len();
+        // SAFETY: the caller's buffers under its contract, with our own header and address.
+        os_result(unsafe { real::sendmsg(fd, &copy, flags) })
+    };
+    let mut tunneled = || {
+        let mut copy = *header;
+        copy.msg_name = std::ptr::null_mut();
+        copy.msg_namelen = 0;
+        // SAFETY: the caller's buffers under its contract; the socket is connected now.
+        os_result(unsafe { real::sendmsg(fd, &copy, flags & !libc::MSG_FASTOPEN) })
+    };
+    match fast_open(fd, dst, &mut direct, &mut tunneled) {
+        Outcome::PassThrough => pass(),
+        Outcome::Done(result) => finish(result, caller_errno),
+    }
+}
+
+/// `sendmmsg(2)`: a fast-open batch is decided by its first message's address.
+///
+/// # Safety
+/// Called by C with `sendmmsg(2)`'s contract.
+#[no_mangle]
+pub unsafe extern "C" fn sendmmsg(
+    fd: c_int,
+    msgvec: *mut mmsghdr,
+    vlen: c_uint,
+    flags: c_int,
+) -> c_int {
+    // SAFETY: forwarded under the caller's contract, with its flags or without MSG_FASTOPEN.
+    let send = |flags: c_int| unsafe { real::sendmmsg(fd, msgvec, vlen, flags) };
+    if flags & libc::MSG_FASTOPEN == 0 || msgvec.is_null() || vlen == 0 {
+        return send(flags);
+    }
+    // SAFETY: msgvec holds vlen >= 1 valid entries per the contract.
+    let first = unsafe { &(*msgvec).msg_hdr };
+    // SAFETY: msg_name/msg_namelen per the contract.
+    let dst = match unsafe { socket::classify_addr(first.msg_name.cast(), first.msg_namelen) } {
+        AddrArg::Inet(dst) => dst,
+        AddrArg::Malformed => return finish(Err(libc::EINVAL), 0) as c_int,
+        AddrArg::Other => return send(flags),
+    };
+    let caller_errno = sys::errno();
+    // A direct batch goes out unchanged (its addresses are the program's); a tunneled one goes
+    // out without MSG_FASTOPEN, which makes the kernel ignore the addresses on a connected socket.
+    let mut direct = |_: &SocketAddr| os_result(send(flags) as isize);
+    let mut tunneled = || os_result(send(flags & !libc::MSG_FASTOPEN) as isize);
+    match fast_open(fd, dst, &mut direct, &mut tunneled) {
+        Outcome::PassThrough => send(flags),
+        Outcome::Done(result) => finish(result, caller_errno) as c_int,
     }
 }

@@ -30,13 +30,15 @@ pub struct Resolver {
     local_names: HashSet<String>,
 }
 
-/// How `connect()` learned the hostname of an address.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NameOrigin {
-    /// The address is one of our fake addresses.
-    Fake,
-    /// The address came from a real lookup we saw.
-    Remembered,
+/// What `connect()` knows of the hostname behind an address. Lives on the stack of one
+/// `connect()`: the size of the inline names is the price of not allocating.
+#[allow(clippy::large_enum_variant)]
+pub enum KnownNames {
+    None,
+    /// The address is one of our fake addresses, handed out for this host.
+    Fake(HostBuf),
+    /// The address came from real lookups we saw, of these hosts (newest first).
+    Remembered(memory::Recalled),
 }
 
 impl Resolver {
@@ -68,16 +70,19 @@ impl Resolver {
         host == "localhost" || host.ends_with(".localhost") || self.local_names.contains(host)
     }
 
-    /// The hostname behind a destination address, if we know it.
-    pub fn host_of(&self, addr: IpAddr) -> Option<(HostBuf, NameOrigin)> {
+    /// The hostnames behind a destination address, as far as we know them.
+    pub fn names_of(&self, addr: IpAddr) -> KnownNames {
         if self.fake.in_range(addr) {
             if let Some(name) = self.fake.host_of(addr) {
-                return Some((name, NameOrigin::Fake));
+                return KnownNames::Fake(name);
             }
         }
-        self.memory
-            .recall(addr)
-            .map(|name| (name, NameOrigin::Remembered))
+        let recalled = self.memory.recall(addr);
+        if recalled.is_empty() {
+            KnownNames::None
+        } else {
+            KnownNames::Remembered(recalled)
+        }
     }
 }
 

@@ -56,6 +56,15 @@ real_functions! {
     fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int,
         ours = crate::hooks::connect,
         fallback = raw_connect(fd, addr, len);
+    /// `sendto(2)`.
+    fn sendto(fd: c_int, buf: *const c_void, len: size_t, flags: c_int, addr: *const sockaddr, addrlen: socklen_t) -> isize,
+        ours = crate::hooks::sendto, fallback = raw_sendto(fd, buf, len, flags, addr, addrlen);
+    /// `sendmsg(2)`.
+    fn sendmsg(fd: c_int, msg: *const libc::msghdr, flags: c_int) -> isize,
+        ours = crate::hooks::sendmsg, fallback = raw_sendmsg(fd, msg, flags);
+    /// `sendmmsg(2)`.
+    fn sendmmsg(fd: c_int, msgvec: *mut libc::mmsghdr, vlen: libc::c_uint, flags: c_int) -> c_int,
+        ours = crate::hooks::sendmmsg, fallback = raw_sendmmsg(fd, msgvec, vlen, flags);
     /// `getaddrinfo(3)`.
     fn getaddrinfo(node: *const c_char, service: *const c_char, hints: *const addrinfo, res: *mut *mut addrinfo) -> c_int,
         ours = crate::hooks::getaddrinfo, fallback = libc::EAI_SYSTEM;
@@ -84,4 +93,29 @@ real_functions! {
 fn raw_connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
     // SAFETY: the raw syscall takes exactly connect(2)'s arguments.
     unsafe { libc::syscall(libc::SYS_connect, fd, addr, len) as c_int }
+}
+
+/// The `sendto` system call itself (see `raw_connect`).
+fn raw_sendto(
+    fd: c_int,
+    buf: *const c_void,
+    len: size_t,
+    flags: c_int,
+    addr: *const sockaddr,
+    addrlen: socklen_t,
+) -> isize {
+    // SAFETY: the raw syscall takes exactly sendto(2)'s arguments, vouched for by our caller.
+    unsafe { libc::syscall(libc::SYS_sendto, fd, buf, len, flags, addr, addrlen) as isize }
+}
+
+/// The `sendmsg` system call itself (see `raw_connect`).
+fn raw_sendmsg(fd: c_int, msg: *const libc::msghdr, flags: c_int) -> isize {
+    // SAFETY: as for raw_sendto.
+    unsafe { libc::syscall(libc::SYS_sendmsg, fd, msg, flags) as isize }
+}
+
+/// The `sendmmsg` system call itself (see `raw_connect`).
+fn raw_sendmmsg(fd: c_int, msgvec: *mut libc::mmsghdr, vlen: libc::c_uint, flags: c_int) -> c_int {
+    // SAFETY: as for raw_sendto.
+    unsafe { libc::syscall(libc::SYS_sendmmsg, fd, msgvec, vlen, flags) as c_int }
 }

@@ -30,8 +30,59 @@ pub fn socket_type(fd: i32) -> Option<i32> {
     (rc == 0).then_some(value)
 }
 
+/// `SO_DOMAIN`: the socket's address family (`AF_INET`, `AF_INET6`, ...).
+pub fn socket_domain(fd: i32) -> Option<i32> {
+    let mut value: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: value and len are valid for writes of the sizes given.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_DOMAIN,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then_some(value)
+}
+
+/// What a socket-address argument holds, as far as routing goes.
+pub enum AddrArg {
+    /// An IPv4 or IPv6 address: ours to decide.
+    Inet(SocketAddr),
+    /// Another family (`AF_UNIX`, netlink...) or no address: libc's business.
+    Other,
+    /// An `AF_INET`/`AF_INET6` address too short for its family: the kernel refuses it with
+    /// `EINVAL`, and so do we (never pass it on unchecked).
+    Malformed,
+}
+
+/// Classifies the address a program passes to `connect`/`sendto`/`sendmsg`.
+///
+/// # Safety
+/// `addr` must be null or point to at least `len` readable bytes.
+pub unsafe fn classify_addr(addr: *const libc::sockaddr, len: libc::socklen_t) -> AddrArg {
+    if addr.is_null() || (len as usize) < size_of::<libc::sa_family_t>() {
+        return AddrArg::Other;
+    }
+    // SAFETY: at least the family field is readable (checked above).
+    let family = unsafe { (*addr).sa_family } as i32;
+    if family != libc::AF_INET && family != libc::AF_INET6 {
+        return AddrArg::Other;
+    }
+    // SAFETY: per the contract.
+    match unsafe { read_sockaddr(addr, len) } {
+        Some(inet) => AddrArg::Inet(inet),
+        None => AddrArg::Malformed,
+    }
+}
+
+/// `SIN6_LEN_RFC2133`: the kernel takes an IPv6 address without its trailing scope id.
+const SOCKADDR_IN6_MIN: usize = 24;
+
 /// Reads a C socket address. `None` for families other than `AF_INET`/`AF_INET6`, or a length
-/// too short for the family.
+/// shorter than the kernel accepts for the family (16 for IPv4, 24 for IPv6).
 ///
 /// # Safety
 /// `addr` must be null or point to at least `len` readable bytes.
@@ -54,9 +105,22 @@ pub unsafe fn read_sockaddr(
                 u16::from_be(sin.sin_port),
             )))
         }
-        libc::AF_INET6 if len as usize >= size_of::<libc::sockaddr_in6>() => {
-            // SAFETY: the length covers a sockaddr_in6.
-            let sin6 = unsafe { std::ptr::read_unaligned(addr.cast::<libc::sockaddr_in6>()) };
+        libc::AF_INET6 if len as usize >= SOCKADDR_IN6_MIN => {
+            // SAFETY: the length covers a sockaddr_in6 up to its scope id; a full one is read
+            // only when the full length is there.
+            let sin6 = unsafe {
+                if len as usize >= size_of::<libc::sockaddr_in6>() {
+                    std::ptr::read_unaligned(addr.cast::<libc::sockaddr_in6>())
+                } else {
+                    let mut sin6: libc::sockaddr_in6 = zeroed();
+                    std::ptr::copy_nonoverlapping(
+                        addr.cast::<u8>(),
+                        (&mut sin6 as *mut libc::sockaddr_in6).cast::<u8>(),
+                        SOCKADDR_IN6_MIN,
+                    );
+                    sin6
+                }
+            };
             let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
             Some(SocketAddr::V6(SocketAddrV6::new(
                 ip,
