@@ -316,7 +316,7 @@ impl LogWriter {
         let saved = sys::errno();
         let result = match &self.target {
             LogTarget::Off => Ok(()),
-            LogTarget::Stderr => sys::write_all(2, line),
+            LogTarget::Stderr => sys::write_stderr(line),
             LogTarget::File(path) => match self.verified_fd(path) {
                 Ok(fd) => sys::write_all(fd, line),
                 Err(e) => Err(e),

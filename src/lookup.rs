@@ -33,7 +33,9 @@ pub struct FakeAnswer {
 
 /// Plans the answer to a lookup of `name` as the program spelled it.
 pub fn on_lookup(name: &str) -> Answer {
-    let rt = runtime::get();
+    let Some(rt) = runtime::get() else {
+        return Answer::PassThrough;
+    };
     if rt.mode != Mode::Active || net::is_numeric_host(name) {
         return Answer::PassThrough;
     }
@@ -69,7 +71,10 @@ pub fn on_lookup(name: &str) -> Answer {
 /// gateway resolves a name only it knows.
 pub fn fake_fallback(host: &str, decision: Decision) -> Result<FakeAnswer, i32> {
     let note = "DNS had no answer; a fake address stands in for the gateway to resolve";
-    fake_for(runtime::get(), host, decision, Some(note))
+    let Some(rt) = runtime::get() else {
+        return Err(libc::EAI_FAIL);
+    };
+    fake_for(rt, host, decision, Some(note))
 }
 
 /// A fake address for `host`, logged as the decision `decision`.
@@ -113,7 +118,7 @@ fn fake_for(
 /// After a real lookup of `host` (decided by `decision`): remember its addresses, so that
 /// `connect()` knows the name, and log.
 pub fn remember(host: &str, decision: Decision, addrs: &[IpAddr], rc: i32) {
-    let rt = runtime::get();
+    let Some(rt) = runtime::get() else { return };
     for addr in addrs {
         rt.resolver.memory.remember(*addr, host);
     }

@@ -47,15 +47,46 @@ pub struct Runtime {
 
 static RUNTIME: AtomicPtr<Runtime> = AtomicPtr::new(std::ptr::null_mut());
 
-/// The loaded state, loading it on first use.
-pub fn get() -> &'static Runtime {
+thread_local! {
+    /// Set on the thread that is loading the state: its own calls (a name-service module that
+    /// connects, say) pass straight through instead of loading again. Const-initialised, no
+    /// destructor.
+    static LOADING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Stack for the loading thread: parsing TOML and compiling regexes runs deep, and the first
+/// hooked call may come from a thread with a tiny stack (16 KiB in some servers).
+const LOADER_STACK: usize = 4 << 20;
+
+/// The loaded state, loading it on first use; `None` only on the loading thread itself, whose
+/// calls must pass straight through.
+pub fn get() -> Option<&'static Runtime> {
     let current = RUNTIME.load(Ordering::Acquire);
     if !current.is_null() {
         // SAFETY: a non-null pointer was published by the CAS below from Box::into_raw and is
         // never freed.
-        return unsafe { &*current };
+        return Some(unsafe { &*current });
     }
-    let fresh = Box::into_raw(Box::new(Runtime::load()));
+    if LOADING.try_with(|l| l.get()).unwrap_or(true) {
+        return None;
+    }
+    let load = || {
+        let _ = LOADING.try_with(|l| l.set(true));
+        Runtime::load()
+    };
+    // Load on a thread of our own with a roomy stack; if no thread can be made, here.
+    let fresh = std::thread::Builder::new()
+        .name("mcp-redirect-load".into())
+        .stack_size(LOADER_STACK)
+        .spawn(load)
+        .ok()
+        .and_then(|handle| handle.join().ok())
+        .unwrap_or_else(|| {
+            let runtime = load();
+            let _ = LOADING.try_with(|l| l.set(false));
+            runtime
+        });
+    let fresh = Box::into_raw(Box::new(fresh));
     match RUNTIME.compare_exchange(
         std::ptr::null_mut(),
         fresh,
@@ -66,13 +97,13 @@ pub fn get() -> &'static Runtime {
             // SAFETY: we just published fresh; it is never freed.
             let runtime = unsafe { &*fresh };
             runtime.announce();
-            runtime
+            Some(runtime)
         }
         Err(winner) => {
             // SAFETY: fresh came from Box::into_raw above and was never shared.
             drop(unsafe { Box::from_raw(fresh) });
             // SAFETY: as for `current`.
-            unsafe { &*winner }
+            Some(unsafe { &*winner })
         }
     }
 }

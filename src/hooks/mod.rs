@@ -20,6 +20,17 @@ use crate::connect::{self, Act, Outcome};
 use crate::sys::socket::{self, AddrArg, RawSockAddr};
 use crate::sys::{self, real};
 
+/// The library's constructor: find the real functions and note what stderr is, before the
+/// program runs. Nothing else: the configuration loads on the first hooked call.
+extern "C" fn on_load() {
+    real::resolve_all();
+    sys::record_stderr();
+}
+
+#[used]
+#[link_section = ".init_array"]
+static ON_LOAD: extern "C" fn() = on_load;
+
 /// Runs `body`, or returns `fallback` if it panics: a bug of ours must not unwind into the
 /// host program's C frames.
 fn shielded<T>(fallback: T, body: impl FnOnce() -> T) -> T {

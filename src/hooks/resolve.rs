@@ -323,8 +323,11 @@ pub unsafe extern "C" fn freeaddrinfo(res: *mut addrinfo) {
     // SAFETY: res is null or a list from getaddrinfo; read_sockaddr checks null and length.
     let first = unsafe { res.as_ref() }
         .and_then(|n| unsafe { socket::read_sockaddr(n.ai_addr, n.ai_addrlen) });
-    let ours =
-        first.is_some_and(|a| shielded(false, || runtime::get().resolver.fake.in_range(a.ip())));
+    let ours = first.is_some_and(|a| {
+        shielded(false, || {
+            runtime::get().is_some_and(|rt| rt.resolver.fake.in_range(a.ip()))
+        })
+    });
     if ours {
         // SAFETY: a list with a fake first address was built by fake_addrinfo (and even a real
         // list in that range has glibc's layout, which free_our_list frees the same way).
@@ -361,7 +364,7 @@ pub unsafe extern "C" fn getnameinfo(
         return pass();
     };
     let name = shielded(None, || {
-        let rt = runtime::get();
+        let rt = runtime::get()?;
         if rt.resolver.fake.in_range(sa.ip()) {
             rt.resolver
                 .fake

@@ -91,7 +91,7 @@ pub fn stderr_line(message: &str) {
     line.extend_from_slice(b"mcp-redirect: ");
     line.extend_from_slice(message.as_bytes());
     line.push(b'\n');
-    let _ = write_all(2, &line);
+    let _ = write_stderr(&line);
 }
 
 /// Reads a small file whole (config, `/etc/hosts`, `/etc/resolv.conf`), refusing more than
@@ -250,4 +250,43 @@ pub fn resolve_real(host: &str, port: u16) -> Result<Vec<std::net::SocketAddr>, 
     unsafe { real::freeaddrinfo(list) };
     set_errno(saved);
     Ok(addrs)
+}
+
+/// What fd 2 was when the library was loaded: the only file we will write stderr lines to.
+/// A program may close fd 2 and reuse the number for a file of its own; our line must not land
+/// there. 0 = not recorded (the library is used as an ordinary crate, not preloaded), 1 = fd 2
+/// was closed, else (dev, ino) packed by [`stderr_identity`].
+static STDERR_IDENTITY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+const STDERR_CLOSED: u64 = 1;
+
+fn stderr_identity(dev: u64, ino: u64) -> u64 {
+    // Never 0 or 1: those are the markers above.
+    (dev.rotate_left(32) ^ ino) | 2
+}
+
+/// Records what fd 2 is; called once by the library's constructor.
+pub fn record_stderr() {
+    let identity = match file_identity(2) {
+        Some((dev, ino)) => stderr_identity(dev, ino),
+        None => STDERR_CLOSED,
+    };
+    STDERR_IDENTITY.store(identity, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Writes to fd 2 if it is still the stderr the process started with; drops the bytes
+/// otherwise (reporting `NotConnected`).
+pub fn write_stderr(bytes: &[u8]) -> io::Result<()> {
+    let recorded = STDERR_IDENTITY.load(std::sync::atomic::Ordering::Relaxed);
+    let same = match recorded {
+        0 => true,
+        STDERR_CLOSED => false,
+        _ => file_identity(2).is_some_and(|(dev, ino)| stderr_identity(dev, ino) == recorded),
+    };
+    if !same {
+        return Err(io::Error::new(
+            io::ErrorKind::NotConnected,
+            "fd 2 is no longer the process's stderr",
+        ));
+    }
+    write_all(2, bytes)
 }

@@ -22,24 +22,37 @@ fn lookup(name: &'static [u8], ours: *mut c_void) -> *mut c_void {
 
 /// Declares `pub unsafe fn $name(..)` that calls the next definition of symbol `$name`, or the
 /// `$fallback` expression when libc has none (it always has; the fallback keeps us from a null
-/// call).
+/// call), and `resolve_all()`, which looks every symbol up at once (the library's constructor
+/// calls it, so that no `dlsym` runs later inside a hook, where a `fork()` could catch another
+/// thread inside the dynamic loader's lock).
 macro_rules! real_functions {
     ($( $(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty, ours = $ours:path, fallback = $fallback:expr; )*) => {
         $(
+            #[allow(non_snake_case)]
+            mod $name {
+                use super::*;
+                pub static PTR: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
+
+                /// The real symbol, looked up now if not yet; null if there is none.
+                pub fn resolve() -> *mut c_void {
+                    let mut ptr = PTR.load(Ordering::Acquire);
+                    if ptr.is_null() {
+                        ptr = lookup(concat!(stringify!($name), "\0").as_bytes(), $ours as *mut c_void);
+                        PTR.store(ptr, Ordering::Release);
+                    }
+                    ptr
+                }
+            }
+
             $(#[$doc])*
             ///
             /// # Safety
             /// The arguments must satisfy the libc function's contract.
             #[allow(clippy::unused_unit)]
             pub unsafe fn $name($($arg: $ty),*) -> $ret {
-                static REAL: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
-                let mut ptr = REAL.load(Ordering::Acquire);
+                let ptr = $name::resolve();
                 if ptr.is_null() {
-                    ptr = lookup(concat!(stringify!($name), "\0").as_bytes(), $ours as *mut c_void);
-                    if ptr.is_null() {
-                        return $fallback;
-                    }
-                    REAL.store(ptr, Ordering::Release);
+                    return $fallback;
                 }
                 // SAFETY: ptr came from dlsym for this exact symbol name, whose C signature is
                 // the one declared here.
@@ -48,6 +61,11 @@ macro_rules! real_functions {
                 unsafe { real($($arg),*) }
             }
         )*
+
+        /// Looks up every real function now.
+        pub fn resolve_all() {
+            $( $name::resolve(); )*
+        }
     };
 }
 
