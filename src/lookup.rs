@@ -36,27 +36,51 @@ pub fn on_lookup(name: &str) -> Answer {
     let Some(rt) = runtime::get() else {
         return Answer::PassThrough;
     };
-    if rt.mode != Mode::Active || net::is_numeric_host(name) {
+    let fail_closed = matches!(rt.mode, Mode::FailClosed(_));
+    if !(rt.mode == Mode::Active || fail_closed) || net::is_numeric_host(name) {
         return Answer::PassThrough;
     }
     let Some(host) = net::normalize_host(name) else {
-        // Names we would never forward: control characters, spaces, oversized. Refused and
-        // logged. Anything else that is merely unusual (non-ASCII) is left to libc.
-        let hostile = name.len() > net::MAX_HOST_LEN + 1
-            || name.bytes().any(|b| b.is_ascii_control() || b == b' ');
-        if !hostile {
-            return Answer::PassThrough;
-        }
+        // Names we would never forward: control characters, spaces, oversized, and non-ASCII
+        // (IDNA spellings, which glibc would turn into an ASCII name our rules never saw).
+        // Refused and logged.
+        let reason = if name.is_ascii() {
+            "invalid hostname refused"
+        } else {
+            "non-ASCII hostname refused (IDNA names must be converted by the program)"
+        };
         log_lookup(
             rt,
             None,
             None,
             None,
             LogResult::Eai(libc::EAI_NONAME),
-            Some("invalid hostname refused"),
+            Some(reason),
         );
         return Answer::Refuse(libc::EAI_NONAME);
     };
+    let deny = Decision {
+        action: Action::Deny,
+        rule_index: None,
+    };
+    if fail_closed {
+        // Every connection is refused anyway; do not let the names leak to DNS either.
+        return match fake_for(rt, &host, deny, None) {
+            Ok(fake) => Answer::Fake { host, fake },
+            Err(code) => Answer::Refuse(code),
+        };
+    }
+    if rt.is_gateway_host(&host) {
+        // The program talks to the gateway itself: it needs the gateway's real address.
+        let direct = Decision {
+            action: Action::Direct,
+            rule_index: None,
+        };
+        return Answer::Real {
+            host,
+            decision: direct,
+        };
+    }
     match rt.resolver.plan(&rt.rules, &host, &rt.exe) {
         ResolvePlan::Real(decision) => Answer::Real { host, decision },
         ResolvePlan::RealOrFake(decision) => Answer::RealOrFake { host, decision },
@@ -143,6 +167,10 @@ fn log_lookup(
     }
     let rule = decision.map(|d| match d.rule_index {
         Some(i) => (Some(i), rt.rules.rules()[i].pattern.as_str()),
+        None if matches!(rt.mode, Mode::FailClosed(_)) => (None, "invalid configuration"),
+        None if d.action == Action::Direct && host.is_some_and(|h| rt.is_gateway_host(h)) => {
+            (None, "gateway endpoint")
+        }
         None if d.action == Action::Direct
             && host.is_some_and(|h| rt.resolver.is_local_name(h)) =>
         {

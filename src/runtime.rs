@@ -193,6 +193,14 @@ impl Runtime {
         }
     }
 
+    /// Whether `host` names a gateway endpoint (lower-case).
+    pub fn is_gateway_host(&self, host: &str) -> bool {
+        self.gateways
+            .iter()
+            .flat_map(|g| &g.endpoints)
+            .any(|e| e.host == host)
+    }
+
     /// Whether `addr` is one of the configured gateway endpoints.
     pub fn is_gateway_endpoint(&self, addr: SocketAddr) -> bool {
         let addr = crate::net::canonical(addr);

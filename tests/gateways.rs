@@ -206,10 +206,25 @@ fn proxy_refusal_is_econnrefused_with_the_status_line_logged() {
     );
     let scratch = Scratch::new("refuse");
     let config = http_gateway_config(&scratch, proxy.addr, "");
-    let out = Run::python("import socket\ntry:\n socket.create_connection(('blocked.example.test', 443), timeout=20)\nexcept OSError as e:\n print(e.errno)")
-        .config(&config)
-        .output();
-    assert_eq!(out.success().trim(), libc::ECONNREFUSED.to_string());
+    // The socket is left as after a refused connect: unconnected, with no stale SO_ERROR.
+    let script = r#"
+import socket
+s = socket.socket()
+try:
+    s.connect(("blocked.example.test", 443))
+except OSError as e:
+    print(e.errno)
+print(s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
+try:
+    s.getpeername()
+except OSError as e:
+    print("unconnected")
+"#;
+    let out = Run::python(script).config(&config).output();
+    assert_eq!(
+        out.success().lines().collect::<Vec<_>>(),
+        [libc::ECONNREFUSED.to_string().as_str(), "0", "unconnected"]
+    );
     let log = scratch.log();
     let c = events(&log, "connect")[0];
     assert_eq!(c["result"], "ECONNREFUSED");

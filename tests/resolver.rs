@@ -102,6 +102,16 @@ assert socket.getaddrinfo("api.example.test", None, socket.AF_INET, socket.SOCK_
 # AI_CANONNAME.
 canon = socket.getaddrinfo("API.example.test", 80, socket.AF_INET, socket.SOCK_STREAM, 0, socket.AI_CANONNAME)
 assert canon[0][3] == "api.example.test", canon
+# Protocol and type combinations, and invalid flags, exactly as glibc answers a real name.
+def shape(*args):
+    try:
+        return sorted((a[1], a[2]) for a in socket.getaddrinfo(*args))
+    except socket.gaierror as e:
+        return e.errno
+for args in [(None, 0, 0, socket.IPPROTO_TCP), (None, 0, 0, socket.IPPROTO_SCTP),
+             (80, 0, socket.SOCK_STREAM, socket.IPPROTO_SCTP), (80, 0, socket.SOCK_SEQPACKET),
+             (80, 0, 0, 0, 0x10000), (80, socket.AF_INET, socket.SOCK_DGRAM)]:
+    assert shape("api.example.test", *args) == shape("localhost", *args), (args, shape("api.example.test", *args), shape("localhost", *args))
 # AI_NUMERICHOST with a name fails in libc, untouched by us.
 try:
     socket.getaddrinfo("api.example.test", 80, 0, 0, 0, socket.AI_NUMERICHOST)
@@ -170,8 +180,10 @@ assert socket.gethostbyname("api.example.test") == expected
 assert socket.gethostbyname_ex("localhost")[2] == ["127.0.0.1"]
 # A buffer too small for the answer: ERANGE, as glibc does.
 res = ctypes.POINTER(hostent)(); herr = ctypes.c_int(); buf = ctypes.create_string_buffer(8); ret = hostent()
-rc = libc.gethostbyname_r(b"api.example.test", ctypes.byref(ret), buf, 8, ctypes.byref(res), ctypes.byref(herr))
-assert rc == 34 and not res, rc
+libc_e = ctypes.CDLL(None, use_errno=True)
+ctypes.set_errno(0)
+rc = libc_e.gethostbyname_r(b"api.example.test", ctypes.byref(ret), buf, 8, ctypes.byref(res), ctypes.byref(herr))
+assert rc == 34 and not res and ctypes.get_errno() == 34, (rc, ctypes.get_errno())
 buf = ctypes.create_string_buffer(256)
 rc = libc.gethostbyname_r(b"api.example.test", ctypes.byref(ret), buf, 256, ctypes.byref(res), ctypes.byref(herr))
 assert rc == 0 and res.contents.h_name == b"api.example.test", rc
@@ -199,8 +211,9 @@ fn hostile_names_are_refused_and_never_forwarded() {
     ));
     let script = r#"
 import socket
-# Bytes, so that Python's IDNA codec does not refuse them before libc sees them.
-for name in [b"evil.test\r\nX-Injected: 1", b"a b.test", b"x" * 300 + b".test", b"tab\there.test"]:
+# Bytes, so that Python's IDNA codec does not refuse them before libc sees them. The last is
+# "vm" in fullwidth letters, which glibc's AI_IDN would turn into a name the rules never saw.
+for name in [b"evil.test\r\nX-Injected: 1", b"a b.test", b"x" * 300 + b".test", b"tab\there.test", "ｖｍ".encode()]:
     try:
         socket.getaddrinfo(name, 443, socket.AF_INET, socket.SOCK_STREAM)
         print("resolved", repr(name))
@@ -211,13 +224,17 @@ for name in [b"evil.test\r\nX-Injected: 1", b"a b.test", b"x" * 300 + b".test", 
     let noname = libc::EAI_NONAME.to_string();
     assert_eq!(
         out.success().lines().collect::<Vec<_>>(),
-        [noname.as_str(); 4]
+        [noname.as_str(); 5]
     );
     assert!(proxy.requests().is_empty());
     let log = scratch.log();
     let refused = events(&log, "resolve");
-    assert_eq!(refused.len(), 4);
-    assert!(refused
+    assert_eq!(refused.len(), 5);
+    assert!(refused[4]["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("non-ASCII hostname refused"));
+    assert!(refused[..4]
         .iter()
         .all(|e| e["result"] == "EAI_NONAME" && e["error"] == "invalid hostname refused"));
 }
@@ -313,5 +330,66 @@ print("ok")
             .unwrap()
             .contains("DNS had no answer"),
         "{fallback}"
+    );
+}
+
+#[test]
+fn an_invalid_config_lets_no_name_reach_dns() {
+    let scratch = Scratch::new("fail-closed-dns");
+    let config = scratch.config(&format!(
+        "[log]\npath = \"{}\"\n[[rules]]\nbogus = 1\n",
+        scratch.log_path().display()
+    ));
+    let script = r#"
+import socket
+a = socket.getaddrinfo("secret-data.exfil.test", 443, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
+assert a.startswith("198.1"), a
+try:
+    socket.create_connection((a, 443))
+except PermissionError:
+    print("refused")
+"#;
+    let out = Run::python(script).config(&config).output();
+    assert_eq!(out.success().trim(), "refused");
+    let log = scratch.log();
+    let r = events(&log, "resolve")[0];
+    assert_eq!(
+        (r["action"].as_str(), r["rule"]["pattern"].as_str()),
+        (Some("deny"), Some("invalid configuration"))
+    );
+}
+
+#[test]
+fn the_gateway_name_itself_resolves_for_real() {
+    let origin = Origin::start("origin");
+    let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
+    let scratch = Scratch::new("gateway-name");
+    // Everything goes through "proxy.corp.test" (in the private /etc/hosts as 127.0.0.1 here,
+    // but the point holds for a DNS name): a program that resolves the proxy's name to talk to
+    // it must get its real address, not a fake one routed through the proxy to itself.
+    let config = scratch.config(&format!(
+        "default = \"corp\"\n[log]\npath = \"{}\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"proxy.corp.test:{}\"]\n",
+        scratch.log_path().display(),
+        proxy.addr.port()
+    ));
+    let out = Run::new(
+        "curl",
+        &[
+            "-sS",
+            "--max-time",
+            "20",
+            "-x",
+            &format!("http://proxy.corp.test:{}", proxy.addr.port()),
+            "-p",
+            "http://api.example.test/",
+        ],
+    )
+    .config(&config)
+    .host_entry("127.0.0.1", "proxy.corp.test")
+    .output();
+    assert_eq!(out.success(), "hello from origin");
+    assert_eq!(
+        proxy.request_lines(),
+        ["CONNECT api.example.test:80 HTTP/1.1"]
     );
 }

@@ -161,17 +161,19 @@ pub fn parse_proxy_url(url: &str, name: &str) -> Result<Gateway, String> {
             ))
         }
     };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let (userinfo, hostport) = match authority.rsplit_once('@') {
-        Some((u, h)) => (Some(u), h),
-        None => (None, authority),
+    // The user info ends at the last '@' (a raw '/', '?' or '#' in a password is common enough
+    // in real variables); the host ends at the first '/', '?' or '#' after it. Nothing from
+    // before the '@' is ever echoed in a message.
+    let (userinfo, after) = match rest.rfind('@') {
+        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+        None => (None, rest),
     };
+    let hostport = after.split(['/', '?', '#']).next().unwrap_or("");
     let with_port = if hostport.ends_with(']') || !hostport.contains(':') {
         format!("{hostport}:1080")
     } else {
         hostport.to_string()
     };
-    // The message must not echo the URL: it may hold a password.
     let endpoint = HostPort::parse(&with_port)
         .map_err(|_| format!("the proxy address \"{hostport}\" is not host[:port]"))?;
     let credentials = match userinfo {
@@ -181,6 +183,19 @@ pub fn parse_proxy_url(url: &str, name: &str) -> Result<Gateway, String> {
             let user = percent_decode(user).ok_or("the user name is not valid percent-encoding")?;
             let password =
                 percent_decode(password).ok_or("the password is not valid percent-encoding")?;
+            if kind == GatewayKind::Socks5 && (user.len() > 255 || password.len() > 255) {
+                return Err("SOCKS5 user names and passwords are at most 255 bytes".into());
+            }
+            if user
+                .bytes()
+                .chain(password.bytes())
+                .any(|b| b.is_ascii_control())
+            {
+                return Err("the user name or password contains control characters".into());
+            }
+            if kind == GatewayKind::Http && user.contains(':') {
+                return Err("an HTTP proxy user name cannot contain ':'".into());
+            }
             Some(Credentials {
                 username: user,
                 password: Secret::new(password),
@@ -304,5 +319,22 @@ mod tests {
             parse_proxy_url("http://[::1]", "x").unwrap().endpoints[0].to_string(),
             "[::1]:1080"
         );
+    }
+
+    #[test]
+    fn raw_slashes_and_at_signs_in_passwords() {
+        let gw = parse_proxy_url("http://alice:s3cr/et?p#w@127.0.0.1:3128/", "x").unwrap();
+        assert_eq!(gw.endpoints[0].to_string(), "127.0.0.1:3128");
+        let creds = gw.credentials.unwrap();
+        assert_eq!(
+            (creds.username.as_str(), creds.password.expose()),
+            ("alice", "s3cr/et?p#w")
+        );
+        let gw = parse_proxy_url("http://alice:1234/x@proxy.corp:8080", "x").unwrap();
+        assert_eq!(gw.endpoints[0].to_string(), "proxy.corp:8080");
+        let e = parse_proxy_url("http://alice:s3cr/et@bad host:1", "x").unwrap_err();
+        assert!(!e.contains("s3cr") && !e.contains("alice"), "{e}");
+        let long = "p".repeat(300);
+        assert!(parse_proxy_url(&format!("socks5://u:{long}@127.0.0.1:1080"), "x").is_err());
     }
 }

@@ -669,9 +669,14 @@ fn validate_dns(dns: Option<&DnsSchema>) -> Result<DnsConfig, String> {
         }
         config.max_hosts = n as usize;
     }
-    // Two addresses of each range are never handed out (network and broadcast style ends).
-    let usable = config.fake_ipv4.size().saturating_sub(2) as usize;
-    config.max_hosts = config.max_hosts.min(usable);
+    // Two addresses of each range are never handed out (network and broadcast style ends), and
+    // a slot has an address in both ranges: the smaller range bounds the table.
+    let usable = config
+        .fake_ipv4
+        .size()
+        .min(config.fake_ipv6.size())
+        .saturating_sub(2);
+    config.max_hosts = config.max_hosts.min(usable as usize);
     Ok(config)
 }
 
@@ -770,5 +775,12 @@ mod tests {
     fn inline_passwords_are_refused_without_echoing_them() {
         let e = parse_err("[gateways.g]\nkind = \"http\"\nendpoints = [\"p:1\"]\nusername = \"u\"\npassword = \"hunter2\"\n");
         assert!(e.contains("password_env") && !e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn the_smaller_fake_range_bounds_the_table() {
+        let text = "[dns]\nfake_ipv6 = \"fd00:1::/112\"\nmax_hosts = 131070\n";
+        let c = parse(text, ConfigSource::Nothing, &no_env).ok().unwrap();
+        assert_eq!(c.dns.max_hosts, 65534);
     }
 }

@@ -164,7 +164,9 @@ struct Slot {
 }
 
 /// The combinations libc would return for this service and these hints, found by asking libc
-/// itself with a NULL node: service names (`https`), `EAI_SERVICE` and `EAI_SOCKTYPE` come out
+/// itself for a numeric wildcard address (`0.0.0.0` or `::`, no lookup involved) with the
+/// program's own service, socket type, protocol and flags: service names (`https`), the set of
+/// types for a protocol, and every error (`EAI_SERVICE`, `EAI_SOCKTYPE`, `EAI_BADFLAGS`) come out
 /// exactly as libc has them.
 ///
 /// # Safety
@@ -174,36 +176,23 @@ unsafe fn slots_for(
     hint: Option<&addrinfo>,
     family: c_int,
 ) -> Result<Vec<Slot>, c_int> {
-    let socktype = hint.map_or(0, |h| h.ai_socktype);
-    let protocol = hint.map_or(0, |h| h.ai_protocol);
-    if service.is_null() {
-        let defaults = [
-            (libc::SOCK_STREAM, libc::IPPROTO_TCP),
-            (libc::SOCK_DGRAM, libc::IPPROTO_UDP),
-            (libc::SOCK_RAW, 0),
-        ];
-        return Ok(defaults
-            .iter()
-            .filter(|(t, p)| {
-                (socktype == 0 || socktype == *t)
-                    && (protocol == 0 || protocol == *p || *t == libc::SOCK_RAW)
-            })
-            .map(|&(t, p)| Slot {
-                socktype: t,
-                protocol: if t == libc::SOCK_RAW { protocol } else { p },
-                port: 0,
-            })
-            .collect());
-    }
     // SAFETY: addrinfo is plain data; zero is the conventional empty value.
     let mut probe: addrinfo = unsafe { std::mem::zeroed() };
     probe.ai_family = family;
-    probe.ai_socktype = socktype;
-    probe.ai_protocol = protocol;
-    probe.ai_flags = hint.map_or(0, |h| h.ai_flags) & libc::AI_NUMERICSERV;
+    probe.ai_socktype = hint.map_or(0, |h| h.ai_socktype);
+    probe.ai_protocol = hint.map_or(0, |h| h.ai_protocol);
+    // AI_CANONNAME needs a name and AI_ADDRCONFIG would judge the wildcard, not our answer;
+    // every other flag (including invalid ones) goes to libc as the program gave it.
+    let flags = hint.map_or(0, |h| h.ai_flags) & !(libc::AI_CANONNAME | libc::AI_ADDRCONFIG);
+    probe.ai_flags = flags | libc::AI_NUMERICHOST;
+    let wildcard: &[u8] = if family == libc::AF_INET6 {
+        b"::\0"
+    } else {
+        b"0.0.0.0\0"
+    };
     let mut list: *mut addrinfo = null_mut();
-    // SAFETY: service is NUL-terminated; probe and list are valid for the call.
-    let rc = unsafe { real::getaddrinfo(ptr::null(), service, &probe, &mut list) };
+    // SAFETY: wildcard and service are NUL-terminated; probe and list are valid for the call.
+    let rc = unsafe { real::getaddrinfo(wildcard.as_ptr().cast(), service, &probe, &mut list) };
     if rc != 0 {
         return Err(rc);
     }
@@ -664,6 +653,10 @@ unsafe fn by_name_r(
         if !h_errnop.is_null() && herr != 0 {
             *h_errnop = herr;
         }
+    }
+    if rc != 0 {
+        // glibc sets errno too when the buffer is short (h_errno NETDB_INTERNAL says "see errno").
+        sys::set_errno(rc);
     }
     rc
 }

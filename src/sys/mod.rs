@@ -173,14 +173,21 @@ pub fn file_identity(fd: i32) -> Option<(u64, u64)> {
     (rc == 0).then_some((st.st_dev, st.st_ino))
 }
 
-/// Opens `path` for appending, close-on-exec, at fd 3 or above: a process started with 0, 1 or
+/// Opens `path` for appending (never through a symlink), close-on-exec, at fd 3 or above: a process started with 0, 1 or
 /// 2 closed must not find our log behind its stdin or stdout.
 pub fn open_append(path: &std::path::Path) -> io::Result<i32> {
     use std::os::unix::ffi::OsStrExt;
     let saved = errno();
     let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
-    let flags = libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_CLOEXEC | libc::O_NOCTTY;
+    // O_NOFOLLOW: a log path in a shared directory must not be turned into a write to another
+    // file by a planted symlink (the library often runs as root).
+    let flags = libc::O_WRONLY
+        | libc::O_APPEND
+        | libc::O_CREAT
+        | libc::O_CLOEXEC
+        | libc::O_NOCTTY
+        | libc::O_NOFOLLOW;
     // SAFETY: c_path is NUL-terminated; the mode argument is an int as open(2) expects.
     let fd = unsafe { libc::open(c_path.as_ptr(), flags, 0o640 as libc::c_uint) };
     if fd < 0 {

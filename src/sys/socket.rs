@@ -216,6 +216,9 @@ pub fn disconnect(fd: i32) {
     let saved = errno();
     // SAFETY: unspec is a valid sockaddr of the stated size.
     unsafe { real::connect(fd, &unspec, size_of::<libc::sockaddr>() as libc::socklen_t) };
+    // The disconnect leaves ECONNRESET pending; read it away, so that SO_ERROR does not
+    // contradict the errno the caller gets from connect().
+    let _ = pending_error(fd);
     super::set_errno(saved);
 }
 
