@@ -69,12 +69,9 @@ fn denied_hosts_fail_with_eacces_everywhere() {
         "denied hosts never reach the gateway"
     );
 
-    let out = Run::new(
-        "curl",
-        &["-sS", "--max-time", "20", "http://evil.example.test/"],
-    )
-    .config(&config)
-    .output();
+    let out = Run::curl("http://evil.example.test/")
+        .config(&config)
+        .output();
     assert_eq!(out.code, Some(7), "{}", out.describe());
     assert!(
         out.stderr.contains("Permission denied") || out.stderr.contains("Couldn't connect"),
@@ -137,9 +134,7 @@ fn a_default_gateway_never_gets_loopback_traffic() {
     let config = config_with(&scratch, proxy.addr, "", "corp");
     // curl answers "localhost" itself, without the resolver: connect() sees only 127.0.0.1.
     let url = format!("http://localhost:{}/", origin.addr.port());
-    let out = Run::new("curl", &["-sS", "--max-time", "20", &url])
-        .config(&config)
-        .output();
+    let out = Run::curl(&url).config(&config).output();
     assert_eq!(out.success(), "hello from origin");
     assert!(
         proxy.requests().is_empty(),
@@ -160,9 +155,7 @@ fn a_default_gateway_never_gets_loopback_traffic() {
         "[[rules]]\ncidr = \"127.0.0.0/8\"\naction = \"deny\"\n",
         "corp",
     );
-    let out = Run::new("curl", &["-sS", "--max-time", "20", &url])
-        .config(&config)
-        .output();
+    let out = Run::curl(&url).config(&config).output();
     assert_eq!(out.code, Some(7));
 }
 
@@ -236,12 +229,9 @@ action = "deny"
         ["ok", eacces.as_str(), eacces.as_str(), eacces.as_str()]
     );
     // The same host from curl matches the process rule.
-    let out = Run::new(
-        "curl",
-        &["-sS", "--max-time", "20", "http://www.example.test/"],
-    )
-    .config(&config)
-    .output();
+    let out = Run::curl("http://www.example.test/")
+        .config(&config)
+        .output();
     assert_eq!(out.success(), "hello from origin");
     assert_eq!(
         proxy.request_lines(),
@@ -390,9 +380,7 @@ fn an_invalid_config_fails_closed_and_says_why() {
         scratch.log_path().display()
     ));
     let url = format!("http://127.0.0.1:{}/", origin.addr.port());
-    let out = Run::new("curl", &["-sS", "--max-time", "20", &url])
-        .config(&config)
-        .output();
+    let out = Run::curl(&url).config(&config).output();
     assert_eq!(out.code, Some(7), "{}", out.describe());
     let message = format!("mcp-redirect: config {}: rules[1].cidr: prefix length \"33\" must be a number from 0 to 32", config.display());
     assert!(out.stderr.contains(&message), "{}", out.stderr);
@@ -408,7 +396,7 @@ fn an_invalid_config_fails_closed_and_says_why() {
     assert_eq!(events(&log, "connect")[0]["result"], "EACCES");
 
     // A missing file is as invalid as a broken one.
-    let out = Run::new("curl", &["-sS", "--max-time", "20", &url])
+    let out = Run::curl(&url)
         .env("MCP_REDIRECT_CONFIG", scratch.dir.join("missing.toml"))
         .output();
     assert_eq!(out.code, Some(7));
@@ -420,9 +408,7 @@ fn an_invalid_config_fails_closed_and_says_why() {
 
     // Unknown keys are errors too, with line and column.
     let typo = scratch.config("[[rules]]\nhots = \"a.test\"\naction = \"deny\"\n");
-    let out = Run::new("curl", &["-sS", "--max-time", "20", &url])
-        .config(&typo)
-        .output();
+    let out = Run::curl(&url).config(&typo).output();
     assert!(
         out.stderr
             .contains("rules[0]: line 2, column 1: unknown field `hots`"),
@@ -438,9 +424,7 @@ fn on_config_error_direct_fails_open() {
     let config = scratch
         .config("on_config_error = \"direct\"\n[[rules]]\nhost = \"a.test\"\nvia = \"nowhere\"\n");
     let url = format!("http://127.0.0.1:{}/", origin.addr.port());
-    let out = Run::new("curl", &["-sS", "--max-time", "20", &url])
-        .config(&config)
-        .output();
+    let out = Run::curl(&url).config(&config).output();
     assert_eq!(out.success(), "hello from origin");
     assert!(
         out.stderr

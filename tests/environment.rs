@@ -130,7 +130,7 @@ fn a_socks5h_all_proxy_with_credentials() {
 fn nothing_configured_means_untouched_and_silent() {
     let origin = Origin::start("origin");
     let url = format!("http://127.0.0.1:{}/", origin.addr.port());
-    let out = Run::new("curl", &["-sS", "--max-time", "20", &url]).output();
+    let out = Run::curl(&url).output();
     assert_eq!(out.success(), "hello from origin");
     assert!(out.stderr.is_empty(), "{}", out.stderr);
 }

@@ -160,13 +160,10 @@ fn basic_auth_reaches_the_proxy_and_never_the_log() {
         proxy.addr,
         "username = \"mcp\"\npassword_env = \"TEST_PROXY_PW\"",
     );
-    let out = Run::new(
-        "curl",
-        &["-sS", "--max-time", "20", "http://api.example.test/"],
-    )
-    .config(&config)
-    .env("TEST_PROXY_PW", "s3cret-pw")
-    .output();
+    let out = Run::curl("http://api.example.test/")
+        .config(&config)
+        .env("TEST_PROXY_PW", "s3cret-pw")
+        .output();
     assert_eq!(out.success(), "hello from origin");
     let log_text = std::fs::read_to_string(scratch.log_path()).unwrap();
     assert!(
@@ -286,12 +283,9 @@ fn a_silent_gateway_times_out_within_the_budget() {
 fn an_unreachable_gateway_fails_closed() {
     let scratch = Scratch::new("unreachable");
     let config = http_gateway_config(&scratch, closed_port(), "");
-    let out = Run::new(
-        "curl",
-        &["-sS", "--max-time", "20", "http://api.example.test/"],
-    )
-    .config(&config)
-    .output();
+    let out = Run::curl("http://api.example.test/")
+        .config(&config)
+        .output();
     assert_eq!(
         out.code,
         Some(7),
@@ -337,12 +331,9 @@ fn socks5_sends_the_domain_name() {
     let socks = Socks5Server::start(origin.addr, None, 0);
     let scratch = Scratch::new("socks");
     let config = socks_config(&scratch, socks.addr, "");
-    let out = Run::new(
-        "curl",
-        &["-sS", "--max-time", "20", "http://example.test:8443/"],
-    )
-    .config(&config)
-    .output();
+    let out = Run::curl("http://example.test:8443/")
+        .config(&config)
+        .output();
     assert_eq!(out.success(), "hello from origin");
     let requests = socks.requests();
     assert_eq!(requests.len(), 1);
@@ -379,13 +370,10 @@ fn socks5_username_password() {
         socks.addr,
         "username = \"agent\"\npassword_env = \"SOCKS_PW\"",
     );
-    let out = Run::new(
-        "curl",
-        &["-sS", "--max-time", "20", "http://api.example.test/"],
-    )
-    .config(&config)
-    .env("SOCKS_PW", "pa55")
-    .output();
+    let out = Run::curl("http://api.example.test/")
+        .config(&config)
+        .env("SOCKS_PW", "pa55")
+        .output();
     assert_eq!(out.success(), "hello from origin");
     assert_eq!(
         socks.requests()[0].credentials,
@@ -441,12 +429,9 @@ via = "kong"
         scratch.log_path().display(),
         api_gateway.addr
     ));
-    let out = Run::new(
-        "curl",
-        &["-sS", "--max-time", "20", "http://api.openai.test/v1/chat"],
-    )
-    .config(&config)
-    .output();
+    let out = Run::curl("http://api.openai.test/v1/chat")
+        .config(&config)
+        .output();
     assert_eq!(out.success(), "hello from api-gateway");
     let request = &api_gateway.requests()[0];
     assert!(

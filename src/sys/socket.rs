@@ -13,8 +13,8 @@ fn os_error(code: i32) -> io::Error {
     io::Error::from_raw_os_error(code)
 }
 
-/// `SO_TYPE` of the socket (`SOCK_STREAM`, `SOCK_DGRAM`, ...), or `None` if `fd` is no socket.
-pub fn socket_type(fd: i32) -> Option<i32> {
+/// An integer `SOL_SOCKET` option, or `None` if `fd` is no socket.
+fn socket_option(fd: i32, option: libc::c_int) -> Option<i32> {
     let mut value: libc::c_int = 0;
     let mut len = size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: value and len are valid for writes of the sizes given.
@@ -22,7 +22,7 @@ pub fn socket_type(fd: i32) -> Option<i32> {
         libc::getsockopt(
             fd,
             libc::SOL_SOCKET,
-            libc::SO_TYPE,
+            option,
             (&mut value as *mut libc::c_int).cast(),
             &mut len,
         )
@@ -30,21 +30,14 @@ pub fn socket_type(fd: i32) -> Option<i32> {
     (rc == 0).then_some(value)
 }
 
+/// `SO_TYPE` of the socket (`SOCK_STREAM`, `SOCK_DGRAM`, ...), or `None` if `fd` is no socket.
+pub fn socket_type(fd: i32) -> Option<i32> {
+    socket_option(fd, libc::SO_TYPE)
+}
+
 /// `SO_DOMAIN`: the socket's address family (`AF_INET`, `AF_INET6`, ...).
 pub fn socket_domain(fd: i32) -> Option<i32> {
-    let mut value: libc::c_int = 0;
-    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: value and len are valid for writes of the sizes given.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_DOMAIN,
-            (&mut value as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    (rc == 0).then_some(value)
+    socket_option(fd, libc::SO_DOMAIN)
 }
 
 /// What a socket-address argument holds, as far as routing goes.
@@ -301,27 +294,13 @@ pub fn wait(fd: i32, events: libc::c_short, deadline: Deadline) -> io::Result<()
     }
 }
 
-/// `SO_ERROR`: the outcome of a non-blocking connect.
+/// `SO_ERROR`: the outcome of a non-blocking connect (reading it clears it).
 fn pending_error(fd: i32) -> io::Result<()> {
-    let mut value: libc::c_int = 0;
-    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: value and len are valid for writes of the sizes given.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_ERROR,
-            (&mut value as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    if rc < 0 {
-        return Err(os_error(errno()));
+    match socket_option(fd, libc::SO_ERROR) {
+        None => Err(os_error(errno())),
+        Some(0) => Ok(()),
+        Some(code) => Err(os_error(code)),
     }
-    if value != 0 {
-        return Err(os_error(value));
-    }
-    Ok(())
 }
 
 /// Connects a non-blocking socket and waits for the outcome until the deadline.

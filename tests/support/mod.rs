@@ -190,6 +190,11 @@ impl Run {
             .args(&self.args);
     }
 
+    /// `curl -sS --max-time 20 URL`.
+    pub fn curl(url: &str) -> Run {
+        Run::new("curl", &["-sS", "--max-time", "20", url])
+    }
+
     pub fn python(script: &str) -> Run {
         Run::new("python3", &["-c", script])
     }
