@@ -254,7 +254,7 @@ fn gateway_endpoint(
     gateway::endpoint_for_family(&candidates, family).ok_or_else(|| {
         gateway::GatewayError::new(
             libc::ENETUNREACH,
-            format!("gateway endpoint {endpoint} has no address usable from an IPv4 socket"),
+            format!("gateway endpoint {endpoint} has no address of this socket's family"),
         )
     })
 }

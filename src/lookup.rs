@@ -31,20 +31,27 @@ pub struct FakeAnswer {
     pub ipv6: Ipv6Addr,
 }
 
-/// Plans the answer to a lookup of `name` as the program spelled it.
-pub fn on_lookup(name: &str) -> Answer {
+/// Plans the answer to a lookup of `name` as the program spelled it (bytes: a name that is not
+/// UTF-8 is refused like any other name we would never forward).
+pub fn on_lookup(name: &[u8]) -> Answer {
     let Some(rt) = runtime::get() else {
         return Answer::PassThrough;
     };
     let fail_closed = matches!(rt.mode, Mode::FailClosed(_));
-    if !(rt.mode == Mode::Active || fail_closed) || net::is_numeric_host(name) {
+    if !(rt.mode == Mode::Active || fail_closed) {
         return Answer::PassThrough;
     }
-    let Some(host) = net::normalize_host(name) else {
+    let text = std::str::from_utf8(name).unwrap_or("\u{fffd}");
+    // A numeric host is no lookup; nor is one with a trailing dot ("127.0.0.1."), which libc
+    // takes as a DNS name but we would read as the address.
+    if net::is_numeric_host(text.strip_suffix('.').unwrap_or(text)) {
+        return Answer::PassThrough;
+    }
+    let Some(host) = net::normalize_host(text) else {
         // Names we would never forward: control characters, spaces, oversized, and non-ASCII
         // (IDNA spellings, which glibc would turn into an ASCII name our rules never saw).
         // Refused and logged.
-        let reason = if name.is_ascii() {
+        let reason = if text.is_ascii() {
             "invalid hostname refused"
         } else {
             "non-ASCII hostname refused (IDNA names must be converted by the program)"

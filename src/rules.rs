@@ -340,9 +340,9 @@ impl RuleTable {
             match rule.action {
                 Action::Direct if rule.ports.is_none() => return ResolvePlan::Real(decision),
                 Action::Direct => continue,
-                // A deny rule that does not look at the name (port or process only) denies the
-                // real address just as well: no reason to fake every name for it.
-                Action::Deny if rule.host.is_none() => continue,
+                // A port-limited deny rule that does not look at the name denies the real
+                // address just as well: no reason to fake every name for it.
+                Action::Deny if rule.host.is_none() && rule.ports.is_some() => continue,
                 _ => return ResolvePlan::Fake(decision),
             }
         }

@@ -213,7 +213,7 @@ fn hostile_names_are_refused_and_never_forwarded() {
 import socket
 # Bytes, so that Python's IDNA codec does not refuse them before libc sees them. The last is
 # "vm" in fullwidth letters, which glibc's AI_IDN would turn into a name the rules never saw.
-for name in [b"evil.test\r\nX-Injected: 1", b"a b.test", b"x" * 300 + b".test", b"tab\there.test", "ｖｍ".encode()]:
+for name in [b"evil.test\r\nX-Injected: 1", b"a b.test", b"x" * 300 + b".test", b"tab\there.test", "ｖｍ".encode(), b"\xff\xfe.test"]:
     try:
         socket.getaddrinfo(name, 443, socket.AF_INET, socket.SOCK_STREAM)
         print("resolved", repr(name))
@@ -224,16 +224,16 @@ for name in [b"evil.test\r\nX-Injected: 1", b"a b.test", b"x" * 300 + b".test", 
     let noname = libc::EAI_NONAME.to_string();
     assert_eq!(
         out.success().lines().collect::<Vec<_>>(),
-        [noname.as_str(); 5]
+        [noname.as_str(); 6]
     );
     assert!(proxy.requests().is_empty());
     let log = scratch.log();
     let refused = events(&log, "resolve");
-    assert_eq!(refused.len(), 5);
-    assert!(refused[4]["error"]
+    assert_eq!(refused.len(), 6);
+    assert!(refused[4..].iter().all(|e| e["error"]
         .as_str()
         .unwrap()
-        .starts_with("non-ASCII hostname refused"));
+        .starts_with("non-ASCII hostname refused")));
     assert!(refused[..4]
         .iter()
         .all(|e| e["result"] == "EAI_NONAME" && e["error"] == "invalid hostname refused"));
@@ -391,5 +391,31 @@ fn the_gateway_name_itself_resolves_for_real() {
     assert_eq!(
         proxy.request_lines(),
         ["CONNECT api.example.test:80 HTTP/1.1"]
+    );
+}
+
+#[test]
+fn an_address_with_a_trailing_dot_is_not_a_name_to_fake() {
+    let scratch = Scratch::new("trailing-dot");
+    let config = scratch.config(&format!(
+        "default = \"corp\"\n[log]\npath = \"{}\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"127.0.0.1:9\"]\n",
+        scratch.log_path().display()
+    ));
+    // libc takes "127.0.0.2." as a DNS name (and finds nothing); it must not become a fake
+    // address that sends "CONNECT 127.0.0.2" to the gateway.
+    let script = r#"
+import socket
+try:
+    print(socket.getaddrinfo(b"127.0.0.2.", 80, socket.AF_INET, socket.SOCK_STREAM)[0][4][0])
+except socket.gaierror:
+    print("no answer")
+"#;
+    assert_eq!(
+        Run::python(script)
+            .config(&config)
+            .output()
+            .success()
+            .trim(),
+        "no answer"
     );
 }

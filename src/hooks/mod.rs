@@ -216,7 +216,14 @@ pub unsafe extern "C" fn sendmmsg(
     let caller_errno = sys::errno();
     // A direct batch goes out unchanged (its addresses are the program's); a tunneled one goes
     // out without MSG_FASTOPEN, which makes the kernel ignore the addresses on a connected socket.
-    let mut direct = |_: &SocketAddr| os_result(send(flags) as isize);
+    // A batch to a fake address that goes direct would need every message's address rewritten:
+    // refused instead (no program is known to do this).
+    let mut direct = |to: &SocketAddr| {
+        if *to != dst {
+            return Err(libc::EOPNOTSUPP);
+        }
+        os_result(send(flags) as isize)
+    };
     let mut tunneled = || os_result(send(flags & !libc::MSG_FASTOPEN) as isize);
     match fast_open(fd, dst, &mut direct, &mut tunneled) {
         Outcome::PassThrough => send(flags),

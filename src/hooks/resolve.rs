@@ -28,21 +28,21 @@ fn set_h_errno(value: c_int) {
     unsafe { *__h_errno_location() = value };
 }
 
-/// The program's name argument, if it is a C string we can read as UTF-8.
+/// The program's name argument, as bytes (not necessarily UTF-8).
 ///
 /// # Safety
 /// `name` must be null or a NUL-terminated string.
-unsafe fn name_arg<'a>(name: *const c_char) -> Option<&'a str> {
+unsafe fn name_arg<'a>(name: *const c_char) -> Option<&'a [u8]> {
     if name.is_null() {
         return None;
     }
     // SAFETY: non-null and NUL-terminated per the caller.
-    unsafe { CStr::from_ptr(name) }.to_str().ok()
+    Some(unsafe { CStr::from_ptr(name) }.to_bytes())
 }
 
-/// Plans the answer; a panic means "let libc answer".
-fn plan(name: &str) -> Answer {
-    shielded(Answer::PassThrough, || lookup::on_lookup(name))
+/// Plans the answer; a panic of ours refuses the name rather than let it through undecided.
+fn plan(name: &[u8]) -> Answer {
+    shielded(Answer::Refuse(libc::EAI_FAIL), || lookup::on_lookup(name))
 }
 
 /// The fake answer for a `RealOrFake` host after DNS found nothing, or `None` to return DNS's
@@ -504,7 +504,7 @@ enum ByName {
 /// its hostent (null if none) and whether the failure was only a short buffer (`ERANGE`, which
 /// the caller must see to retry with a bigger one).
 fn by_name(
-    name: Option<&str>,
+    name: Option<&[u8]>,
     af: c_int,
     real_call: &mut dyn FnMut() -> (*mut hostent, bool),
 ) -> ByName {
