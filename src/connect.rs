@@ -11,7 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use crate::gateway::{self, Destination};
 use crate::log::{Event, LogResult};
-use crate::resolver::names::HostBuf;
+use crate::resolver::memory::WAYS;
 use crate::resolver::KnownNames;
 use crate::rules::{Action, Decision, Target};
 use crate::runtime::{self, Mode, Runtime};
@@ -85,8 +85,9 @@ pub fn on_connecting_call(fd: i32, dst: SocketAddr, act: Act<'_>) -> Outcome {
     let started = sys::monotonic_us();
     let ip = dst.ip().to_canonical();
     let known = rt.resolver.names_of(ip);
-    let chosen = choose(rt, &known, ip, dst.port());
-    let host = chosen.host.map(HostBuf::as_str);
+    let (names, count, is_fake) = candidates(&known);
+    let chosen = choose(rt, &names[..count], is_fake, Some(ip), dst.port());
+    let host = chosen.host;
 
     let mut event = Event {
         proto: Some(proto),
@@ -149,12 +150,14 @@ pub fn on_connecting_call(fd: i32, dst: SocketAddr, act: Act<'_>) -> Outcome {
 }
 
 /// The decision for a destination, and the name and rule it was made with.
-struct Chosen<'a> {
-    decision: Decision,
-    host: Option<&'a HostBuf>,
-    is_fake: bool,
-    /// The log's rule pattern.
-    pattern: &'a str,
+pub struct Chosen<'a> {
+    pub decision: Decision,
+    /// The hostname the decision was made with (one of the candidates).
+    pub host: Option<&'a str>,
+    /// Whether the destination is a fake address (the real one is the gateway's to find).
+    pub is_fake: bool,
+    /// The log's rule pattern: the rule's text, `default`, or a built-in rule's name.
+    pub pattern: &'a str,
 }
 
 /// How strict an action is: when several names share an address, the strictest decision
@@ -167,56 +170,74 @@ fn severity(action: Action) -> u8 {
     }
 }
 
-fn choose<'a>(rt: &'a Runtime, known: &'a KnownNames, ip: IpAddr, port: u16) -> Chosen<'a> {
+/// The hostnames behind an address, as candidates for [`choose`].
+fn candidates(known: &KnownNames) -> ([&str; WAYS], usize, bool) {
+    let mut names = [""; WAYS];
+    match known {
+        KnownNames::None => (names, 0, false),
+        KnownNames::Fake(name) => {
+            names[0] = name.as_str();
+            (names, 1, true)
+        }
+        KnownNames::Remembered(recalled) => {
+            let mut count = 0;
+            for (slot, name) in names.iter_mut().zip(recalled.iter()) {
+                *slot = name.as_str();
+                count += 1;
+            }
+            (names, count, false)
+        }
+    }
+}
+
+/// The decision for a connection to `ip` (when known) and `port`, made with each candidate
+/// hostname (none, one, or several sharing the address): built-in rules first, then the rule
+/// table, the strictest result among the candidates, and the loopback exception. This is the
+/// whole of the connect-time decision; `mcp-redirect explain` calls it too.
+pub fn choose<'a>(rt: &'a Runtime, names: &[&'a str], is_fake: bool, ip: Option<IpAddr>, port: u16) -> Chosen<'a> {
     let direct = Decision {
         action: Action::Direct,
         rule_index: None,
     };
-    // Built-in rules first: a program talking to the gateway itself, or to the system's DNS.
-    if rt.is_gateway_endpoint(SocketAddr::new(ip, port)) {
-        return Chosen {
-            decision: direct,
-            host: None,
-            is_fake: false,
-            pattern: "gateway endpoint",
-        };
+    let builtin = |pattern| Chosen {
+        decision: direct,
+        host: None,
+        is_fake: false,
+        pattern,
+    };
+    if let Some(ip) = ip.filter(|_| !is_fake) {
+        // A program talking to the gateway itself, or to the system's DNS.
+        if rt.is_gateway_endpoint(SocketAddr::new(ip, port)) {
+            return builtin("gateway endpoint");
+        }
+        if port == 53 && rt.nameservers.contains(&ip) {
+            return builtin("system resolver");
+        }
     }
-    if port == 53 && rt.nameservers.contains(&ip) {
-        return Chosen {
-            decision: direct,
-            host: None,
-            is_fake: false,
-            pattern: "system resolver",
-        };
-    }
-    let decide = |host: Option<&str>, is_fake: bool| {
+    let decide = |host: Option<&str>| {
         rt.rules.decide(&Target {
             host,
-            addr: (!is_fake).then_some(ip),
+            addr: if is_fake { None } else { ip },
             port: Some(port),
             exe: &rt.exe,
         })
     };
-    let (mut decision, host, is_fake) = match known {
-        KnownNames::None => (decide(None, false), None, false),
-        KnownNames::Fake(name) => (decide(Some(name.as_str()), true), Some(name), true),
-        KnownNames::Remembered(names) => {
-            let mut best: Option<(Decision, &HostBuf)> = None;
-            for name in names.iter() {
-                let d = decide(Some(name.as_str()), false);
-                if best.is_none_or(|(b, _)| severity(d.action) > severity(b.action)) {
-                    best = Some((d, name));
-                }
-            }
-            let (d, name) = best.expect("Remembered holds at least one name");
-            (d, Some(name), false)
+    let mut best: Option<(Decision, Option<&'a str>)> = None;
+    for name in names {
+        let d = decide(Some(name));
+        if best.is_none_or(|(b, _)| severity(d.action) > severity(b.action)) {
+            best = Some((d, Some(name)));
         }
-    };
+    }
+    let (mut decision, host) = best.unwrap_or_else(|| (decide(None), None));
     let pattern = match decision.rule_index {
         Some(i) => rt.rules.rules()[i].pattern.as_str(),
         // A default gateway never gets loopback traffic: it cannot reach this machine's
         // loopback, and "CONNECT 127.0.0.1:port" would hit the gateway's own services.
-        None if !is_fake && ip.is_loopback() && matches!(decision.action, Action::Gateway(_)) => {
+        None if !is_fake
+            && ip.is_some_and(|ip| ip.is_loopback())
+            && matches!(decision.action, Action::Gateway(_)) =>
+        {
             decision.action = Action::Direct;
             "loopback (a default gateway does not apply)"
         }

@@ -183,29 +183,63 @@ impl Rule {
     }
 
     fn matches(&self, target: &Target<'_>) -> bool {
+        self.mismatch(target).is_none()
+    }
+
+    /// The first condition of this rule that `target` fails, or `None` if the rule matches.
+    /// The decision function and `explain` both use this, so they cannot disagree.
+    pub fn mismatch(&self, target: &Target<'_>) -> Option<Mismatch> {
         if let Some(process) = &self.process {
             if process != target.exe {
-                return false;
+                return Some(Mismatch::Process);
             }
         }
         if let Some(ports) = &self.ports {
             match target.port {
                 Some(port) if ports.contains(port) => {}
-                _ => return false,
+                Some(_) => return Some(Mismatch::Port),
+                None => return Some(Mismatch::PortUnknown),
             }
         }
         if let Some(cidr) = &self.cidr {
             match target.addr {
                 Some(addr) if cidr.contains(addr) => {}
-                _ => return false,
+                Some(_) => return Some(Mismatch::Cidr),
+                None => return Some(Mismatch::AddressUnknown),
             }
         }
         if let Some(host) = &self.host {
             if !target.with_host_text(|name| host.matches(name)) {
-                return false;
+                return Some(Mismatch::Host);
             }
         }
-        true
+        None
+    }
+}
+
+/// Why a rule did not match, for `explain`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mismatch {
+    Process,
+    Port,
+    /// A port condition, and no port is known yet (at lookup time).
+    PortUnknown,
+    Cidr,
+    /// A `cidr` condition, and the real address is not known (a fake address, or not resolved).
+    AddressUnknown,
+    Host,
+}
+
+impl Mismatch {
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Mismatch::Process => "the process name differs",
+            Mismatch::Port => "the port is outside the rule's ports",
+            Mismatch::PortUnknown => "no port is known at lookup time",
+            Mismatch::Cidr => "the address is outside the rule's prefix",
+            Mismatch::AddressUnknown => "the real address is not known (fake address: the gateway resolves it)",
+            Mismatch::Host => "the host does not match",
+        }
     }
 }
 
@@ -286,6 +320,15 @@ impl RuleTable {
 
     pub fn default_action(&self) -> Action {
         self.default
+    }
+
+    /// Every rule before the one that decides `target`, with the reason it did not match.
+    pub fn trace(&self, target: &Target<'_>) -> Vec<(usize, Mismatch)> {
+        self.rules
+            .iter()
+            .enumerate()
+            .map_while(|(index, rule)| rule.mismatch(target).map(|why| (index, why)))
+            .collect()
     }
 
     /// The decision for a connection: first matching rule, else the default.

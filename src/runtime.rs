@@ -58,9 +58,12 @@ thread_local! {
 /// hooked call may come from a thread with a tiny stack (16 KiB in some servers).
 const LOADER_STACK: usize = 4 << 20;
 
-/// The loaded state, loading it on first use; `None` only on the loading thread itself, whose
-/// calls must pass straight through.
+/// The loaded state, loading it on first use; `None` on the loading thread itself, and in a
+/// program that links this crate rather than preloading it: their calls pass straight through.
 pub fn get() -> Option<&'static Runtime> {
+    if crate::hooks::inert() {
+        return None;
+    }
     let current = RUNTIME.load(Ordering::Acquire);
     if !current.is_null() {
         // SAFETY: a non-null pointer was published by the CAS below from Box::into_raw and is

@@ -297,3 +297,23 @@ pub fn write_stderr(bytes: &[u8]) -> io::Result<()> {
     }
     write_all(2, bytes)
 }
+
+/// Whether the code at `addr` belongs to the main executable (this crate linked into a program,
+/// such as the `mcp-redirect` tool) rather than to a shared object loaded into it (the preloaded
+/// `libmcp_redirect.so`). Compares the object that holds `addr` with the one that holds the
+/// program's entry point.
+pub fn in_main_executable(addr: *const libc::c_void) -> bool {
+    let object_base = |addr: *const libc::c_void| {
+        // SAFETY: Dl_info is plain data; dladdr fills it for any address and only reads `addr`.
+        let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+        // SAFETY: info is a valid, writable Dl_info.
+        let found = unsafe { libc::dladdr(addr, &mut info) } != 0;
+        found.then_some(info.dli_fbase as usize)
+    };
+    // SAFETY: getauxval has no preconditions.
+    let entry = unsafe { libc::getauxval(libc::AT_ENTRY) } as *const libc::c_void;
+    match (object_base(addr), object_base(entry)) {
+        (Some(ours), Some(main)) => ours == main,
+        _ => false,
+    }
+}
