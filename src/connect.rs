@@ -194,7 +194,13 @@ fn candidates(known: &KnownNames) -> ([&str; WAYS], usize, bool) {
 /// hostname (none, one, or several sharing the address): built-in rules first, then the rule
 /// table, the strictest result among the candidates, and the loopback exception. This is the
 /// whole of the connect-time decision; `mcp-redirect explain` calls it too.
-pub fn choose<'a>(rt: &'a Runtime, names: &[&'a str], is_fake: bool, ip: Option<IpAddr>, port: u16) -> Chosen<'a> {
+pub fn choose<'a>(
+    rt: &'a Runtime,
+    names: &[&'a str],
+    is_fake: bool,
+    ip: Option<IpAddr>,
+    port: u16,
+) -> Chosen<'a> {
     let direct = Decision {
         action: Action::Direct,
         rule_index: None,

@@ -66,29 +66,7 @@ pub fn on_lookup(name: &[u8]) -> Answer {
         );
         return Answer::Refuse(libc::EAI_NONAME);
     };
-    let deny = Decision {
-        action: Action::Deny,
-        rule_index: None,
-    };
-    if fail_closed {
-        // Every connection is refused anyway; do not let the names leak to DNS either.
-        return match fake_for(rt, &host, deny, None) {
-            Ok(fake) => Answer::Fake { host, fake },
-            Err(code) => Answer::Refuse(code),
-        };
-    }
-    if rt.is_gateway_host(&host) {
-        // The program talks to the gateway itself: it needs the gateway's real address.
-        let direct = Decision {
-            action: Action::Direct,
-            rule_index: None,
-        };
-        return Answer::Real {
-            host,
-            decision: direct,
-        };
-    }
-    match rt.resolver.plan(&rt.rules, &host, &rt.exe) {
+    match plan(rt, &host) {
         ResolvePlan::Real(decision) => Answer::Real { host, decision },
         ResolvePlan::RealOrFake(decision) => Answer::RealOrFake { host, decision },
         ResolvePlan::Fake(decision) => match fake_for(rt, &host, decision, None) {
@@ -96,6 +74,26 @@ pub fn on_lookup(name: &[u8]) -> Answer {
             Err(code) => Answer::Refuse(code),
         },
     }
+}
+
+/// How a lookup of `host` (normalised) is answered: the whole of the lookup-time decision,
+/// which `mcp-redirect explain` calls too.
+pub fn plan(rt: &Runtime, host: &str) -> ResolvePlan {
+    if matches!(rt.mode, Mode::FailClosed(_)) {
+        // Every connection is refused anyway; do not let the names leak to DNS either.
+        return ResolvePlan::Fake(Decision {
+            action: Action::Deny,
+            rule_index: None,
+        });
+    }
+    if rt.is_gateway_host(host) {
+        // The program talks to the gateway itself: it needs the gateway's real address.
+        return ResolvePlan::Real(Decision {
+            action: Action::Direct,
+            rule_index: None,
+        });
+    }
+    rt.resolver.plan(&rt.rules, host, &rt.exe)
 }
 
 /// For `RealOrFake` after DNS found nothing: the fake address that stands in, so that the

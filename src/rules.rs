@@ -73,13 +73,15 @@ impl HostMatch {
 
     /// Compiles a `host_regex` value.
     pub fn parse_regex(source: &str) -> Result<HostMatch, String> {
+        let syntax = syntax::Config::new()
+            .case_insensitive(true)
+            .unicode(false)
+            .utf8(false);
+        // Parse the pattern as written first, so that an error points into it, not into the
+        // anchored wrapper below.
+        syntax::parse_with(source, &syntax).map_err(|e| regex_error_text(&e.to_string()))?;
         let dfa = DfaRegex::builder()
-            .syntax(
-                syntax::Config::new()
-                    .case_insensitive(true)
-                    .unicode(false)
-                    .utf8(false),
-            )
+            .syntax(syntax)
             .dense(
                 dense::Config::new()
                     .dfa_size_limit(Some(4 << 20))
@@ -217,6 +219,57 @@ impl Rule {
     }
 }
 
+impl Rule {
+    /// Whether every connection `later` matches is already matched by `self` (so `later`, placed
+    /// after it, can never decide anything). Conservative: `false` when unsure (regexes).
+    pub fn covers(&self, later: &Rule) -> bool {
+        let host = match (&self.host, &later.host) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(a), Some(b)) => a.covers(b),
+        };
+        let cidr = match (&self.cidr, &later.cidr) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(a), Some(b)) => a.prefix_len() <= b.prefix_len() && a.contains(b.network()),
+        };
+        let ports = match (&self.ports, &later.ports) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(a), Some(b)) => a.first <= b.first && b.last <= a.last,
+        };
+        let process = match (&self.process, &later.process) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(a), Some(b)) => a == b,
+        };
+        host && cidr && ports && process
+    }
+}
+
+impl HostMatch {
+    /// Whether every name `other` matches, `self` matches too (regexes: only identical ones).
+    fn covers(&self, other: &HostMatch) -> bool {
+        use HostMatch::*;
+        match (self, other) {
+            (Regex { source: a, .. }, Regex { source: b, .. }) => a == b,
+            (Regex { .. }, _) | (_, Regex { .. }) => false,
+            (Exact(a), Exact(b)) => a == b,
+            (Exact(_), _) => false,
+            (Subdomains(_) | Domain(_), Exact(name)) => self.matches(name),
+            // *.a.com covers *.x.a.com and .x.a.com; .a.com covers both forms under a.com.
+            (Subdomains(suffix), Subdomains(other_suffix)) => {
+                other_suffix.ends_with(suffix.as_str())
+            }
+            (Subdomains(suffix), Domain(apex)) => {
+                format!(".{apex}").ends_with(suffix.as_str()) && apex.len() + 1 > suffix.len()
+            }
+            (Domain(_), Subdomains(other_suffix)) => self.matches(&other_suffix[1..]),
+            (Domain(_), Domain(other_apex)) => self.matches(other_apex),
+        }
+    }
+}
+
 /// Why a rule did not match, for `explain`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mismatch {
@@ -237,7 +290,9 @@ impl Mismatch {
             Mismatch::Port => "the port is outside the rule's ports",
             Mismatch::PortUnknown => "no port is known at lookup time",
             Mismatch::Cidr => "the address is outside the rule's prefix",
-            Mismatch::AddressUnknown => "the real address is not known (fake address: the gateway resolves it)",
+            Mismatch::AddressUnknown => {
+                "the real address is not known (fake address: the gateway resolves it)"
+            }
             Mismatch::Host => "the host does not match",
         }
     }
@@ -564,5 +619,24 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn shadowing() {
+        let r = |host: Option<&str>, cidr: Option<&str>, port: Option<&str>| {
+            rule(host, cidr, port, Action::Deny)
+        };
+        assert!(r(None, None, None).covers(&r(Some("a.com"), None, Some("443"))));
+        assert!(r(Some("*.a.com"), None, None).covers(&r(Some("x.a.com"), None, None)));
+        assert!(!r(Some("*.a.com"), None, None).covers(&r(Some("a.com"), None, None)));
+        assert!(r(Some(".a.com"), None, None).covers(&r(Some("a.com"), None, None)));
+        assert!(r(Some(".a.com"), None, None).covers(&r(Some("*.x.a.com"), None, None)));
+        assert!(r(Some("*.a.com"), None, None).covers(&r(Some(".x.a.com"), None, None)));
+        assert!(!r(Some("*.a.com"), None, None).covers(&r(Some(".a.com"), None, None)));
+        assert!(r(None, Some("10.0.0.0/8"), None).covers(&r(None, Some("10.1.0.0/16"), None)));
+        assert!(!r(None, Some("10.1.0.0/16"), None).covers(&r(None, Some("10.0.0.0/8"), None)));
+        assert!(r(None, None, Some("1-1000")).covers(&r(None, None, Some("443"))));
+        assert!(!r(None, None, Some("443")).covers(&r(None, None, None)));
+        assert!(!r(Some("a.com"), None, None).covers(&r(None, Some("10.0.0.0/8"), None)));
     }
 }

@@ -382,7 +382,7 @@ fn an_invalid_config_fails_closed_and_says_why() {
     let url = format!("http://127.0.0.1:{}/", origin.addr.port());
     let out = Run::curl(&url).config(&config).output();
     assert_eq!(out.code, Some(7), "{}", out.describe());
-    let message = format!("mcp-redirect: config {}: rules[1].cidr: prefix length \"33\" must be a number from 0 to 32", config.display());
+    let message = format!("mcp-redirect: config {}: rules[1].cidr: line 7, column 1: prefix length \"33\" must be a number from 0 to 32", config.display());
     assert!(out.stderr.contains(&message), "{}", out.stderr);
     assert!(out.stderr.contains("fail closed"), "{}", out.stderr);
     assert_eq!(
@@ -428,7 +428,7 @@ fn on_config_error_direct_fails_open() {
     assert_eq!(out.success(), "hello from origin");
     assert!(
         out.stderr
-            .contains("rules[0].via: no gateway named \"nowhere\""),
+            .contains("rules[0].via: line 4, column 1: no gateway named \"nowhere\""),
         "{}",
         out.stderr
     );

@@ -321,7 +321,9 @@ pub fn parse(
 ) -> Result<Config, ConfigError> {
     let schema: Result<FileSchema, String> =
         toml::from_str(text).map_err(|e| describe_toml_error(text, &e));
-    let result = schema.and_then(|schema| validate(schema, source.clone(), getenv));
+    let result = schema.and_then(|schema| {
+        validate(schema, source.clone(), getenv).map_err(|message| with_location(text, message))
+    });
     result.map_err(|message| {
         let (on_error, log) = readable_fallbacks(text);
         ConfigError {
@@ -369,6 +371,88 @@ fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
         }
         None => message,
     }
+}
+
+/// Puts the line and column of the key a validation message starts with into the message:
+/// `rules[1].cidr: bad` becomes `rules[1].cidr: line 9, column 1: bad`.
+fn with_location(text: &str, message: String) -> String {
+    let Some((key, problem)) = message.split_once(": ") else {
+        return message;
+    };
+    if key.contains(' ') {
+        return message;
+    }
+    match locate(text, key) {
+        Some((line, column)) => format!("{key}: line {line}, column {column}: {problem}"),
+        None => message,
+    }
+}
+
+/// Where `key_path` (`rules[1].cidr`, `gateways.corp.endpoints[0]`, `default`, `rules[2]`) is
+/// written, following `[table]` and `[[array]]` headers as `key_path_at` does. Finds keys written
+/// one per line, which is how configs are written; `None` otherwise.
+pub fn locate(text: &str, key_path: &str) -> Option<(usize, usize)> {
+    // Split into the table part and the key within it: the table is everything up to the last
+    // segment that names a table header we can see.
+    let path = key_path.split('[').next().unwrap_or(key_path);
+    let (table, key) = if let Some(rest) = key_path.strip_prefix("gateways.") {
+        // gateways.corp.endpoints[0] -> ("gateways.corp", "endpoints")
+        let rest = rest.split('[').next().unwrap_or(rest);
+        match rest.split_once('.') {
+            Some((name, key)) => (format!("gateways.{name}"), key.to_string()),
+            None => (format!("gateways.{rest}"), String::new()),
+        }
+    } else if let Some(i) = key_path.find(']') {
+        // rules[1].cidr -> ("rules[1]", "cidr"); rules[1] -> ("rules[1]", "")
+        let table = &key_path[..=i];
+        let rest = key_path[i + 1..].trim_start_matches('.');
+        (
+            table.to_string(),
+            rest.split(['.', '[']).next().unwrap_or("").to_string(),
+        )
+    } else {
+        match path.split_once('.') {
+            Some((table, key)) => (table.to_string(), key.to_string()),
+            None => (String::new(), path.to_string()),
+        }
+    };
+    let mut current = String::new();
+    let mut array_counts: BTreeMap<String, usize> = BTreeMap::new();
+    for (number, line) in text.lines().enumerate() {
+        let trimmed = line.trim();
+        let header = if let Some(name) = trimmed
+            .strip_prefix("[[")
+            .and_then(|l| l.split("]]").next())
+        {
+            let name = name.trim().to_string();
+            let count = array_counts.entry(name.clone()).or_insert(0);
+            let header = format!("{name}[{count}]");
+            *count += 1;
+            Some(header)
+        } else {
+            trimmed
+                .strip_prefix('[')
+                .and_then(|l| l.split(']').next())
+                .map(|name| name.trim().to_string())
+        };
+        if let Some(header) = header {
+            current = header;
+            if key.is_empty() && current == table {
+                return Some((number + 1, line.len() - line.trim_start().len() + 1));
+            }
+            continue;
+        }
+        if current != table || key.is_empty() {
+            continue;
+        }
+        let Some((name, _)) = trimmed.split_once('=') else {
+            continue;
+        };
+        if name.trim().trim_matches('"') == key {
+            return Some((number + 1, line.len() - line.trim_start().len() + 1));
+        }
+    }
+    None
 }
 
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
@@ -749,12 +833,18 @@ mod tests {
         let e = parse_err("[[rules]]\ncidr = \"10.0.0.0/40\"\naction = \"deny\"\n");
         assert!(e.contains("rules[0].cidr:"), "{e}");
         let e = parse_err("[[rules]]\nhost = \"a.com\"\nvia = \"nope\"\n");
-        assert!(e.contains("rules[0].via: no gateway named \"nope\""), "{e}");
+        assert!(
+            e.contains("rules[0].via: line 3, column 1: no gateway named \"nope\""),
+            "{e}"
+        );
         let e = parse_err("default = \"nope\"\n");
-        assert!(e.contains("default: no gateway named"), "{e}");
+        assert!(
+            e.contains("default: line 1, column 1: no gateway named"),
+            "{e}"
+        );
         let e = parse_err("[gateways.g]\nkind = \"http\"\nendpoints = [\"p:1\"]\nusername = \"u\"\npassword_env = \"MISSING_PW\"\n");
         assert!(
-            e.contains("gateways.g.password_env: environment variable MISSING_PW is not set"),
+            e.contains("gateways.g.password_env: line 5, column 1: environment variable MISSING_PW is not set"),
             "{e}"
         );
         let e = parse_err("[gateways.g]\nkind = \"http\"\nendpoints = [\"p:1\"]\nheaders = { \"X-A\" = \"a\\r\\nb\" }\n");
@@ -782,5 +872,22 @@ mod tests {
         let text = "[dns]\nfake_ipv6 = \"fd00:1::/112\"\nmax_hosts = 131070\n";
         let c = parse(text, ConfigSource::Nothing, &no_env).ok().unwrap();
         assert_eq!(c.dns.max_hosts, 65534);
+    }
+
+    #[test]
+    fn validation_errors_carry_line_and_column() {
+        let text = "default = \"direct\"\n\n[[rules]]\nhost = \"a.test\"\naction = \"deny\"\n\n[[rules]]\n  cidr = \"10.0.0.1/8\"\naction = \"deny\"\n";
+        let e = parse_err(text);
+        assert!(e.contains("rules[1].cidr: line 8, column 3: "), "{e}");
+        let e = parse_err("[gateways.corp]\nkind = \"http\"\nendpoints = [\"nope\"]\n");
+        assert!(
+            e.contains("gateways.corp.endpoints[0]: line 3, column 1: "),
+            "{e}"
+        );
+        let e = parse_err("default = \"missing\"\n");
+        assert!(e.contains("default: line 1, column 1: "), "{e}");
+        let e = parse_err("[[rules]]\nhost = \"a.test\"\n");
+        assert!(e.contains("rules[0]: line 1, column 1: needs"), "{e}");
+        assert_eq!(locate("[dns]\nmode = \"x\"\n", "dns.mode"), Some((2, 1)));
     }
 }

@@ -37,7 +37,10 @@ pub(crate) fn inert() -> bool {
 extern "C" fn on_load() {
     real::resolve_all();
     sys::record_stderr();
-    INERT.store(sys::in_main_executable(on_load as *const c_void), Ordering::Relaxed);
+    INERT.store(
+        sys::in_main_executable(on_load as *const c_void),
+        Ordering::Relaxed,
+    );
 }
 
 #[used]

@@ -1,0 +1,250 @@
+//! `mcp-redirect check`: validate a configuration the way the library will, print what it says,
+//! warn about rules that can never match and gateways nothing uses, and optionally try each
+//! gateway endpoint.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use mcp_redirect::config::{self, Config, ConfigSource, DnsMode, GatewayKind, LogTarget};
+use mcp_redirect::gateway::{self, Destination};
+use mcp_redirect::net::HostPort;
+use mcp_redirect::rules::Action;
+
+#[derive(clap::Args)]
+pub struct CheckArgs {
+    /// Configuration file (default: $MCP_REDIRECT_CONFIG, else the proxy environment)
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Also open a TCP connection to every gateway endpoint and report latency or the error
+    #[arg(long)]
+    pub connect: bool,
+    /// With --connect: complete an HTTP CONNECT / SOCKS5 handshake to this harmless HOST:PORT
+    #[arg(long, value_name = "HOST:PORT", requires = "connect")]
+    pub probe: Option<String>,
+    /// Exit 1 when there are warnings
+    #[arg(long)]
+    pub deny_warnings: bool,
+}
+
+/// Loads the configuration `run` and the library would use; prints the error and returns `None`
+/// when it is invalid.
+pub fn load(flag: Option<&PathBuf>) -> Option<Config> {
+    let result = match crate::config_path(flag) {
+        Some(path) => config::load_file(&crate::absolute(&path), &crate::getenv),
+        None => config::env::from_environment(&crate::getenv),
+    };
+    match result {
+        Ok(config) => Some(config),
+        Err(error) => {
+            crate::complain(&error);
+            None
+        }
+    }
+}
+
+pub fn check(args: CheckArgs) -> u8 {
+    let Some(config) = load(args.config.as_ref()) else {
+        return 2;
+    };
+    print_summary(&config);
+    let warnings = warnings(&config);
+    for warning in &warnings {
+        println!("warning: {warning}");
+    }
+    let mut failures = 0;
+    if args.connect {
+        let probe = match args.probe.as_deref().map(HostPort::parse) {
+            Some(Ok(probe)) => Some(probe),
+            Some(Err(e)) => {
+                crate::complain(format!("--probe: {e}"));
+                return 2;
+            }
+            None => None,
+        };
+        failures = connect_all(&config, probe.as_ref());
+    }
+    if failures > 0 {
+        2
+    } else if args.deny_warnings && !warnings.is_empty() {
+        1
+    } else {
+        0
+    }
+}
+
+fn print_summary(config: &Config) {
+    println!("source: {}", config.source);
+    if config.source == ConfigSource::Nothing {
+        println!(
+            "nothing is configured: the library lets every connection through and logs nothing"
+        );
+        return;
+    }
+    println!("gateways:");
+    if config.gateways.is_empty() {
+        println!("  (none)");
+    }
+    for gw in &config.gateways {
+        let endpoints: Vec<String> = gw.endpoints.iter().map(|e| e.to_string()).collect();
+        let mut extras = vec![format!("timeout {} ms", gw.connect_timeout_ms)];
+        if let Some(creds) = &gw.credentials {
+            extras.push(format!(
+                "user {} (password from the environment)",
+                creds.username
+            ));
+        }
+        if !gw.headers.is_empty() {
+            let names: Vec<&str> = gw.headers.iter().map(|(n, _)| n.as_str()).collect();
+            extras.push(format!("headers {}", names.join(", ")));
+        }
+        println!(
+            "  {} ({}): {}; {}",
+            gw.name,
+            gw.kind.name(),
+            endpoints.join(", "),
+            extras.join("; ")
+        );
+    }
+    println!("rules (first match wins):");
+    if config.rules.rules().is_empty() {
+        println!("  (none)");
+    }
+    for (index, rule) in config.rules.rules().iter().enumerate() {
+        println!(
+            "  [{index}] {} -> {}",
+            rule.pattern,
+            action_text(config, rule.action)
+        );
+    }
+    println!(
+        "default: {}",
+        action_text(config, config.rules.default_action())
+    );
+    let log = match &config.log {
+        LogTarget::Stderr => "stderr".to_string(),
+        LogTarget::File(path) => path.display().to_string(),
+        LogTarget::Off => "off".to_string(),
+    };
+    println!("log: {log}");
+    let dns = &config.dns;
+    match dns.mode {
+        DnsMode::Fake => println!(
+            "dns: fake addresses for routed and denied names ({}, {}; {} names at most)",
+            dns.fake_ipv4, dns.fake_ipv6, dns.max_hosts
+        ),
+        DnsMode::Local => println!(
+            "dns: local (every name resolved for real; fake addresses {}, {} only when DNS has no answer)",
+            dns.fake_ipv4, dns.fake_ipv6
+        ),
+    }
+}
+
+/// `direct`, `deny` or `gateway NAME`.
+pub fn action_text(config: &Config, action: Action) -> String {
+    match action {
+        Action::Gateway(i) => format!("gateway {}", config.gateways[i].name),
+        other => other.name().to_string(),
+    }
+}
+
+/// Rules that can never match (an earlier rule matches everything they match) and gateways
+/// that nothing routes to.
+pub fn warnings(config: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    let rules = config.rules.rules();
+    for (index, rule) in rules.iter().enumerate() {
+        if let Some(earlier) = rules[..index].iter().position(|e| e.covers(rule)) {
+            out.push(format!(
+                "rules[{index}] ({}) can never match: rules[{earlier}] ({}) matches everything it does",
+                rule.pattern, rules[earlier].pattern
+            ));
+        }
+    }
+    for (index, gw) in config.gateways.iter().enumerate() {
+        let used = config.rules.default_action() == Action::Gateway(index)
+            || rules.iter().any(|r| r.action == Action::Gateway(index));
+        if !used {
+            out.push(format!(
+                "gateways.{} is used by no rule and not by default",
+                gw.name
+            ));
+        }
+    }
+    out
+}
+
+/// Tries every endpoint; returns how many failed.
+fn connect_all(config: &Config, probe: Option<&HostPort>) -> usize {
+    println!("endpoints:");
+    let mut failures = 0;
+    for gw in &config.gateways {
+        for endpoint in &gw.endpoints {
+            let label = format!("  {} {endpoint}", gw.name);
+            let addrs = mcp_redirect::runtime::resolve_endpoint(endpoint);
+            let Some(addr) = addrs.first().copied() else {
+                println!("{label}: does not resolve");
+                failures += 1;
+                continue;
+            };
+            match try_endpoint(gw, addr, probe) {
+                Ok(text) => println!("{label} ({addr}): {text}"),
+                Err(text) => {
+                    println!("{label} ({addr}): {text}");
+                    failures += 1;
+                }
+            }
+        }
+    }
+    failures
+}
+
+/// Connects to one endpoint (and, with a probe, completes the gateway's handshake to it with the
+/// library's own handshake code).
+fn try_endpoint(
+    gw: &config::Gateway,
+    addr: SocketAddr,
+    probe: Option<&HostPort>,
+) -> Result<String, String> {
+    let started = Instant::now();
+    let family = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: socket(2) has no memory preconditions.
+    let fd = unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(format!("socket: {}", std::io::Error::last_os_error()));
+    }
+    let handshake = match (gw.kind, probe) {
+        (GatewayKind::Http | GatewayKind::Socks5, Some(probe)) => Some(probe),
+        _ => None,
+    };
+    let mut bare = gw.clone();
+    if handshake.is_none() {
+        // Only the TCP connection: a rewrite gateway never handshakes, and without a probe
+        // there is nothing harmless to ask a proxy for.
+        bare.kind = GatewayKind::Rewrite;
+    }
+    let literal = handshake.and_then(|p| p.literal());
+    let dest = Destination {
+        host: handshake
+            .filter(|_| literal.is_none())
+            .map(|p| p.host.as_str()),
+        addr: literal.map(|a| a.ip()),
+        port: handshake.map_or(0, |p| p.port),
+    };
+    let result = gateway::establish(fd, &bare, addr, &dest);
+    // SAFETY: fd is ours, opened above.
+    unsafe { libc::close(fd) };
+    let elapsed = started.elapsed().as_secs_f64() * 1000.0;
+    match (result, handshake) {
+        (Ok(()), Some(p)) => Ok(format!(
+            "ok, {} handshake to {p} in {elapsed:.1} ms",
+            gw.kind.name()
+        )),
+        (Ok(()), None) => Ok(format!("ok, TCP connect in {elapsed:.1} ms")),
+        (Err(e), _) => Err(format!("FAILED after {elapsed:.1} ms: {e}")),
+    }
+}

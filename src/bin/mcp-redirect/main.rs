@@ -1,0 +1,112 @@
+//! `mcp-redirect`: wrap a program with the library (`run`), validate a config (`check`), see
+//! which rule a host hits (`explain`), read the security log (`report`), start a config
+//! (`init`). Thin: every decision comes from the library crate, never a second copy.
+//!
+//! Exit codes: 0 success; 1 `check --deny-warnings` found warnings, or `report` met malformed
+//! lines; 2 invalid configuration or usage; 3 `run --strict` refused a program that would ignore
+//! the library; 126/127 the command cannot be run / was not found (as in a shell).
+
+mod check;
+mod elf;
+mod explain;
+mod init;
+mod report;
+mod run;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "mcp-redirect",
+    version,
+    about = "Route an unmodified program's outbound connections through gateways by host rules",
+    long_about = "Route an unmodified program's outbound connections through gateways by host rules.\n\n\
+        The work is done by libmcp_redirect.so, preloaded into the program. This tool wraps a program \
+        with it, validates a configuration, explains decisions and summarises the security log.\n\n\
+        Exit codes: 0 ok; 1 warnings (check --deny-warnings) or malformed log lines (report); \
+        2 invalid configuration or usage; 3 run --strict refused the program; 126/127 the command \
+        cannot be run / was not found."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a program under the library (exec: its stdio, signals and exit status are the program's)
+    #[command(
+        after_help = "Example:\n  mcp-redirect run --config /etc/mcp-redirect.toml -- npx -y @modelcontextprotocol/server-github"
+    )]
+    Run(run::RunArgs),
+    /// Validate a configuration and print what it says
+    #[command(
+        after_help = "Example:\n  mcp-redirect check --config /etc/mcp-redirect.toml --connect --probe example.org:443"
+    )]
+    Check(check::CheckArgs),
+    /// Show which rule a host (and port) hits, and why earlier rules did not match
+    #[command(
+        after_help = "Example:\n  mcp-redirect explain --config /etc/mcp-redirect.toml api.github.com:443 10.1.2.3:5432"
+    )]
+    Explain(explain::ExplainArgs),
+    /// Summarise JSON-lines security logs (files, or stdin)
+    #[command(
+        after_help = "Example:\n  mcp-redirect report /var/log/mcp-redirect/events.jsonl --since 2026-11-27T00:00:00Z"
+    )]
+    Report(report::ReportArgs),
+    /// Print a commented starter configuration
+    #[command(
+        after_help = "Example:\n  HTTPS_PROXY=http://proxy.corp:3128 NO_PROXY=.corp mcp-redirect init --from-env > mcp-redirect.toml"
+    )]
+    Init(init::InitArgs),
+}
+
+/// The configuration file to use: `--config`, else `MCP_REDIRECT_CONFIG`. `None` means the
+/// proxy environment, as the library itself would read it.
+pub fn config_path(flag: Option<&PathBuf>) -> Option<PathBuf> {
+    flag.cloned().or_else(|| {
+        std::env::var_os(mcp_redirect::config::CONFIG_ENV)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    })
+}
+
+/// The process environment as the library's loader reads it.
+pub fn getenv(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Makes a path absolute against the current directory (without resolving symlinks).
+pub fn absolute(path: &std::path::Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(path))
+            .unwrap_or_else(|_| path.to_path_buf())
+    }
+}
+
+/// Prints `mcp-redirect: message` on stderr.
+pub fn complain(message: impl std::fmt::Display) {
+    eprintln!("mcp-redirect: {message}");
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Check(args) => check::check(args),
+        Command::Explain(args) => explain::explain(args),
+        Command::Report(args) => report::report(args),
+        Command::Init(args) => init::init(args),
+    };
+    ExitCode::from(code)
+}
+
+/// Arguments after `--`, as given.
+pub type CommandLine = Vec<OsString>;

@@ -1,0 +1,315 @@
+//! `mcp-redirect run`: put the library under a program and `exec` it, so that the program's
+//! stdin/stdout (an MCP stdio transport), signals and exit status are exactly its own.
+//!
+//! Before that: find the library, make every path absolute (the program may change directory),
+//! validate the config (an invalid one never reaches production: exit 2), and look at the
+//! program's ELF to say whether it will honour `LD_PRELOAD` at all.
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+
+use mcp_redirect::config::{self, Config, GatewayKind, LogTarget, CONFIG_ENV, LOG_ENV};
+use mcp_redirect::rules::{Action, HostMatch};
+
+use crate::elf;
+
+/// The library's file name, and the variable that may point at it.
+const LIBRARY: &str = "libmcp_redirect.so";
+const LIBRARY_ENV: &str = "MCP_REDIRECT_LIB";
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Configuration file (default: $MCP_REDIRECT_CONFIG, else the proxy environment)
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Where the library writes its log: a path or `stderr` (sets MCP_REDIRECT_LOG)
+    #[arg(long, value_name = "FILE|stderr")]
+    pub log: Option<String>,
+    /// Refuse to start a program that would ignore the library (exit 3)
+    #[arg(long)]
+    pub strict: bool,
+    /// Print the environment and command that would run, and exit
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The command and its arguments
+    #[arg(required = true, last = true, value_name = "CMD")]
+    pub command: Vec<OsString>,
+}
+
+/// Where the library is: next to this binary, then `../lib/`, then `$MCP_REDIRECT_LIB`.
+fn find_library() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot locate this program: {e}"))?;
+    let dir = exe.parent().unwrap_or(Path::new("/"));
+    let mut candidates = vec![dir.join(LIBRARY), dir.join("../lib").join(LIBRARY)];
+    if let Some(path) = std::env::var_os(LIBRARY_ENV).filter(|p| !p.is_empty()) {
+        candidates.push(crate::absolute(Path::new(&path)));
+    }
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .map(|p| p.canonicalize().unwrap_or_else(|_| p.clone()))
+        .ok_or_else(|| {
+            let tried: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+            format!(
+                "cannot find {LIBRARY} (tried {}; set {LIBRARY_ENV})",
+                tried.join(", ")
+            )
+        })
+}
+
+/// `LD_PRELOAD` with the library first and any earlier mention of it removed.
+fn preload_value(library: &Path, existing: Option<&OsStr>) -> OsString {
+    let mut value = OsString::from(library);
+    for entry in existing
+        .map(|v| v.as_bytes())
+        .unwrap_or_default()
+        .split(|&b| b == b':' || b == b' ')
+        .filter(|e| !e.is_empty())
+    {
+        let entry = OsStr::from_bytes(entry);
+        if Path::new(entry) == library {
+            continue;
+        }
+        value.push(":");
+        value.push(entry);
+    }
+    value
+}
+
+/// One variable to set, with a copy fit to print (secrets redacted).
+struct Setting {
+    name: &'static str,
+    value: OsString,
+    shown: String,
+}
+
+impl Setting {
+    fn plain(name: &'static str, value: impl Into<OsString>) -> Setting {
+        let value = value.into();
+        let shown = value.to_string_lossy().into_owned();
+        Setting { name, value, shown }
+    }
+}
+
+pub fn run(args: RunArgs) -> u8 {
+    let library = match find_library() {
+        Ok(path) => path,
+        Err(message) => {
+            crate::complain(message);
+            return 2;
+        }
+    };
+    let config_file = crate::config_path(args.config.as_ref()).map(|p| crate::absolute(&p));
+    // Validate exactly as the library will, before anything starts.
+    let Some(config) = crate::check::load(config_file.as_ref()) else {
+        crate::complain("the command was not started");
+        return 2;
+    };
+    let mut settings = vec![Setting::plain(
+        "LD_PRELOAD",
+        preload_value(&library, std::env::var_os("LD_PRELOAD").as_deref()),
+    )];
+    if let Some(path) = &config_file {
+        settings.push(Setting::plain(CONFIG_ENV, path.clone()));
+    }
+    if let Some(log) = &args.log {
+        let log = if log == "stderr" || log == "off" {
+            log.clone()
+        } else {
+            crate::absolute(Path::new(log)).display().to_string()
+        };
+        if let Err(e) = LogTarget::parse(&log) {
+            crate::complain(format!("--log: {e}"));
+            return 2;
+        }
+        settings.push(Setting::plain(LOG_ENV, log));
+    }
+
+    let program = &args.command[0];
+    let inspection = match elf::inspect(program, std::env::var_os("PATH").as_deref()) {
+        Ok(inspection) => inspection,
+        Err(message) => {
+            crate::complain(&message);
+            return if message.contains("not found") {
+                127
+            } else {
+                126
+            };
+        }
+    };
+    if !inspection.honours_preload() {
+        let file = inspection
+            .chain
+            .last()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        for obstacle in &inspection.obstacles {
+            crate::complain(format!(
+                "warning: {file} will not load the library: {}",
+                obstacle.explain()
+            ));
+        }
+        if args.strict {
+            crate::complain("--strict: the command was not started");
+            return 3;
+        }
+        let fallback = proxy_environment(&config);
+        if fallback.is_empty() {
+            crate::complain("fallback: none (the default is not an http or socks5 gateway); its connections are not decided");
+        } else {
+            let names: Vec<&str> = fallback.iter().map(|s| s.name).collect();
+            crate::complain(format!(
+                "fallback: {} set from the default gateway, for programs that honour them; nothing else is enforced",
+                names.join(", ")
+            ));
+        }
+        settings.extend(fallback);
+    }
+
+    if args.dry_run {
+        for setting in &settings {
+            println!("{}={}", setting.name, setting.shown);
+        }
+        let words: Vec<String> = args
+            .command
+            .iter()
+            .map(|w| shell_quote(&w.to_string_lossy()))
+            .collect();
+        println!("exec {}", words.join(" "));
+        return 0;
+    }
+    let mut command = std::process::Command::new(program);
+    command.args(&args.command[1..]);
+    for setting in &settings {
+        command.env(setting.name, &setting.value);
+    }
+    let error = command.exec();
+    crate::complain(format!("{}: {error}", program.to_string_lossy()));
+    if error.kind() == std::io::ErrorKind::NotFound {
+        127
+    } else {
+        126
+    }
+}
+
+/// `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY`/`NO_PROXY` equivalent to the config's default gateway
+/// and direct rules, for a program the library cannot enter. Only what those variables can say:
+/// no deny rules, no per-host gateways.
+fn proxy_environment(config: &Config) -> Vec<Setting> {
+    let Action::Gateway(index) = config.rules.default_action() else {
+        return Vec::new();
+    };
+    let gw = &config.gateways[index];
+    let endpoint = &gw.endpoints[0];
+    let scheme = match gw.kind {
+        GatewayKind::Http => "http",
+        GatewayKind::Socks5 => "socks5h",
+        GatewayKind::Rewrite => return Vec::new(),
+    };
+    let (url, shown) = match &gw.credentials {
+        Some(creds) => (
+            format!(
+                "{scheme}://{}:{}@{endpoint}",
+                percent_encode(&creds.username),
+                percent_encode(creds.password.expose())
+            ),
+            format!(
+                "{scheme}://{}:<redacted>@{endpoint}",
+                percent_encode(&creds.username)
+            ),
+        ),
+        None => {
+            let url = format!("{scheme}://{endpoint}");
+            (url.clone(), url)
+        }
+    };
+    let proxy = |name| Setting {
+        name,
+        value: url.clone().into(),
+        shown: shown.clone(),
+    };
+    let mut settings = match gw.kind {
+        GatewayKind::Http => vec![
+            proxy("HTTPS_PROXY"),
+            proxy("HTTP_PROXY"),
+            proxy("ALL_PROXY"),
+        ],
+        _ => vec![proxy("ALL_PROXY")],
+    };
+    let mut no_proxy = vec![
+        "localhost".to_string(),
+        "127.0.0.0/8".to_string(),
+        "::1".to_string(),
+    ];
+    for rule in config.rules.rules() {
+        if rule.action != Action::Direct || rule.ports.is_some() || rule.process.is_some() {
+            continue;
+        }
+        match (&rule.host, &rule.cidr) {
+            (Some(HostMatch::Exact(name)), None) => no_proxy.push(name.clone()),
+            (Some(HostMatch::Subdomains(suffix)), None) => no_proxy.push(suffix.clone()),
+            (Some(HostMatch::Domain(apex)), None) => no_proxy.push(format!(".{apex}")),
+            (None, Some(cidr)) => no_proxy.push(cidr.to_string()),
+            _ => {}
+        }
+    }
+    settings.push(Setting::plain("NO_PROXY", no_proxy.join(",")));
+    settings
+}
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Quotes a word for display as a shell would need it.
+fn shell_quote(word: &str) -> String {
+    if !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:@%+,".contains(&b))
+    {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+/// Used by `init --from-env` too: the config the proxy environment stands for.
+pub fn environment_config() -> Result<Config, config::ConfigError> {
+    config::env::from_environment(&crate::getenv)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preload_is_prepended_once() {
+        let lib = Path::new("/opt/lib/libmcp_redirect.so");
+        assert_eq!(
+            preload_value(lib, None),
+            OsString::from("/opt/lib/libmcp_redirect.so")
+        );
+        let existing = OsString::from("/usr/lib/libjemalloc.so /opt/lib/libmcp_redirect.so:/x.so");
+        assert_eq!(
+            preload_value(lib, Some(&existing)),
+            OsString::from("/opt/lib/libmcp_redirect.so:/usr/lib/libjemalloc.so:/x.so")
+        );
+    }
+
+    #[test]
+    fn quoting_and_encoding() {
+        assert_eq!(shell_quote("node"), "node");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(percent_encode("p@ss/w:rd"), "p%40ss%2Fw%3Ard");
+    }
+}

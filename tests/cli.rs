@@ -1,0 +1,512 @@
+//! The `mcp-redirect` tool, run for real: `run` wraps programs (stdio, exit status and signals
+//! are theirs), refuses bad configs and programs that would ignore the library; `check`,
+//! `explain` and `init` say what the library will do, and agree with what it does.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use support::*;
+
+const CLI: &str = env!("CARGO_BIN_EXE_mcp-redirect");
+
+/// The tool, run in the tests' private mount namespace (no DNS leaves the machine). The
+/// library it finds next to itself is built first.
+fn cli(args: &[&str]) -> Run {
+    library();
+    let mut full = vec![CLI];
+    full.extend_from_slice(args);
+    Run::new(full[0], &full[1..]).without_preload()
+}
+
+fn gateway_config(scratch: &Scratch, proxy: std::net::SocketAddr) -> PathBuf {
+    scratch.config(&format!(
+        r#"
+[log]
+path = "{}"
+[gateways.corp]
+kind = "http"
+endpoints = ["{proxy}"]
+[[rules]]
+host = "denied.example.test"
+action = "deny"
+[[rules]]
+host = "*.example.test"
+via = "corp"
+[[rules]]
+cidr = "127.0.0.0/8"
+action = "direct"
+"#,
+        scratch.log_path().display()
+    ))
+}
+
+#[test]
+fn run_wraps_curl_through_the_gateway() {
+    let origin = Origin::start("origin");
+    let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
+    let scratch = Scratch::new("cli-curl");
+    let config = gateway_config(&scratch, proxy.addr);
+    let out = cli(&[
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+        "--",
+        "curl",
+        "-sS",
+        "--max-time",
+        "20",
+        "http://api.example.test/",
+    ])
+    .output();
+    assert_eq!(out.success(), "hello from origin");
+    assert_eq!(
+        proxy.request_lines(),
+        ["CONNECT api.example.test:80 HTTP/1.1"]
+    );
+}
+
+#[test]
+fn run_passes_an_mcp_stdio_conversation_through_unchanged() {
+    let origin = Origin::start("origin");
+    let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
+    let scratch = Scratch::new("cli-stdio");
+    let config = gateway_config(&scratch, proxy.addr);
+    // An MCP-style stdio server: one JSON-RPC request per line on stdin, a fetch, one answer per
+    // line on stdout; logs on stderr only.
+    let server = scratch.dir.join("server.py");
+    std::fs::write(
+        &server,
+        r#"
+import json, sys, urllib.request
+for line in sys.stdin:
+    request = json.loads(line)
+    body = urllib.request.urlopen(request["params"]["url"], timeout=20).read().decode()
+    sys.stdout.write(json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": {"text": body}}) + "\n")
+    sys.stdout.flush()
+    print("served", request["id"], file=sys.stderr)
+"#,
+    )
+    .unwrap();
+    let input = concat!(
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"url":"http://api.example.test/a"}}"#,
+        "\n",
+        r#"{"jsonrpc":"2.0","id":"two","method":"tools/call","params":{"url":"http://docs.example.test/b"}}"#,
+        "\n"
+    );
+    let mut child = Command::new(CLI)
+        .args([
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--",
+            "python3",
+            server.to_str().unwrap(),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    library();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        concat!(
+            r#"{"jsonrpc": "2.0", "id": 1, "result": {"text": "hello from origin"}}"#,
+            "\n",
+            r#"{"jsonrpc": "2.0", "id": "two", "result": {"text": "hello from origin"}}"#,
+            "\n"
+        ),
+        "stdout carries exactly the server's bytes"
+    );
+    assert_eq!(
+        proxy.request_lines(),
+        [
+            "CONNECT api.example.test:80 HTTP/1.1",
+            "CONNECT docs.example.test:80 HTTP/1.1"
+        ]
+    );
+}
+
+#[test]
+fn run_gives_the_programs_exit_status_and_signals() {
+    let scratch = Scratch::new("cli-status");
+    let config = scratch.config("default = \"direct\"\n");
+    let config = config.to_str().unwrap();
+    let out = cli(&["run", "--config", config, "--", "sh", "-c", "exit 7"]).output();
+    assert_eq!(out.code, Some(7));
+    // exec: the tool's process becomes the program, so a signal ends "it" the same way.
+    use std::os::unix::process::ExitStatusExt;
+    library();
+    let mut child = Command::new(CLI)
+        .args(["run", "--config", config, "--", "sleep", "30"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGTERM));
+}
+
+#[test]
+fn run_refuses_an_invalid_config_before_starting_anything() {
+    let scratch = Scratch::new("cli-invalid");
+    let config = scratch.config("[[rules]]\nhost = \"a.test\"\nvia = \"nowhere\"\n");
+    let marker = scratch.dir.join("started");
+    let out = cli(&[
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+        "--",
+        "touch",
+        marker.to_str().unwrap(),
+    ])
+    .output();
+    assert_eq!(out.code, Some(2));
+    assert!(
+        out.stderr
+            .contains("rules[0].via: line 3, column 1: no gateway named \"nowhere\""),
+        "{}",
+        out.stderr
+    );
+    assert!(!marker.exists(), "the command must not start");
+}
+
+#[test]
+fn run_dry_run_prints_absolute_paths_and_one_preload_entry() {
+    let scratch = Scratch::new("cli-dry");
+    let config = scratch.config("default = \"direct\"\n");
+    let lib = std::fs::canonicalize(library()).unwrap();
+    let out = cli(&[
+        "run",
+        "--dry-run",
+        "--config",
+        config.to_str().unwrap(),
+        "--log",
+        "stderr",
+        "--",
+        "node",
+        "-e",
+        "it's",
+    ])
+    .env("LD_PRELOAD", format!("/usr/lib/other.so:{}", lib.display()))
+    .output();
+    let text = out.success();
+    assert!(
+        text.contains(&format!("LD_PRELOAD={}:/usr/lib/other.so\n", lib.display())),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("MCP_REDIRECT_CONFIG={}\n", config.display())),
+        "{text}"
+    );
+    assert!(text.contains("MCP_REDIRECT_LOG=stderr\n"), "{text}");
+    assert!(text.ends_with("exec node -e 'it'\\''s'\n"), "{text}");
+}
+
+/// Compiles a statically linked program into the scratch directory.
+fn static_binary(scratch: &Scratch) -> PathBuf {
+    let source = scratch.dir.join("hello.c");
+    std::fs::write(
+        &source,
+        "#include <stdio.h>\nint main(void) { puts(\"static hello\"); return 0; }\n",
+    )
+    .unwrap();
+    let binary = scratch.dir.join("hello-static");
+    let status = Command::new("cc")
+        .args(["-static", "-o"])
+        .arg(&binary)
+        .arg(&source)
+        .status()
+        .unwrap();
+    assert!(status.success(), "cc -static");
+    binary
+}
+
+#[test]
+fn run_sees_that_a_static_binary_would_ignore_the_library() {
+    let scratch = Scratch::new("cli-static");
+    let config = scratch.config(
+        "default = \"corp\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"127.0.0.1:3128\"]\nusername = \"u\"\npassword_env = \"PW\"\n[[rules]]\nhost = \".internal.test\"\naction = \"direct\"\n",
+    );
+    let binary = static_binary(&scratch);
+    let config = config.to_str().unwrap();
+    let bin = binary.to_str().unwrap();
+    let out = cli(&["run", "--strict", "--config", config, "--", bin])
+        .env("PW", "s3cret")
+        .output();
+    assert_eq!(out.code, Some(3), "{}", out.describe());
+    assert!(
+        out.stderr.contains("will not load the library")
+            && out.stderr.contains("statically linked"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stdout.contains("static hello"));
+    // Without --strict it runs, with the proxy variables as a fallback (password redacted when shown).
+    let out = cli(&["run", "--dry-run", "--config", config, "--", bin])
+        .env("PW", "s3cret")
+        .output();
+    let text = out.success();
+    assert!(
+        text.contains("HTTPS_PROXY=http://u:<redacted>@127.0.0.1:3128\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("NO_PROXY=localhost,127.0.0.0/8,::1,.internal.test\n"),
+        "{text}"
+    );
+    assert!(!text.contains("s3cret"));
+    assert!(
+        out.stderr
+            .contains("fallback: HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY"),
+        "{}",
+        out.stderr
+    );
+    let out = cli(&["run", "--config", config, "--", bin])
+        .env("PW", "s3cret")
+        .output();
+    assert_eq!(out.success().trim(), "static hello");
+}
+
+#[test]
+fn run_sees_that_a_setuid_binary_would_ignore_the_library() {
+    let scratch = Scratch::new("cli-setuid");
+    let config = scratch.config("default = \"direct\"\n");
+    let copy = scratch.dir.join("true-setuid");
+    std::fs::copy("/bin/true", &copy).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    let out = cli(&[
+        "run",
+        "--strict",
+        "--config",
+        config.to_str().unwrap(),
+        "--",
+        copy.to_str().unwrap(),
+    ])
+    .output();
+    assert_eq!(out.code, Some(3), "{}", out.describe());
+    assert!(out.stderr.contains("setuid"), "{}", out.stderr);
+    // A script is judged by its interpreter: a python script is fine.
+    let script = scratch.dir.join("tool.py");
+    std::fs::write(&script, "#!/usr/bin/env python3\nprint('ran')\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = cli(&[
+        "run",
+        "--strict",
+        "--config",
+        config.to_str().unwrap(),
+        "--",
+        script.to_str().unwrap(),
+    ])
+    .output();
+    assert_eq!(out.success().trim(), "ran");
+    let out = cli(&[
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+        "--",
+        "no-such-command-anywhere",
+    ])
+    .output();
+    assert_eq!(out.code, Some(127));
+}
+
+#[test]
+fn check_reports_problems_with_key_paths_and_lines() {
+    let scratch = Scratch::new("cli-check");
+    let bad = scratch.config("[[rules]]\nhost = \"a.test\"\naction = \"direct\"\n\n[[rules]]\nhost_regex = \"(unclosed\"\naction = \"deny\"\n");
+    let out = cli(&["check", "--config", bad.to_str().unwrap()]).output();
+    assert_eq!(out.code, Some(2));
+    assert!(
+        out.stderr
+            .contains("rules[1].host_regex: line 6, column 1: unclosed group"),
+        "{}",
+        out.stderr
+    );
+
+    let warned = scratch.config(
+        "[gateways.spare]\nkind = \"socks5\"\nendpoints = [\"127.0.0.1:1080\"]\n[[rules]]\nhost = \".example.test\"\naction = \"deny\"\n[[rules]]\nhost = \"api.example.test\"\nport = 443\naction = \"direct\"\n",
+    );
+    let out = cli(&["check", "--config", warned.to_str().unwrap()]).output();
+    let text = out.success();
+    assert!(
+        text.contains("[1] host=api.example.test port=443 -> direct"),
+        "{text}"
+    );
+    assert!(text.contains("warning: rules[1] (host=api.example.test port=443) can never match: rules[0] (host=.example.test)"), "{text}");
+    assert!(
+        text.contains("warning: gateways.spare is used by no rule"),
+        "{text}"
+    );
+    let out = cli(&[
+        "check",
+        "--deny-warnings",
+        "--config",
+        warned.to_str().unwrap(),
+    ])
+    .output();
+    assert_eq!(out.code, Some(1));
+}
+
+#[test]
+fn check_connect_tries_every_endpoint() {
+    let origin = Origin::start("origin");
+    let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
+    let scratch = Scratch::new("cli-connect");
+    let config = scratch.config(&format!(
+        "default = \"corp\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"{}\"]\n[gateways.dead]\nkind = \"http\"\nendpoints = [\"{}\"]\n[[rules]]\nport = 1\nvia = \"dead\"\n",
+        proxy.addr,
+        closed_port()
+    ));
+    let out = cli(&[
+        "check",
+        "--connect",
+        "--probe",
+        "probe.example.test:443",
+        "--config",
+        config.to_str().unwrap(),
+    ])
+    .output();
+    assert_eq!(
+        out.code,
+        Some(2),
+        "a dead endpoint is an error\n{}",
+        out.describe()
+    );
+    assert!(
+        out.stdout.contains(&format!(
+            "corp {0} ({0}): ok, http handshake to probe.example.test:443",
+            proxy.addr
+        )),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("dead") && out.stdout.contains("FAILED"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        proxy.request_lines(),
+        ["CONNECT probe.example.test:443 HTTP/1.1"]
+    );
+}
+
+#[test]
+fn explain_says_what_the_library_then_does() {
+    let origin = Origin::start("origin");
+    let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
+    let scratch = Scratch::new("cli-explain");
+    let config = gateway_config(&scratch, proxy.addr);
+    let targets = [
+        ("api.example.test", 80),
+        ("denied.example.test", 443),
+        ("127.0.0.1", origin.addr.port()),
+    ];
+    // What the library does, per the log...
+    let script = format!(
+        "import socket\nfor host, port in {:?}:\n    try:\n        socket.create_connection((host, port), timeout=20).close()\n    except OSError:\n        pass\n",
+        targets.iter().map(|(h, p)| (h.to_string(), *p)).collect::<Vec<_>>()
+    );
+    let out = cli(&[
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+        "--",
+        "python3",
+        "-c",
+        &script,
+    ])
+    .output();
+    out.success();
+    let log = scratch.log();
+    let connects = events(&log, "connect");
+    assert_eq!(connects.len(), 3);
+    // ...and what explain says, for the same targets.
+    for ((host, port), logged) in targets.iter().zip(connects) {
+        let target = format!("{host}:{port}");
+        let out = cli(&[
+            "explain",
+            "--json",
+            "--config",
+            config.to_str().unwrap(),
+            &target,
+        ])
+        .output();
+        let explained: serde_json::Value = serde_json::from_str(out.success()).unwrap();
+        assert_eq!(
+            explained["connect"]["rule"]["index"], logged["rule"]["index"],
+            "{target}"
+        );
+        assert_eq!(
+            explained["connect"]["rule"]["pattern"], logged["rule"]["pattern"],
+            "{target}"
+        );
+        assert_eq!(
+            explained["connect"]["decision"]["action"], logged["action"],
+            "{target}"
+        );
+    }
+    let out = cli(&[
+        "explain",
+        "--config",
+        config.to_str().unwrap(),
+        "api.example.test:443",
+    ])
+    .output();
+    let text = out.success();
+    assert!(
+        text.contains("rules[0] host=denied.example.test: no, the host does not match"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("connect: gateway by rules[1] host=*.example.test: gateway corp at {}, asked for api.example.test:443", proxy.addr)), "{text}");
+}
+
+#[test]
+fn init_writes_configs_that_check_accepts() {
+    let scratch = Scratch::new("cli-init");
+    let out = cli(&["init"]).output();
+    let starter = scratch.dir.join("starter.toml");
+    std::fs::write(&starter, out.success()).unwrap();
+    cli(&["check", "--config", starter.to_str().unwrap()])
+        .output()
+        .success();
+
+    let out = cli(&["init", "--from-env"])
+        .env("HTTPS_PROXY", "http://u:hunter2@127.0.0.1:3128")
+        .env("NO_PROXY", ".internal.test,10.0.0.0/8")
+        .output();
+    let text = out.success().to_string();
+    assert!(!text.contains("hunter2"));
+    assert!(
+        text.contains("password_env = \"MCP_REDIRECT_HTTPS_PROXY_PASSWORD\""),
+        "{text}"
+    );
+    let converted = scratch.dir.join("converted.toml");
+    std::fs::write(&converted, &text).unwrap();
+    let out = cli(&["check", "--config", converted.to_str().unwrap()])
+        .env("MCP_REDIRECT_HTTPS_PROXY_PASSWORD", "x")
+        .output();
+    let summary = out.success();
+    assert!(
+        summary.contains("host=.internal.test -> direct")
+            && summary.contains("default: gateway https_proxy"),
+        "{summary}"
+    );
+}
