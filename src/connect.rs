@@ -10,11 +10,13 @@
 use std::net::{IpAddr, SocketAddr};
 
 use crate::gateway::{self, Destination};
-use crate::log::{Event, LogResult};
+use crate::log::{Attempt, Event, LogResult};
 use crate::resolver::memory::WAYS;
+use crate::resolver::names::hash_bytes;
 use crate::resolver::KnownNames;
 use crate::rules::{Action, Decision, Target};
 use crate::runtime::{self, Mode, Runtime};
+use crate::sys::socket::Deadline;
 use crate::sys::{self, socket};
 
 /// What the hook should do.
@@ -99,6 +101,7 @@ pub fn on_connecting_call(fd: i32, dst: SocketAddr, act: Act<'_>) -> Outcome {
         ..Default::default()
     };
     let mut error_text = String::new();
+    let mut attempts: Vec<Attempt> = Vec::new();
     let result = match chosen.decision.action {
         Action::Direct if chosen.is_fake => {
             // A fake address for a host that goes direct on this port: resolve it for real now.
@@ -127,10 +130,8 @@ pub fn on_connecting_call(fd: i32, dst: SocketAddr, act: Act<'_>) -> Outcome {
             } else {
                 libc::AF_INET6
             });
-            let established = gateway_endpoint(rt, index, family).and_then(|endpoint| {
-                event.endpoint = Some(endpoint);
-                gateway::establish(fd, gw, endpoint, &dest)
-            });
+            let established = through_gateway(rt, index, fd, family, &dest, &mut attempts);
+            event.endpoint = attempts.iter().rev().find_map(|a| a.address);
             match established {
                 Ok(()) => (act.tunneled)(),
                 Err(e) => {
@@ -142,6 +143,9 @@ pub fn on_connecting_call(fd: i32, dst: SocketAddr, act: Act<'_>) -> Outcome {
     };
     if !error_text.is_empty() {
         event.error = Some(&error_text);
+    }
+    if !attempts.is_empty() {
+        event.attempts = Some(&attempts);
     }
     event.result = result.map(|_| ()).into();
     event.elapsed_us = Some(sys::monotonic_us().saturating_sub(started));
@@ -257,29 +261,101 @@ pub fn choose<'a>(
     }
 }
 
-/// The first endpoint of the gateway with an address usable from a socket of `family`. (Failover
-/// over several endpoints comes with the gateway-availability work.)
-fn gateway_endpoint(
+/// Connects `fd` through gateway `index`: its endpoints in the order its strategy and their
+/// health give, each attempt with an equal share of what is left of `connect_timeout_ms`, the
+/// next endpoint only after a fault of the endpoint's own (unreachable, broken reply, 502-504,
+/// SOCKS general failure), never after a refusal that any endpoint would repeat. Every attempt
+/// goes into `attempts` for the log.
+fn through_gateway(
     rt: &Runtime,
     index: usize,
+    fd: i32,
+    family: i32,
+    dest: &Destination<'_>,
+    attempts: &mut Vec<Attempt>,
+) -> Result<(), gateway::GatewayError> {
+    let gw = &rt.gateways[index];
+    let health = &rt.health[index];
+    let now = sys::monotonic_us();
+    let key = match (dest.host, dest.addr) {
+        (Some(host), _) => hash_bytes(host.as_bytes()),
+        (None, Some(addr)) => hash_bytes(addr.to_string().as_bytes()),
+        (None, None) => 0,
+    };
+    let random = hash_bytes(&now.to_le_bytes()) ^ (fd as u64);
+    let order = health.order(gw.strategy, gw.max_attempts, key, random, now);
+    let budget_end = now + gw.connect_timeout_ms * 1000;
+    let mut last_error = None;
+    for (tried, &endpoint_index) in order.iter().enumerate() {
+        let started = sys::monotonic_us();
+        if started >= budget_end {
+            break;
+        }
+        let share = (budget_end - started) / (order.len() - tried) as u64;
+        let deadline = Deadline::after_ms(share.div_ceil(1000));
+        let address = endpoint_address(rt, index, endpoint_index, family);
+        let outcome = match &address {
+            Ok(address) => gateway::establish(fd, gw, *address, dest, deadline),
+            Err(e) => Err(e.clone()),
+        };
+        attempts.push(Attempt {
+            endpoint: gw.endpoints[endpoint_index].to_string(),
+            address: address.ok(),
+            result: match &outcome {
+                Ok(()) => LogResult::Ok,
+                Err(e) => LogResult::Errno(e.errno),
+            },
+            elapsed_us: sys::monotonic_us().saturating_sub(started),
+        });
+        match outcome {
+            Ok(()) => {
+                health.mark_up(endpoint_index);
+                return Ok(());
+            }
+            Err(e) => {
+                if !e.endpoint_fault {
+                    return Err(e);
+                }
+                health.mark_down(
+                    endpoint_index,
+                    sys::monotonic_us(),
+                    gw.cooldown_s * 1_000_000,
+                );
+                last_error = Some(e);
+            }
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        gateway::GatewayError::new(
+            libc::ETIMEDOUT,
+            format!("no endpoint of gateway {} answered in time", gw.name),
+        )
+    }))
+}
+
+/// The address of endpoint `endpoint_index` of gateway `index` usable from a socket of `family`:
+/// resolved at load, or now if that found nothing.
+fn endpoint_address(
+    rt: &Runtime,
+    index: usize,
+    endpoint_index: usize,
     family: i32,
 ) -> Result<SocketAddr, gateway::GatewayError> {
-    let gw = &rt.gateways[index];
-    let endpoint = &gw.endpoints[0];
-    let known = &rt.endpoint_addrs[index][0];
+    let endpoint = &rt.gateways[index].endpoints[endpoint_index];
+    let known = &rt.endpoint_addrs[index][endpoint_index];
     let candidates = if known.is_empty() {
         runtime::resolve_endpoint(endpoint)
     } else {
         known.clone()
     };
     if candidates.is_empty() {
-        return Err(gateway::GatewayError::new(
+        return Err(gateway::GatewayError::endpoint_fault(
             libc::EHOSTUNREACH,
             format!("gateway endpoint {endpoint} does not resolve"),
         ));
     }
     gateway::endpoint_for_family(&candidates, family).ok_or_else(|| {
-        gateway::GatewayError::new(
+        gateway::GatewayError::endpoint_fault(
             libc::ENETUNREACH,
             format!("gateway endpoint {endpoint} has no address of this socket's family"),
         )

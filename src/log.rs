@@ -36,6 +36,19 @@ pub struct Event<'a> {
     pub result: LogResult,
     pub error: Option<&'a str>,
     pub elapsed_us: Option<u64>,
+    /// For gateway connects: every endpoint tried, in order (failovers show here).
+    pub attempts: Option<&'a [Attempt]>,
+}
+
+/// One try of one gateway endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attempt {
+    /// The endpoint as configured (`proxy.corp:3128`).
+    pub endpoint: String,
+    /// The address it was reached at, if it resolved.
+    pub address: Option<SocketAddr>,
+    pub result: LogResult,
+    pub elapsed_us: u64,
 }
 
 impl Default for Event<'_> {
@@ -54,6 +67,7 @@ impl Default for Event<'_> {
             result: LogResult::Ok,
             error: None,
             elapsed_us: None,
+            attempts: None,
         }
     }
 }
@@ -106,17 +120,30 @@ impl Event<'_> {
             out.opt_display(self.answer.as_ref());
         }
         out.key("result");
-        match self.result {
-            LogResult::Ok => out.string("ok"),
-            LogResult::Errno(code) => out.string(&errno_name(code)),
-            LogResult::Eai(code) => out.string(eai_name(code)),
-        }
+        out.result(self.result);
         out.key("error");
         out.opt_string(self.error);
         out.key("elapsed_us");
         match self.elapsed_us {
             Some(us) => out.number(us),
             None => out.raw("null"),
+        }
+        if let Some(attempts) = self.attempts {
+            out.key("attempts");
+            out.raw("[");
+            for (i, attempt) in attempts.iter().enumerate() {
+                if i > 0 {
+                    out.raw(",");
+                }
+                out.raw("{\"endpoint\":");
+                out.string(&attempt.endpoint);
+                out.key("result");
+                out.result(attempt.result);
+                out.key("elapsed_us");
+                out.number(attempt.elapsed_us);
+                out.raw("}");
+            }
+            out.raw("]");
         }
         out.raw("}\n");
         out.0
@@ -175,6 +202,13 @@ impl JsonLine {
             }
         }
         self.0.push(b'"');
+    }
+    fn result(&mut self, result: LogResult) {
+        match result {
+            LogResult::Ok => self.string("ok"),
+            LogResult::Errno(code) => self.string(&errno_name(code)),
+            LogResult::Eai(code) => self.string(eai_name(code)),
+        }
     }
     fn opt_string(&mut self, s: Option<&str>) {
         match s {

@@ -11,6 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicPtr, Ordering};
 
 use crate::config::{self, Config, ConfigError, ConfigSource, Gateway, LogTarget, OnConfigError};
+use crate::gateway::health::GatewayHealth;
 use crate::log::{Event, LogResult, LogWriter};
 use crate::resolver::Resolver;
 use crate::rules::{Action, RuleTable};
@@ -37,6 +38,8 @@ pub struct Runtime {
     pub gateways: Vec<Gateway>,
     /// `[gateway][endpoint]` -> its addresses, resolved once at load.
     pub endpoint_addrs: Vec<Vec<Vec<SocketAddr>>>,
+    /// `[gateway]` -> its endpoints' health, shared by every connection of the process.
+    pub health: Vec<GatewayHealth>,
     pub resolver: Resolver,
     pub log: LogWriter,
     /// Base name of the executable, for `process` rules and the log.
@@ -138,9 +141,15 @@ impl Runtime {
             .iter()
             .map(|g| g.endpoints.iter().map(resolve_endpoint).collect())
             .collect();
+        let health = config
+            .gateways
+            .iter()
+            .map(|g| GatewayHealth::new(g.endpoints.len()))
+            .collect();
         Runtime {
             mode,
             source: config.source,
+            health,
             resolver: Resolver::new(&config.dns),
             rules: config.rules,
             gateways: config.gateways,
@@ -168,6 +177,7 @@ impl Runtime {
             rules: RuleTable::new(Vec::new(), Action::Deny),
             gateways: Vec::new(),
             endpoint_addrs: Vec::new(),
+            health: Vec::new(),
             resolver: Resolver::new(&config::DnsConfig::default()),
             log: LogWriter::new(log),
             exe,

@@ -162,11 +162,42 @@ pub struct Credentials {
     pub password: Secret,
 }
 
+/// How a gateway's endpoints are chosen for a connection (healthy endpoints first, always).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Strategy {
+    /// In the order written: the first healthy endpoint takes everything.
+    Failover,
+    /// Each connection starts at the next endpoint.
+    RoundRobin,
+    /// Each connection starts at a random endpoint.
+    Random,
+    /// The same destination host starts at the same endpoint (sticky sessions, warm caches).
+    Hash,
+}
+
+impl Strategy {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Strategy::Failover => "failover",
+            Strategy::RoundRobin => "round_robin",
+            Strategy::Random => "random",
+            Strategy::Hash => "hash",
+        }
+    }
+}
+
+pub const DEFAULT_COOLDOWN_S: u64 = 300;
+
 #[derive(Clone, Debug)]
 pub struct Gateway {
     pub name: String,
     pub kind: GatewayKind,
     pub endpoints: Vec<HostPort>,
+    pub strategy: Strategy,
+    /// Endpoints tried for one connection, at most (default: all of them once).
+    pub max_attempts: usize,
+    /// How long a failed endpoint is skipped while a healthy one remains.
+    pub cooldown_s: u64,
     pub credentials: Option<Credentials>,
     /// Extra request headers for `http` gateways, validated free of CR/LF.
     pub headers: Vec<(String, String)>,
@@ -241,6 +272,9 @@ struct GatewaySchema {
     #[serde(default)]
     headers: BTreeMap<String, String>,
     connect_timeout_ms: Option<i64>,
+    strategy: Option<String>,
+    max_attempts: Option<i64>,
+    cooldown_s: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -707,10 +741,39 @@ fn validate_gateway(
             ))
         }
     };
+    let strategy = match gw.strategy.as_deref() {
+        None | Some("failover") => Strategy::Failover,
+        Some("round_robin") => Strategy::RoundRobin,
+        Some("random") => Strategy::Random,
+        Some("hash") => Strategy::Hash,
+        Some(other) => {
+            return Err(format!(
+                "{key}.strategy: \"{other}\" must be \"failover\", \"round_robin\", \"random\" or \"hash\""
+            ))
+        }
+    };
+    let max_attempts = match gw.max_attempts {
+        None => endpoints.len(),
+        Some(n) if n >= 1 && n as usize <= endpoints.len() => n as usize,
+        Some(n) => {
+            return Err(format!(
+                "{key}.max_attempts: {n} must be from 1 to the number of endpoints ({})",
+                endpoints.len()
+            ))
+        }
+    };
+    let cooldown_s = match gw.cooldown_s {
+        None => DEFAULT_COOLDOWN_S,
+        Some(s) if (0..=86_400).contains(&s) => s as u64,
+        Some(s) => return Err(format!("{key}.cooldown_s: {s} must be from 0 to 86400")),
+    };
     Ok(Gateway {
         name: name.to_string(),
         kind,
         endpoints,
+        strategy,
+        max_attempts,
+        cooldown_s,
         credentials,
         headers,
         connect_timeout_ms,

@@ -50,7 +50,7 @@ fn read_reply_head(fd: i32, deadline: Deadline) -> Result<Vec<u8>, GatewayError>
         let peeked = recv_some(fd, &mut chunk, libc::MSG_PEEK, deadline)
             .map_err(|e| GatewayError::io("reading the CONNECT reply", e))?;
         if peeked == 0 {
-            return Err(GatewayError::new(
+            return Err(GatewayError::endpoint_fault(
                 libc::ECONNREFUSED,
                 match first_line(&head) {
                     Some(line) => format!(
@@ -75,7 +75,7 @@ fn read_reply_head(fd: i32, deadline: Deadline) -> Result<Vec<u8>, GatewayError>
             return Ok(head);
         }
         if head.len() > MAX_REPLY_HEAD {
-            return Err(GatewayError::new(
+            return Err(GatewayError::endpoint_fault(
                 libc::ECONNREFUSED,
                 format!("gateway reply head is longer than {MAX_REPLY_HEAD} bytes"),
             ));
@@ -118,6 +118,12 @@ fn check_status(head: &[u8]) -> Result<(), GatewayError> {
         Some(code) if version.starts_with("HTTP/1.") => {
             if (200..300).contains(&code) {
                 Ok(())
+            } else if matches!(code, 502..=504) {
+                // The proxy cannot reach upstream or is overloaded: another endpoint may.
+                Err(GatewayError::endpoint_fault(
+                    libc::ECONNREFUSED,
+                    format!("gateway refused: \"{line}\""),
+                ))
             } else {
                 Err(GatewayError::new(
                     libc::ECONNREFUSED,
@@ -125,7 +131,7 @@ fn check_status(head: &[u8]) -> Result<(), GatewayError> {
                 ))
             }
         }
-        _ => Err(GatewayError::new(
+        _ => Err(GatewayError::endpoint_fault(
             libc::ECONNREFUSED,
             format!("gateway sent a malformed reply: \"{line}\""),
         )),

@@ -7,6 +7,7 @@
 //! holds an unconnected socket and an errno, as after any refused `connect()`.
 #![deny(unsafe_code)]
 
+pub mod health;
 pub mod http_connect;
 pub mod socks5;
 
@@ -50,19 +51,32 @@ impl Destination<'_> {
     }
 }
 
-/// A failed gateway connection: the errno the caller sees and the text the log carries
-/// (never a password or an auth header).
+/// A failed gateway connection: the errno the caller sees, the text the log carries (never a
+/// password or an auth header), and whether the fault is the endpoint's (unreachable, broken,
+/// overloaded: another endpoint may do better) or the answer would be the same anywhere (a
+/// policy refusal, an unreachable destination).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatewayError {
     pub errno: i32,
     pub message: String,
+    pub endpoint_fault: bool,
 }
 
 impl GatewayError {
+    /// A final answer: the same from any endpoint; never retried elsewhere.
     pub fn new(errno: i32, message: impl Into<String>) -> Self {
         GatewayError {
             errno,
             message: message.into(),
+            endpoint_fault: false,
+        }
+    }
+
+    /// The endpoint's own trouble: the next endpoint is tried.
+    pub fn endpoint_fault(errno: i32, message: impl Into<String>) -> Self {
+        GatewayError {
+            endpoint_fault: true,
+            ..GatewayError::new(errno, message)
         }
     }
 
@@ -73,7 +87,7 @@ impl GatewayError {
         } else {
             crate::log::errno_text(&e)
         };
-        GatewayError::new(errno, format!("{context}: {detail}"))
+        GatewayError::endpoint_fault(errno, format!("{context}: {detail}"))
     }
 }
 
@@ -81,6 +95,10 @@ impl fmt::Display for GatewayError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
     }
+}
+
+fn sys_errno(e: &io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(libc::EIO)
 }
 
 /// The endpoint address to use for a socket of `family`: the same family, or an IPv4 endpoint
@@ -105,16 +123,16 @@ pub fn endpoint_for_family(candidates: &[SocketAddr], family: i32) -> Option<Soc
     None
 }
 
-/// Connects `fd` through `gateway`, via `endpoint`, to `dest`.
+/// Connects `fd` through `gateway`, via `endpoint`, to `dest`, before `deadline`.
 pub fn establish(
     fd: i32,
     gateway: &Gateway,
     endpoint: SocketAddr,
     dest: &Destination<'_>,
+    deadline: Deadline,
 ) -> Result<(), GatewayError> {
-    let _flags =
-        NonBlocking::enter(fd).map_err(|e| GatewayError::io("cannot prepare the socket", e))?;
-    let deadline = Deadline::after_ms(gateway.connect_timeout_ms);
+    let _flags = NonBlocking::enter(fd)
+        .map_err(|e| GatewayError::new(sys_errno(&e), "cannot prepare the socket"))?;
     match socket::connect_until(fd, &endpoint, deadline) {
         Ok(()) => {}
         // The program called connect() again on a socket we already connected: say so, and

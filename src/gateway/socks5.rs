@@ -32,7 +32,7 @@ pub fn handshake(
     let mut choice = [0u8; 2];
     recv_exact(fd, &mut choice, deadline).map_err(io("reading the SOCKS5 method"))?;
     if choice[0] != VERSION {
-        return Err(GatewayError::new(
+        return Err(GatewayError::endpoint_fault(
             libc::ECONNREFUSED,
             format!(
                 "gateway is not a SOCKS5 server (version byte {:#04x})",
@@ -68,7 +68,7 @@ pub fn handshake(
             ))
         }
         (other, _) => {
-            return Err(GatewayError::new(
+            return Err(GatewayError::endpoint_fault(
                 libc::ECONNREFUSED,
                 format!("gateway chose an authentication method we did not offer ({other:#04x})"),
             ))
@@ -79,17 +79,20 @@ pub fn handshake(
     let mut head = [0u8; 4];
     recv_exact(fd, &mut head, deadline).map_err(io("reading the SOCKS5 reply"))?;
     if head[0] != VERSION {
-        return Err(GatewayError::new(
+        return Err(GatewayError::endpoint_fault(
             libc::ECONNREFUSED,
             "gateway sent a malformed SOCKS5 reply",
         ));
     }
     if head[1] != 0 {
         let (errno, text) = reply_error(head[1]);
-        return Err(GatewayError::new(
-            errno,
-            format!("gateway replied: {text} ({})", head[1]),
-        ));
+        let message = format!("gateway replied: {text} ({})", head[1]);
+        // "General failure" is the server's own; every other code is about the destination.
+        return Err(if head[1] == 1 {
+            GatewayError::endpoint_fault(errno, message)
+        } else {
+            GatewayError::new(errno, message)
+        });
     }
     // Consume the bound address so the tunnel starts clean.
     let rest = match head[3] {
@@ -101,7 +104,7 @@ pub fn handshake(
             len[0] as usize + 2
         }
         other => {
-            return Err(GatewayError::new(
+            return Err(GatewayError::endpoint_fault(
                 libc::ECONNREFUSED,
                 format!("gateway sent a SOCKS5 reply with address type {other}"),
             ))

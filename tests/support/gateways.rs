@@ -29,7 +29,12 @@ pub struct ConnectProxy {
 
 impl ConnectProxy {
     pub fn start(origin: SocketAddr, behaviour: ProxyBehaviour) -> ConnectProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::start_on("127.0.0.1:0".parse().unwrap(), origin, behaviour)
+    }
+
+    /// As `start`, on a given address (to bring a "dead" endpoint back to life).
+    pub fn start_on(at: SocketAddr, origin: SocketAddr, behaviour: ProxyBehaviour) -> ConnectProxy {
+        let listener = TcpListener::bind(at).unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let seen = requests.clone();

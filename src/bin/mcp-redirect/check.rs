@@ -235,7 +235,8 @@ fn try_endpoint(
         addr: literal.map(|a| a.ip()),
         port: handshake.map_or(0, |p| p.port),
     };
-    let result = gateway::establish(fd, &bare, addr, &dest);
+    let deadline = mcp_redirect::sys::socket::Deadline::after_ms(gw.connect_timeout_ms);
+    let result = gateway::establish(fd, &bare, addr, &dest, deadline);
     // SAFETY: fd is ours, opened above.
     unsafe { libc::close(fd) };
     let elapsed = started.elapsed().as_secs_f64() * 1000.0;

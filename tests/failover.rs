@@ -1,0 +1,228 @@
+//! Gateways with several endpoints: failover past endpoints that refuse, hang or answer 503,
+//! no retry after a refusal any endpoint would repeat, round-robin spreading, cool-downs, and
+//! never a hard outage from stale marks. Every attempt shows in the log.
+
+mod support;
+
+use std::net::SocketAddr;
+
+use support::*;
+
+fn config(scratch: &Scratch, endpoints: &[SocketAddr], extra: &str) -> std::path::PathBuf {
+    let list: Vec<String> = endpoints.iter().map(|e| format!("\"{e}\"")).collect();
+    scratch.config(&format!(
+        "[log]\npath = \"{}\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [{}]\n{extra}\n[[rules]]\nhost = \"*.example.test\"\nvia = \"corp\"\n",
+        scratch.log_path().display(),
+        list.join(", ")
+    ))
+}
+
+/// A Python script making `n` GET requests to `url` (each a new connection), pausing `pause`
+/// seconds after request number `pause_after`, printing each body or errno.
+fn requests(url: &str, n: usize, pause_after: usize, pause: f64) -> String {
+    format!(
+        r#"
+import socket, time, urllib.request
+for i in range({n}):
+    try:
+        print(urllib.request.urlopen("{url}", timeout=20).read().decode())
+    except OSError as e:
+        print("error", getattr(e, "errno", None) or getattr(getattr(e, "reason", None), "errno", None))
+    if i + 1 == {pause_after}:
+        time.sleep({pause})
+"#
+    )
+}
+
+fn attempts(event: &serde_json::Value) -> Vec<(String, String)> {
+    event["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["endpoint"].as_str().unwrap().to_string(),
+                a["result"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn failover_passes_refusing_hanging_and_overloaded_endpoints() {
+    let origin = Origin::start("origin");
+    let refuses = closed_port();
+    let hangs = silent_listener();
+    let overloaded = ConnectProxy::start(
+        origin.addr,
+        ProxyBehaviour::Refuse("HTTP/1.1 503 Service Unavailable"),
+    );
+    let healthy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
+    let scratch = Scratch::new("failover");
+    let config = config(
+        &scratch,
+        &[refuses, hangs, overloaded.addr, healthy.addr],
+        "connect_timeout_ms = 3000",
+    );
+    let out = Run::python(&requests("http://api.example.test/", 2, 0, 0.0))
+        .config(&config)
+        .output();
+    assert_eq!(out.success(), "hello from origin\nhello from origin\n");
+    let log = scratch.log();
+    let connects = events(&log, "connect");
+    assert_eq!(
+        attempts(connects[0]),
+        [
+            (refuses.to_string(), "ECONNREFUSED".to_string()),
+            (hangs.to_string(), "ETIMEDOUT".to_string()),
+            (overloaded.addr.to_string(), "ECONNREFUSED".to_string()),
+            (healthy.addr.to_string(), "ok".to_string()),
+        ]
+    );
+    assert_eq!(connects[0]["endpoint"], healthy.addr.to_string());
+    // The failed endpoints are now marked down: the next connection goes straight to the healthy one.
+    assert_eq!(
+        attempts(connects[1]),
+        [(healthy.addr.to_string(), "ok".to_string())]
+    );
+    assert_eq!(healthy.request_lines().len(), 2);
+}
+
+#[test]
+fn a_refusal_any_endpoint_would_repeat_is_not_retried() {
+    let origin = Origin::start("origin");
+    let forbidding = ConnectProxy::start(
+        origin.addr,
+        ProxyBehaviour::Refuse("HTTP/1.1 403 Forbidden"),
+    );
+    let healthy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
+    let scratch = Scratch::new("no-retry");
+    let config = config(&scratch, &[forbidding.addr, healthy.addr], "");
+    let out = Run::python(&requests("http://api.example.test/", 1, 0, 0.0))
+        .config(&config)
+        .output();
+    assert_eq!(
+        out.success().trim(),
+        format!("error {}", libc::ECONNREFUSED)
+    );
+    assert!(
+        healthy.requests().is_empty(),
+        "a 403 is not tried elsewhere"
+    );
+    let log = scratch.log();
+    assert_eq!(
+        attempts(events(&log, "connect")[0]),
+        [(forbidding.addr.to_string(), "ECONNREFUSED".to_string())]
+    );
+}
+
+#[test]
+fn round_robin_spreads_connections() {
+    let origin = Origin::start("origin");
+    let a = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
+    let b = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
+    let scratch = Scratch::new("round-robin");
+    let config = config(&scratch, &[a.addr, b.addr], "strategy = \"round_robin\"");
+    let out = Run::python(&requests("http://api.example.test/", 100, 0, 0.0))
+        .config(&config)
+        .output();
+    assert_eq!(
+        out.success()
+            .lines()
+            .filter(|l| *l == "hello from origin")
+            .count(),
+        100
+    );
+    let (to_a, to_b) = (a.requests().len(), b.requests().len());
+    // One process, one counter: strictly alternating. The stated tolerance is 45-55 of 100.
+    assert!(
+        (45..=55).contains(&to_a) && to_a + to_b == 100,
+        "{to_a} / {to_b}"
+    );
+}
+
+#[test]
+fn a_dead_endpoint_is_skipped_for_its_cooldown_then_used_again() {
+    let origin = Origin::start("origin");
+    let first = closed_port();
+    let second = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
+    let scratch = Scratch::new("cooldown");
+    let config = config(&scratch, &[first, second.addr], "cooldown_s = 1");
+    // Two requests, a pause longer than the cool-down, a third.
+    let child = Run::python(&requests("http://api.example.test/", 3, 2, 2.5))
+        .config(&config)
+        .spawn();
+    // While the script pauses, the first endpoint comes back.
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let revived = ConnectProxy::start_on(first, origin.addr, ProxyBehaviour::Tunnel);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = scratch.log();
+    let connects = events(&log, "connect");
+    let ok = "ok".to_string();
+    assert_eq!(
+        attempts(connects[0]),
+        [
+            (first.to_string(), "ECONNREFUSED".to_string()),
+            (second.addr.to_string(), ok.clone())
+        ]
+    );
+    assert_eq!(
+        attempts(connects[1]),
+        [(second.addr.to_string(), ok.clone())],
+        "skipped while cooling down"
+    );
+    assert_eq!(
+        attempts(connects[2]),
+        [(first.to_string(), ok)],
+        "tried again after the cool-down"
+    );
+    assert_eq!(revived.request_lines().len(), 1);
+}
+
+#[test]
+fn with_every_endpoint_down_the_least_recently_failed_is_still_tried() {
+    let origin = Origin::start("origin");
+    let a = closed_port();
+    let b = closed_port();
+    let scratch = Scratch::new("all-down");
+    let config = config(
+        &scratch,
+        &[a, b],
+        "strategy = \"round_robin\"\ncooldown_s = 600",
+    );
+    // Request 1 starts at a (fails a, then b); request 2 would start at b, but both are down, so
+    // the least recently failed, a, goes first. Then a comes back for request 3.
+    let child = Run::python(&requests("http://api.example.test/", 3, 2, 1.5))
+        .config(&config)
+        .spawn();
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let revived = ConnectProxy::start_on(a, origin.addr, ProxyBehaviour::Tunnel);
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(stdout.ends_with("hello from origin\n"), "{stdout}");
+    let log = scratch.log();
+    let connects = events(&log, "connect");
+    let refused = "ECONNREFUSED".to_string();
+    assert_eq!(
+        attempts(connects[0]),
+        [
+            (a.to_string(), refused.clone()),
+            (b.to_string(), refused.clone())
+        ]
+    );
+    assert_eq!(
+        attempts(connects[1]),
+        [(a.to_string(), refused.clone()), (b.to_string(), refused)]
+    );
+    assert_eq!(
+        attempts(connects[2])[0],
+        (a.to_string(), "ok".to_string()),
+        "marks never cause a hard outage"
+    );
+    assert_eq!(revived.request_lines().len(), 1);
+}
