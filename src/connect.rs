@@ -57,9 +57,10 @@ pub fn on_connect(fd: i32, dst: SocketAddr) -> Outcome {
 
 /// Decides and acts for a call that connects `fd` to `dst` (`connect`, or a fast-open send).
 pub fn on_connecting_call(fd: i32, dst: SocketAddr, act: Act<'_>) -> Outcome {
-    let Some(rt) = runtime::get() else {
+    let Some(current) = runtime::get() else {
         return Outcome::PassThrough;
     };
+    let rt: &Runtime = &current;
     if matches!(rt.mode, Mode::Inactive | Mode::FailOpen(_)) {
         return Outcome::PassThrough;
     }

@@ -34,9 +34,10 @@ pub struct FakeAnswer {
 /// Plans the answer to a lookup of `name` as the program spelled it (bytes: a name that is not
 /// UTF-8 is refused like any other name we would never forward).
 pub fn on_lookup(name: &[u8]) -> Answer {
-    let Some(rt) = runtime::get() else {
+    let Some(current) = runtime::get() else {
         return Answer::PassThrough;
     };
+    let rt: &Runtime = &current;
     let fail_closed = matches!(rt.mode, Mode::FailClosed(_));
     if !(rt.mode == Mode::Active || fail_closed) {
         return Answer::PassThrough;
@@ -100,9 +101,10 @@ pub fn plan(rt: &Runtime, host: &str) -> ResolvePlan {
 /// gateway resolves a name only it knows.
 pub fn fake_fallback(host: &str, decision: Decision) -> Result<FakeAnswer, i32> {
     let note = "DNS had no answer; a fake address stands in for the gateway to resolve";
-    let Some(rt) = runtime::get() else {
+    let Some(current) = runtime::get() else {
         return Err(libc::EAI_FAIL);
     };
+    let rt: &Runtime = &current;
     fake_for(rt, host, decision, Some(note))
 }
 
@@ -147,7 +149,10 @@ fn fake_for(
 /// After a real lookup of `host` (decided by `decision`): remember its addresses, so that
 /// `connect()` knows the name, and log.
 pub fn remember(host: &str, decision: Decision, addrs: &[IpAddr], rc: i32) {
-    let Some(rt) = runtime::get() else { return };
+    let Some(current) = runtime::get() else {
+        return;
+    };
+    let rt: &Runtime = &current;
     for addr in addrs {
         rt.resolver.memory.remember(*addr, host);
     }

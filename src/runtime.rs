@@ -1,14 +1,27 @@
 //! The process-wide state: configuration, rule table, resolver tables and log writer, loaded
 //! lazily on the first hooked call (a process that never connects or resolves pays nothing).
 //!
-//! Publication is one compare-and-swap on an atomic pointer, with no lock: threads that race to
-//! load each build a state, one wins, the others drop theirs. So a `fork()` at any moment leaves
-//! the child either a finished state or none, never a held lock. The state is never freed: hooks
-//! on other threads may use it until the process ends.
+//! The state is an immutable snapshot behind an atomic pointer (`arc-swap`, no lock): threads
+//! that race to load each build one and the first to publish wins; a `fork()` at any moment
+//! leaves the child a finished snapshot or none, never a held lock. A hooked call holds the
+//! snapshot it started with until it returns, so a reload never changes the rules under an
+//! in-flight `connect()`.
+//!
+//! Hot reload: at most once a second, the first hooked call to notice it checks the config
+//! file's identity (device, inode, size, modification time). A changed file is loaded and
+//! validated like the first one; a valid one is swapped in, an invalid one is rejected (the old
+//! rules stay, one line on stderr and a `config_rejected` event) and not tried again until the
+//! file changes once more. The resolver's tables outlive reloads, so fake addresses already
+//! handed out stay valid; `[dns]` settings apply to new processes.
 
 use std::ffi::CString;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
 
 use crate::config::{self, Config, ConfigError, ConfigSource, Gateway, LogTarget, OnConfigError};
 use crate::gateway::health::GatewayHealth;
@@ -40,15 +53,33 @@ pub struct Runtime {
     pub endpoint_addrs: Vec<Vec<Vec<SocketAddr>>>,
     /// `[gateway]` -> its endpoints' health, shared by every connection of the process.
     pub health: Vec<GatewayHealth>,
-    pub resolver: Resolver,
+    /// Shared by every snapshot of the process: fake addresses survive reloads.
+    pub resolver: Arc<Resolver>,
     pub log: LogWriter,
     /// Base name of the executable, for `process` rules and the log.
     pub exe: String,
     /// The system's DNS servers (`/etc/resolv.conf`): port 53 to them is always allowed.
     pub nameservers: Vec<IpAddr>,
+    /// The config file this snapshot came from, and what it was then (for hot reload).
+    pub file: Option<(PathBuf, u64)>,
 }
 
-static RUNTIME: AtomicPtr<Runtime> = AtomicPtr::new(std::ptr::null_mut());
+static RUNTIME: ArcSwapOption<Runtime> = ArcSwapOption::const_empty();
+/// When the config file was last looked at (coarse monotonic microseconds).
+static LAST_CHECK_US: AtomicU64 = AtomicU64::new(0);
+/// The identity of a file version that failed validation: not tried again until it changes.
+static REJECTED: AtomicU64 = AtomicU64::new(0);
+const RELOAD_CHECK_US: u64 = 1_000_000;
+
+/// The snapshot a hooked call works with, held until the call returns.
+pub struct Current(arc_swap::Guard<Option<Arc<Runtime>>>);
+
+impl Deref for Current {
+    type Target = Runtime;
+    fn deref(&self) -> &Runtime {
+        self.0.as_deref().expect("Current holds a loaded snapshot")
+    }
+}
 
 thread_local! {
     /// Set on the thread that is loading the state: its own calls (a name-service module that
@@ -61,56 +92,132 @@ thread_local! {
 /// hooked call may come from a thread with a tiny stack (16 KiB in some servers).
 const LOADER_STACK: usize = 4 << 20;
 
-/// The loaded state, loading it on first use; `None` on the loading thread itself, and in a
-/// program that links this crate rather than preloading it: their calls pass straight through.
-pub fn get() -> Option<&'static Runtime> {
+/// The loaded state, loading it on first use and reloading a changed config file; `None` on the
+/// loading thread itself, and in a program that links this crate rather than preloading it:
+/// their calls pass straight through.
+pub fn get() -> Option<Current> {
     if crate::hooks::inert() {
         return None;
     }
-    let current = RUNTIME.load(Ordering::Acquire);
-    if !current.is_null() {
-        // SAFETY: a non-null pointer was published by the CAS below from Box::into_raw and is
-        // never freed.
-        return Some(unsafe { &*current });
+    let current = RUNTIME.load();
+    if let Some(runtime) = current.as_deref() {
+        if let Some((path, identity)) = &runtime.file {
+            if reload_due() {
+                check_file(runtime, path, *identity);
+                return Some(Current(RUNTIME.load()));
+            }
+        }
+        return Some(Current(current));
     }
     if LOADING.try_with(|l| l.get()).unwrap_or(true) {
         return None;
     }
-    let load = || {
+    let fresh = Arc::new(on_loader_thread(Runtime::load));
+    let previous = RUNTIME.compare_and_swap(&None::<Arc<Runtime>>, Some(fresh.clone()));
+    if previous.is_none() {
+        fresh.announce();
+    }
+    Some(Current(RUNTIME.load()))
+}
+
+/// Runs `load` on a thread of our own with a roomy stack (parsing TOML and compiling regexes
+/// runs deep, and hooked calls may come from 16 KiB thread stacks); here if no thread can be
+/// made. Calls made while loading pass straight through.
+fn on_loader_thread<T: Send + 'static>(load: fn() -> T) -> T {
+    let guarded = move || {
         let _ = LOADING.try_with(|l| l.set(true));
-        Runtime::load()
+        load()
     };
-    // Load on a thread of our own with a roomy stack; if no thread can be made, here.
-    let fresh = std::thread::Builder::new()
+    std::thread::Builder::new()
         .name("mcp-redirect-load".into())
         .stack_size(LOADER_STACK)
-        .spawn(load)
+        .spawn(guarded)
         .ok()
         .and_then(|handle| handle.join().ok())
         .unwrap_or_else(|| {
-            let runtime = load();
+            let value = guarded();
             let _ = LOADING.try_with(|l| l.set(false));
-            runtime
-        });
-    let fresh = Box::into_raw(Box::new(fresh));
-    match RUNTIME.compare_exchange(
-        std::ptr::null_mut(),
-        fresh,
-        Ordering::AcqRel,
-        Ordering::Acquire,
-    ) {
-        Ok(_) => {
-            // SAFETY: we just published fresh; it is never freed.
-            let runtime = unsafe { &*fresh };
-            runtime.announce();
-            Some(runtime)
+            value
+        })
+}
+
+/// Whether this call should look at the config file: at most once a second, process-wide, and
+/// never on the loading thread.
+fn reload_due() -> bool {
+    if LOADING.try_with(|l| l.get()).unwrap_or(true) {
+        return false;
+    }
+    let now = sys::coarse_monotonic_us();
+    let last = LAST_CHECK_US.load(Ordering::Relaxed);
+    now.saturating_sub(last) >= RELOAD_CHECK_US
+        && LAST_CHECK_US
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+}
+
+/// Reloads the config file if it changed since `runtime` was built from it.
+fn check_file(runtime: &Runtime, path: &Path, loaded_identity: u64) {
+    let identity = file_identity(path);
+    if identity == loaded_identity || identity == REJECTED.load(Ordering::Relaxed) {
+        return;
+    }
+    let resolver = runtime.resolver.clone();
+    let exe = runtime.exe.clone();
+    let nameservers = runtime.nameservers.clone();
+    // Parsed and validated on the loader thread, like the first load.
+    let loaded = on_loader_thread(|| config::load(&env_lookup));
+    match loaded {
+        Ok(config) => {
+            let mut fresh = Runtime::assemble(config, exe, resolver, nameservers);
+            fresh.file = Some((path.to_path_buf(), identity));
+            fresh.log.write(
+                &Event {
+                    event: "config_reloaded",
+                    error: None,
+                    ..Default::default()
+                },
+                &fresh.exe,
+            );
+            RUNTIME.store(Some(Arc::new(fresh)));
         }
-        Err(winner) => {
-            // SAFETY: fresh came from Box::into_raw above and was never shared.
-            drop(unsafe { Box::from_raw(fresh) });
-            // SAFETY: as for `current`.
-            Some(unsafe { &*winner })
+        Err(error) => {
+            REJECTED.store(identity, Ordering::Relaxed);
+            let reason = error.to_string();
+            sys::stderr_line(&format!(
+                "{reason}; the change is rejected and the rules loaded before stay in force"
+            ));
+            if *runtime.log.target() != LogTarget::Stderr {
+                runtime.log.write(
+                    &Event {
+                        event: "config_rejected",
+                        result: LogResult::Errno(libc::EINVAL),
+                        error: Some(&reason),
+                        ..Default::default()
+                    },
+                    &runtime.exe,
+                );
+            }
         }
+    }
+}
+
+/// What a file is now, as one number: device, inode, size and modification time hashed
+/// together (0 reserved for "never rejected"; a missing file is 1).
+fn file_identity(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(path) {
+        Ok(m) => {
+            let parts = [
+                m.dev(),
+                m.ino(),
+                m.size(),
+                m.mtime() as u64,
+                m.mtime_nsec() as u64,
+            ];
+            let bytes: Vec<u8> = parts.iter().flat_map(|p| p.to_le_bytes()).collect();
+            crate::resolver::names::hash_bytes(&bytes) | 2
+        }
+        Err(_) => 1,
     }
 }
 
@@ -123,14 +230,34 @@ fn env_lookup(name: &str) -> Option<String> {
 impl Runtime {
     fn load() -> Runtime {
         let exe = sys::exe_base_name();
-        match config::load(&env_lookup) {
+        let file = match config::load(&env_lookup) {
             Ok(config) => Runtime::from_config(config, exe),
             Err(error) => Runtime::from_error(error, exe),
+        };
+        file.watched()
+    }
+
+    /// Notes the config file's identity, for reloads.
+    fn watched(mut self) -> Runtime {
+        if let ConfigSource::File(path) = &self.source {
+            self.file = Some((path.clone(), file_identity(path)));
         }
+        self
     }
 
     /// The state for a valid configuration.
     pub fn from_config(config: Config, exe: String) -> Runtime {
+        let resolver = Arc::new(Resolver::new(&config.dns));
+        Runtime::assemble(config, exe, resolver, read_nameservers())
+    }
+
+    /// A snapshot from a configuration and the parts that outlive reloads.
+    fn assemble(
+        config: Config,
+        exe: String,
+        resolver: Arc<Resolver>,
+        nameservers: Vec<IpAddr>,
+    ) -> Runtime {
         let mode = if config.source == ConfigSource::Nothing {
             Mode::Inactive
         } else {
@@ -150,13 +277,14 @@ impl Runtime {
             mode,
             source: config.source,
             health,
-            resolver: Resolver::new(&config.dns),
+            resolver,
             rules: config.rules,
             gateways: config.gateways,
             endpoint_addrs,
             log: LogWriter::new(config.log),
             exe,
-            nameservers: read_nameservers(),
+            nameservers,
+            file: None,
         }
     }
 
@@ -178,10 +306,11 @@ impl Runtime {
             gateways: Vec::new(),
             endpoint_addrs: Vec::new(),
             health: Vec::new(),
-            resolver: Resolver::new(&config::DnsConfig::default()),
+            resolver: Arc::new(Resolver::new(&config::DnsConfig::default())),
             log: LogWriter::new(log),
             exe,
             nameservers: Vec::new(),
+            file: None,
         }
     }
 
