@@ -291,7 +291,7 @@ impl Mismatch {
             Mismatch::PortUnknown => "no port is known at lookup time",
             Mismatch::Cidr => "the address is outside the rule's prefix",
             Mismatch::AddressUnknown => {
-                "the real address is not known (fake address: the gateway resolves it)"
+                "the destination address is not known (a fake address, which the gateway resolves, or a name not resolved)"
             }
             Mismatch::Host => "the host does not match",
         }

@@ -273,7 +273,7 @@ fn run_sees_that_a_static_binary_would_ignore_the_library() {
     assert!(!text.contains("s3cret"));
     assert!(
         out.stderr
-            .contains("fallback: HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY"),
+            .contains("fallback: HTTPS_PROXY, https_proxy, HTTP_PROXY, http_proxy, ALL_PROXY, all_proxy, NO_PROXY, no_proxy"),
         "{}",
         out.stderr
     );
@@ -290,6 +290,8 @@ fn run_sees_that_a_setuid_binary_would_ignore_the_library() {
     let copy = scratch.dir.join("true-setuid");
     std::fs::copy("/bin/true", &copy).unwrap();
     use std::os::unix::fs::PermissionsExt;
+    // setuid to another user (nobody): exec changes identity, so the loader ignores LD_PRELOAD.
+    std::os::unix::fs::chown(&copy, Some(65534), None).unwrap();
     std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o4755)).unwrap();
     let out = cli(&[
         "run",
@@ -391,7 +393,7 @@ fn check_connect_tries_every_endpoint() {
     );
     assert!(
         out.stdout.contains(&format!(
-            "corp {0} ({0}): ok, http handshake to probe.example.test:443",
+            "corp {0}: ok, http handshake to probe.example.test:443",
             proxy.addr
         )),
         "{}",

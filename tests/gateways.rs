@@ -574,3 +574,56 @@ print(data.decode().split("\r\n\r\n")[1])
         "only the tunneled request reached the origin"
     );
 }
+
+#[test]
+fn a_rewrite_gateway_can_receive_a_proxy_v2_header() {
+    use std::io::{Read, Write};
+    // An API gateway that speaks PROXY v2: the header first, then the client's bytes.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gateway = listener.local_addr().unwrap();
+    let seen = std::thread::spawn(move || {
+        let (mut conn, peer) = listener.accept().unwrap();
+        let mut head = [0u8; 16];
+        conn.read_exact(&mut head).unwrap();
+        let mut rest = vec![0u8; u16::from_be_bytes([head[14], head[15]]) as usize];
+        conn.read_exact(&mut rest).unwrap();
+        let request = read_head(&mut conn);
+        conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi")
+            .unwrap();
+        (head, rest, request, peer)
+    });
+    let scratch = Scratch::new("proxy-v2");
+    let config = scratch.config(&format!(
+        "[log]\npath = \"{}\"\n[gateways.kong]\nkind = \"rewrite\"\nendpoints = [\"{gateway}\"]\nproxy_protocol = \"v2\"\n[[rules]]\nhost = \"api.openai.test\"\nvia = \"kong\"\n",
+        scratch.log_path().display()
+    ));
+    let out = Run::curl("http://api.openai.test:8080/v1/models")
+        .config(&config)
+        .output();
+    assert_eq!(out.success(), "hi");
+    let (head, rest, request, peer) = seen.join().unwrap();
+    assert_eq!(&head[..12], b"\r\n\r\n\0\r\nQUIT\n", "the v2 signature");
+    assert_eq!(
+        (head[12], head[13]),
+        (0x21, 0x11),
+        "PROXY command, TCP over IPv4"
+    );
+    assert_eq!(
+        &rest[0..4],
+        &[127, 0, 0, 1],
+        "source: the client's own address"
+    );
+    assert_eq!(
+        u16::from_be_bytes([rest[8], rest[9]]),
+        peer.port(),
+        "source port: the client's"
+    );
+    assert_eq!(
+        u16::from_be_bytes([rest[10], rest[11]]),
+        8080,
+        "destination port: the original"
+    );
+    assert_eq!(rest[12], 0x02, "an AUTHORITY TLV");
+    assert_eq!(&rest[15..], b"api.openai.test", "carrying the hostname");
+    assert!(request.starts_with("GET /v1/models HTTP/1.1"), "{request}");
+}

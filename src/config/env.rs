@@ -80,6 +80,13 @@ pub fn from_environment(getenv: &dyn Fn(&str) -> Option<String>) -> Result<Confi
                 default = Action::Direct;
                 continue;
             }
+            // Loopback is direct already (the rules above).
+            if matches!(
+                entry,
+                "localhost" | ".localhost" | "127.0.0.1" | "::1" | "[::1]"
+            ) {
+                continue;
+            }
             if let Some(rule) = no_proxy_rule(entry) {
                 rules.push(rule);
             }
@@ -209,6 +216,7 @@ pub fn parse_proxy_url(url: &str, name: &str) -> Result<Gateway, String> {
         strategy: super::Strategy::Failover,
         max_attempts: 1,
         cooldown_s: super::DEFAULT_COOLDOWN_S,
+        proxy_protocol: false,
         credentials,
         headers: Vec::new(),
         connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,

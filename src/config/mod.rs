@@ -198,6 +198,8 @@ pub struct Gateway {
     pub max_attempts: usize,
     /// How long a failed endpoint is skipped while a healthy one remains.
     pub cooldown_s: u64,
+    /// `rewrite` only: send a PROXY protocol v2 header first.
+    pub proxy_protocol: bool,
     pub credentials: Option<Credentials>,
     /// Extra request headers for `http` gateways, validated free of CR/LF.
     pub headers: Vec<(String, String)>,
@@ -275,6 +277,7 @@ struct GatewaySchema {
     strategy: Option<String>,
     max_attempts: Option<i64>,
     cooldown_s: Option<i64>,
+    proxy_protocol: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -340,8 +343,12 @@ pub fn load_file(
             "{CONFIG_ENV} must be an absolute path (a relative one would differ between processes)"
         )));
     }
-    let bytes = crate::sys::read_small_file(path, MAX_CONFIG_BYTES)
-        .map_err(|e| fail(format!("cannot read the file: {e}")))?;
+    let bytes = crate::sys::read_small_file(path, MAX_CONFIG_BYTES).map_err(|e| {
+        fail(format!(
+            "cannot read the file: {}",
+            crate::log::errno_text(&e)
+        ))
+    })?;
     let text = String::from_utf8(bytes).map_err(|_| fail("the file is not UTF-8".into()))?;
     parse(&text, source.clone(), getenv)
 }
@@ -767,11 +774,22 @@ fn validate_gateway(
         Some(s) if (0..=86_400).contains(&s) => s as u64,
         Some(s) => return Err(format!("{key}.cooldown_s: {s} must be from 0 to 86400")),
     };
+    let proxy_protocol = match gw.proxy_protocol.as_deref() {
+        None => false,
+        Some("v2") if kind == GatewayKind::Rewrite => true,
+        Some("v2") => {
+            return Err(format!(
+                "{key}.proxy_protocol: only rewrite gateways send a PROXY header (http and socks5 gateways learn the destination from their handshake)"
+            ))
+        }
+        Some(other) => return Err(format!("{key}.proxy_protocol: \"{other}\" must be \"v2\"")),
+    };
     Ok(Gateway {
         name: name.to_string(),
         kind,
         endpoints,
         strategy,
+        proxy_protocol,
         max_attempts,
         cooldown_s,
         credentials,

@@ -9,6 +9,7 @@
 
 pub mod health;
 pub mod http_connect;
+pub mod proxy_protocol;
 pub mod socks5;
 
 use std::fmt;
@@ -151,6 +152,14 @@ pub fn establish(
     let result = match gateway.kind {
         GatewayKind::Http => http_connect::handshake(fd, gateway, dest, deadline),
         GatewayKind::Socks5 => socks5::handshake(fd, gateway, dest, deadline),
+        GatewayKind::Rewrite if gateway.proxy_protocol => {
+            let source = socket::local_address(fd)
+                .map_err(|e| GatewayError::io("reading the socket's local address", e))?;
+            let destination = SocketAddr::new(dest.addr.unwrap_or(endpoint.ip()), dest.port);
+            let header = proxy_protocol::header(source, destination, dest.host);
+            socket::send_all(fd, &header, deadline)
+                .map_err(|e| GatewayError::io("sending the PROXY protocol header", e))
+        }
         GatewayKind::Rewrite => Ok(()),
     };
     if result.is_err() {

@@ -188,6 +188,27 @@ impl RawSockAddr {
     }
 }
 
+/// `getsockname`: the socket's own address.
+pub fn local_address(fd: i32) -> io::Result<SocketAddr> {
+    // SAFETY: sockaddr_storage is plain data; all-zero is valid.
+    let mut storage: libc::sockaddr_storage = unsafe { zeroed() };
+    let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: storage and len are valid for writes of the sizes given.
+    let rc = unsafe {
+        libc::getsockname(
+            fd,
+            (&mut storage as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        )
+    };
+    if rc < 0 {
+        return Err(os_error(errno()));
+    }
+    // SAFETY: getsockname wrote len bytes of a socket address into storage.
+    unsafe { read_sockaddr((&storage as *const libc::sockaddr_storage).cast(), len) }
+        .ok_or_else(|| os_error(libc::EAFNOSUPPORT))
+}
+
 /// The real `connect()` to `addr`, once (no waiting). `Err` carries the errno.
 pub fn connect_once(fd: i32, addr: &SocketAddr) -> io::Result<()> {
     let raw = RawSockAddr::new(addr);

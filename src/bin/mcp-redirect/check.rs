@@ -187,10 +187,15 @@ fn connect_all(config: &Config, probe: Option<&HostPort>) -> usize {
                 failures += 1;
                 continue;
             };
+            let label = if endpoint.literal() == Some(addr) {
+                label
+            } else {
+                format!("{label} ({addr})")
+            };
             match try_endpoint(gw, addr, probe) {
-                Ok(text) => println!("{label} ({addr}): {text}"),
+                Ok(text) => println!("{label}: {text}"),
                 Err(text) => {
-                    println!("{label} ({addr}): {text}");
+                    println!("{label}: {text}");
                     failures += 1;
                 }
             }

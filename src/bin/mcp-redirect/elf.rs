@@ -216,7 +216,7 @@ fn inspect_in(command: &OsStr, path: Option<&OsStr>, cwd: &Path) -> Result<Inspe
             let meta = file
                 .metadata()
                 .map_err(|e| format!("{}: cannot stat: {e}", current.display()))?;
-            if is_set_id(meta.mode()) {
+            if is_set_id(meta.mode(), meta.uid(), meta.gid()) {
                 obstacles.push(Obstacle::SetId);
             }
             if sys::has_file_capabilities(&current) {
@@ -231,10 +231,14 @@ fn inspect_in(command: &OsStr, path: Option<&OsStr>, cwd: &Path) -> Result<Inspe
     }
 }
 
-/// setuid, or setgid with the group-execute bit (without it, setgid means mandatory locking
-/// and the kernel does not change the group on exec).
-fn is_set_id(mode: u32) -> bool {
-    mode & 0o4000 != 0 || (mode & 0o2000 != 0 && mode & 0o010 != 0)
+/// setuid to another user than ours, or setgid (with the group-execute bit: without it,
+/// setgid means mandatory locking) to another group: exec then changes identity, and the loader
+/// runs in secure mode, which ignores LD_PRELOAD. (root running a setuid-root program changes
+/// nothing and keeps LD_PRELOAD.)
+fn is_set_id(mode: u32, uid: u32, gid: u32) -> bool {
+    // SAFETY: geteuid/getegid have no preconditions.
+    let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    (mode & 0o4000 != 0 && uid != euid) || (mode & 0o2000 != 0 && mode & 0o010 != 0 && gid != egid)
 }
 
 fn is_env(interpreter: &Path) -> bool {
@@ -1697,6 +1701,9 @@ mod tests {
             (0o755, vec![]),
         ] {
             let copy = dir.copy(&true_binary(), &format!("true-{mode:o}"), mode);
+            // Owned by another user and group than ours (the tests run as root).
+            std::os::unix::fs::chown(&copy, Some(65534), Some(65534)).unwrap();
+            std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(mode)).unwrap();
             assert_eq!(
                 inspect_path(&copy).unwrap().obstacles,
                 expected,

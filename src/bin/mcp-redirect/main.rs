@@ -3,8 +3,9 @@
 //! (`init`). Thin: every decision comes from the library crate, never a second copy.
 //!
 //! Exit codes: 0 success; 1 `check --deny-warnings` found warnings, or `report` met malformed
-//! lines; 2 invalid configuration or usage; 3 `run --strict` refused a program that would ignore
-//! the library; 126/127 the command cannot be run / was not found (as in a shell).
+//! lines; 2 invalid configuration or usage, an endpoint `check --connect` could not reach, or a
+//! log `report` could not read; 3 `run --strict` refused a program that would ignore the
+//! library; 126/127 the command cannot be run / was not found (as in a shell).
 
 mod check;
 mod elf;
@@ -28,7 +29,8 @@ use clap::{Parser, Subcommand};
         The work is done by libmcp_redirect.so, preloaded into the program. This tool wraps a program \
         with it, validates a configuration, explains decisions and summarises the security log.\n\n\
         Exit codes: 0 ok; 1 warnings (check --deny-warnings) or malformed log lines (report); \
-        2 invalid configuration or usage; 3 run --strict refused the program; 126/127 the command \
+        2 invalid configuration or usage, an unreachable endpoint (check --connect) or an unreadable \
+        log (report); 3 run --strict refused the program; 126/127 the command \
         cannot be run / was not found."
 )]
 struct Cli {

@@ -24,7 +24,7 @@ pub struct RunArgs {
     /// Configuration file (default: $MCP_REDIRECT_CONFIG, else the proxy environment)
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Where the library writes its log: a path or `stderr` (sets MCP_REDIRECT_LOG)
+    /// Where the library writes its log: a path, `stderr` or `off` (sets MCP_REDIRECT_LOG)
     #[arg(long, value_name = "FILE|stderr")]
     pub log: Option<String>,
     /// Refuse to start a program that would ignore the library (exit 3)
@@ -157,7 +157,7 @@ pub fn run(args: RunArgs) -> u8 {
         }
         let fallback = proxy_environment(&config);
         if fallback.is_empty() {
-            crate::complain("fallback: none (the default is not an http or socks5 gateway); its connections are not decided");
+            crate::complain("fallback: none (no default http or socks5 gateway to name in proxy variables); its connections are not decided");
         } else {
             let names: Vec<&str> = fallback.iter().map(|s| s.name).collect();
             crate::complain(format!(
@@ -230,14 +230,19 @@ fn proxy_environment(config: &Config) -> Vec<Setting> {
         value: url.clone().into(),
         shown: shown.clone(),
     };
-    let mut settings = match gw.kind {
-        GatewayKind::Http => vec![
-            proxy("HTTPS_PROXY"),
-            proxy("HTTP_PROXY"),
-            proxy("ALL_PROXY"),
+    // Both spellings: curl prefers the lower-case ones, and an inherited one must not win.
+    let names: &[&'static str] = match gw.kind {
+        GatewayKind::Http => &[
+            "HTTPS_PROXY",
+            "https_proxy",
+            "HTTP_PROXY",
+            "http_proxy",
+            "ALL_PROXY",
+            "all_proxy",
         ],
-        _ => vec![proxy("ALL_PROXY")],
+        _ => &["ALL_PROXY", "all_proxy"],
     };
+    let mut settings: Vec<Setting> = names.iter().map(|&name| proxy(name)).collect();
     let mut no_proxy = vec![
         "localhost".to_string(),
         "127.0.0.0/8".to_string(),
@@ -256,6 +261,7 @@ fn proxy_environment(config: &Config) -> Vec<Setting> {
         }
     }
     settings.push(Setting::plain("NO_PROXY", no_proxy.join(",")));
+    settings.push(Setting::plain("no_proxy", no_proxy.join(",")));
     settings
 }
 
