@@ -9,7 +9,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use crate::gateway::{self, Destination};
+use crate::config::Endpoint;
+use crate::gateway::{self, discovery, Destination};
 use crate::log::{Attempt, Event, LogResult};
 use crate::resolver::memory::WAYS;
 use crate::resolver::names::hash_bytes;
@@ -284,24 +285,23 @@ fn through_gateway(
         (None, None) => 0,
     };
     let random = hash_bytes(&now.to_le_bytes()) ^ (fd as u64);
-    let order = health.order(gw.strategy, gw.max_attempts, key, random, now);
-    let budget_end = now + gw.connect_timeout_ms * 1000;
     let mut last_error = None;
-    for (tried, &endpoint_index) in order.iter().enumerate() {
+    let (labels, addresses) =
+        gateway_candidates(rt, index, family, random, attempts, &mut last_error);
+    let order = health.order(gw.strategy, &addresses, gw.max_attempts, key, random, now);
+    let budget_end = now + gw.connect_timeout_ms * 1000;
+    for (tried, &candidate) in order.iter().enumerate() {
         let started = sys::monotonic_us();
         if started >= budget_end {
             break;
         }
         let share = (budget_end - started) / (order.len() - tried) as u64;
         let deadline = Deadline::after_ms(share.div_ceil(1000));
-        let address = endpoint_address(rt, index, endpoint_index, family);
-        let outcome = match &address {
-            Ok(address) => gateway::establish(fd, gw, *address, dest, deadline),
-            Err(e) => Err(e.clone()),
-        };
+        let address = addresses[candidate];
+        let outcome = gateway::establish(fd, gw, address, dest, deadline);
         attempts.push(Attempt {
-            endpoint: gw.endpoints[endpoint_index].to_string(),
-            address: address.ok(),
+            endpoint: labels[candidate].clone(),
+            address: Some(address),
             result: match &outcome {
                 Ok(()) => LogResult::Ok,
                 Err(e) => LogResult::Errno(e.errno),
@@ -310,18 +310,12 @@ fn through_gateway(
         });
         match outcome {
             Ok(()) => {
-                health.mark_up(endpoint_index);
+                health.mark_up(&address);
                 return Ok(());
             }
+            Err(e) if !e.endpoint_fault => return Err(e),
             Err(e) => {
-                if !e.endpoint_fault {
-                    return Err(e);
-                }
-                health.mark_down(
-                    endpoint_index,
-                    sys::monotonic_us(),
-                    gw.cooldown_s * 1_000_000,
-                );
+                health.mark_down(&address, sys::monotonic_us(), gw.cooldown_s * 1_000_000);
                 last_error = Some(e);
             }
         }
@@ -334,15 +328,86 @@ fn through_gateway(
     }))
 }
 
-/// The address of endpoint `endpoint_index` of gateway `index` usable from a socket of `family`:
-/// resolved at load, or now if that found nothing.
+/// The addresses gateway `index` can be reached at from a socket of `family`, with the label
+/// each has in the log: fixed endpoints in their order, SRV entries expanded to their targets
+/// (RFC 2782 order). An entry with no usable address is logged as a failed attempt.
+fn gateway_candidates(
+    rt: &Runtime,
+    index: usize,
+    family: i32,
+    random: u64,
+    attempts: &mut Vec<Attempt>,
+    last_error: &mut Option<gateway::GatewayError>,
+) -> (Vec<String>, Vec<SocketAddr>) {
+    let gw = &rt.gateways[index];
+    let (mut labels, mut addresses) = (Vec::new(), Vec::new());
+    let mut unusable = |label: String, error: gateway::GatewayError| {
+        attempts.push(Attempt {
+            endpoint: label,
+            address: None,
+            result: LogResult::Errno(error.errno),
+            elapsed_us: 0,
+        });
+        *last_error = Some(error);
+    };
+    for (endpoint_index, endpoint) in gw.endpoints.iter().enumerate() {
+        match endpoint {
+            Endpoint::At(fixed) => match endpoint_address(rt, index, endpoint_index, family) {
+                Ok(address) => {
+                    labels.push(fixed.to_string());
+                    addresses.push(address);
+                }
+                Err(e) => unusable(fixed.to_string(), e),
+            },
+            Endpoint::Srv(name) => {
+                let cache = &rt.discovered[index][endpoint_index];
+                match cache.targets(name, &rt.discovery, &rt.nameservers) {
+                    Ok(answer) => {
+                        for target in discovery::rfc2782_order(&answer.targets, random) {
+                            let label = format!("{}:{} (srv:{name})", target.host, target.port);
+                            match gateway::endpoint_for_family(&target.addrs, family) {
+                                Some(address) => {
+                                    labels.push(label);
+                                    addresses.push(address);
+                                }
+                                None => unusable(
+                                    label,
+                                    gateway::GatewayError::endpoint_fault(
+                                        libc::EHOSTUNREACH,
+                                        format!(
+                                            "SRV target {}:{} has no usable address",
+                                            target.host, target.port
+                                        ),
+                                    ),
+                                ),
+                            }
+                        }
+                    }
+                    Err(message) => unusable(
+                        endpoint.to_string(),
+                        gateway::GatewayError::endpoint_fault(libc::EHOSTUNREACH, message),
+                    ),
+                }
+            }
+        }
+    }
+    (labels, addresses)
+}
+
+/// The address of fixed endpoint `endpoint_index` of gateway `index` usable from a socket of
+/// `family`: resolved at load, or now if that found nothing.
 fn endpoint_address(
     rt: &Runtime,
     index: usize,
     endpoint_index: usize,
     family: i32,
 ) -> Result<SocketAddr, gateway::GatewayError> {
-    let endpoint = &rt.gateways[index].endpoints[endpoint_index];
+    let Some(endpoint) = rt.gateways[index].endpoints[endpoint_index].host_port() else {
+        return Err(gateway::GatewayError::endpoint_fault(
+            libc::EHOSTUNREACH,
+            "not a fixed endpoint",
+        ));
+    };
     let known = &rt.endpoint_addrs[index][endpoint_index];
     let candidates = if known.is_empty() {
         runtime::resolve_endpoint(endpoint)

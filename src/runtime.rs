@@ -23,7 +23,9 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
 
+use crate::config::DiscoveryConfig;
 use crate::config::{self, Config, ConfigError, ConfigSource, Gateway, LogTarget, OnConfigError};
+use crate::gateway::discovery::SrvCache;
 use crate::gateway::health::GatewayHealth;
 use crate::log::{Event, LogResult, LogWriter};
 use crate::resolver::Resolver;
@@ -53,6 +55,9 @@ pub struct Runtime {
     pub endpoint_addrs: Vec<Vec<Vec<SocketAddr>>>,
     /// `[gateway]` -> its endpoints' health, shared by every connection of the process.
     pub health: Vec<GatewayHealth>,
+    /// `[gateway][endpoint]` -> the SRV answers of `srv:` endpoints.
+    pub discovered: Vec<Vec<SrvCache>>,
+    pub discovery: DiscoveryConfig,
     /// Shared by every snapshot of the process: fake addresses survive reloads.
     pub resolver: Arc<Resolver>,
     pub log: LogWriter,
@@ -266,17 +271,29 @@ impl Runtime {
         let endpoint_addrs = config
             .gateways
             .iter()
-            .map(|g| g.endpoints.iter().map(resolve_endpoint).collect())
+            .map(|g| {
+                g.endpoints
+                    .iter()
+                    .map(|e| e.host_port().map(resolve_endpoint).unwrap_or_default())
+                    .collect()
+            })
             .collect();
         let health = config
             .gateways
             .iter()
-            .map(|g| GatewayHealth::new(g.endpoints.len()))
+            .map(|_| GatewayHealth::default())
+            .collect();
+        let discovered = config
+            .gateways
+            .iter()
+            .map(|g| g.endpoints.iter().map(|_| SrvCache::default()).collect())
             .collect();
         Runtime {
             mode,
             source: config.source,
             health,
+            discovered,
+            discovery: config.discovery,
             resolver,
             rules: config.rules,
             gateways: config.gateways,
@@ -306,6 +323,8 @@ impl Runtime {
             gateways: Vec::new(),
             endpoint_addrs: Vec::new(),
             health: Vec::new(),
+            discovered: Vec::new(),
+            discovery: Default::default(),
             resolver: Arc::new(Resolver::new(&config::DnsConfig::default())),
             log: LogWriter::new(log),
             exe,
@@ -340,17 +359,32 @@ impl Runtime {
         self.gateways
             .iter()
             .flat_map(|g| &g.endpoints)
+            .filter_map(|e| e.host_port())
             .any(|e| e.host == host)
     }
 
     /// Whether `addr` is one of the configured gateway endpoints.
     pub fn is_gateway_endpoint(&self, addr: SocketAddr) -> bool {
         let addr = crate::net::canonical(addr);
-        self.endpoint_addrs
+        let fixed = self
+            .endpoint_addrs
             .iter()
             .flatten()
             .flatten()
-            .any(|e| crate::net::canonical(*e) == addr)
+            .any(|e| crate::net::canonical(*e) == addr);
+        fixed
+            || self
+                .discovered
+                .iter()
+                .flatten()
+                .filter_map(SrvCache::known)
+                .any(|answer| {
+                    answer
+                        .targets
+                        .iter()
+                        .flat_map(|t| &t.addrs)
+                        .any(|e| crate::net::canonical(*e) == addr)
+                })
     }
 }
 
@@ -361,6 +395,11 @@ pub fn resolve_endpoint(endpoint: &crate::net::HostPort) -> Vec<SocketAddr> {
         return vec![addr];
     }
     sys::resolve_real(&endpoint.host, endpoint.port).unwrap_or_default()
+}
+
+/// The system's DNS servers, from `/etc/resolv.conf`.
+pub fn system_nameservers() -> Vec<IpAddr> {
+    read_nameservers()
 }
 
 fn read_nameservers() -> Vec<IpAddr> {

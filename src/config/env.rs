@@ -49,6 +49,7 @@ pub fn from_environment(getenv: &dyn Fn(&str) -> Option<String>) -> Result<Confi
             gateways: Vec::new(),
             rules: RuleTable::new(Vec::new(), Action::Direct),
             dns: DnsConfig::default(),
+            discovery: Default::default(),
             log: LogTarget::Off,
         });
     }
@@ -114,6 +115,7 @@ pub fn from_environment(getenv: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         gateways,
         rules: RuleTable::new(rules, default),
         dns: DnsConfig::default(),
+        discovery: Default::default(),
         log: LogTarget::Stderr,
     })
 }
@@ -212,7 +214,7 @@ pub fn parse_proxy_url(url: &str, name: &str) -> Result<Gateway, String> {
     Ok(Gateway {
         name: name.to_ascii_lowercase(),
         kind,
-        endpoints: vec![endpoint],
+        endpoints: vec![super::Endpoint::At(endpoint)],
         strategy: super::Strategy::Failover,
         max_attempts: 1,
         cooldown_s: super::DEFAULT_COOLDOWN_S,

@@ -8,6 +8,7 @@ pub mod env;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -28,6 +29,7 @@ pub struct Config {
     pub gateways: Vec<Gateway>,
     pub rules: RuleTable,
     pub dns: DnsConfig,
+    pub discovery: DiscoveryConfig,
     pub log: LogTarget,
 }
 
@@ -188,11 +190,73 @@ impl Strategy {
 
 pub const DEFAULT_COOLDOWN_S: u64 = 300;
 
+/// One entry of a gateway's `endpoints`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `host:port` or `[v6]:port`.
+    At(HostPort),
+    /// `srv:_gateway._tcp.service.consul`: the endpoints a DNS SRV lookup finds (RFC 2782),
+    /// refreshed as their TTL runs out.
+    Srv(String),
+}
+
+impl Endpoint {
+    pub fn parse(text: &str) -> Result<Endpoint, String> {
+        match text.strip_prefix("srv:") {
+            Some(name) => crate::net::normalize_host(name)
+                .map(Endpoint::Srv)
+                .ok_or_else(|| format!("\"{name}\" is not a DNS name for an SRV lookup")),
+            None => HostPort::parse(text).map(Endpoint::At),
+        }
+    }
+
+    /// The fixed address, for an `At` endpoint.
+    pub fn host_port(&self) -> Option<&HostPort> {
+        match self {
+            Endpoint::At(hp) => Some(hp),
+            Endpoint::Srv(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::At(hp) => write!(f, "{hp}"),
+            Endpoint::Srv(name) => write!(f, "srv:{name}"),
+        }
+    }
+}
+
+/// Where SRV endpoints are looked up, and how long answers are kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiscoveryConfig {
+    /// A DNS server (`127.0.0.1:8600` for Consul), or `None` for the system's first nameserver.
+    pub nameserver: Option<SocketAddr>,
+    /// Answers are kept at least this long (and retried no sooner after a failure)...
+    pub min_ttl_s: u64,
+    /// ...and at most this long, whatever their TTL says.
+    pub max_ttl_s: u64,
+    /// Bounds one query (UDP, then TCP if the answer was truncated).
+    pub timeout_ms: u64,
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        DiscoveryConfig {
+            nameserver: None,
+            min_ttl_s: 5,
+            max_ttl_s: 300,
+            timeout_ms: 1000,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Gateway {
     pub name: String,
     pub kind: GatewayKind,
-    pub endpoints: Vec<HostPort>,
+    pub endpoints: Vec<Endpoint>,
     pub strategy: Strategy,
     /// Endpoints tried for one connection, at most (default: all of them once).
     pub max_attempts: usize,
@@ -241,6 +305,7 @@ struct FileSchema {
     on_config_error: Option<String>,
     log: Option<LogSchema>,
     dns: Option<DnsSchema>,
+    discovery: Option<DiscoverySchema>,
     #[serde(default)]
     gateways: BTreeMap<String, GatewaySchema>,
     #[serde(default)]
@@ -251,6 +316,15 @@ struct FileSchema {
 #[serde(deny_unknown_fields)]
 struct LogSchema {
     path: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DiscoverySchema {
+    nameserver: Option<String>,
+    min_ttl_s: Option<i64>,
+    max_ttl_s: Option<i64>,
+    timeout_ms: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -630,6 +704,7 @@ fn validate(
     }
 
     let dns = validate_dns(schema.dns.as_ref())?;
+    let discovery = validate_discovery(schema.discovery.as_ref())?;
     let log = match schema.log.as_ref().and_then(|l| l.path.as_deref()) {
         Some(path) => LogTarget::parse(path).map_err(|e| format!("log.path: {e}"))?,
         None => LogTarget::Stderr,
@@ -639,6 +714,7 @@ fn validate(
         gateways,
         rules: RuleTable::new(rules, default),
         dns,
+        discovery,
         log,
     })
 }
@@ -666,14 +742,14 @@ fn validate_gateway(
     };
     if gw.endpoints.is_empty() {
         return Err(format!(
-            "{key}.endpoints: at least one \"host:port\" is needed"
+            "{key}.endpoints: at least one \"host:port\" or \"srv:NAME\" is needed"
         ));
     }
     let endpoints = gw
         .endpoints
         .iter()
         .enumerate()
-        .map(|(i, e)| HostPort::parse(e).map_err(|m| format!("{key}.endpoints[{i}]: {m}")))
+        .map(|(i, e)| Endpoint::parse(e).map_err(|m| format!("{key}.endpoints[{i}]: {m}")))
         .collect::<Result<Vec<_>, _>>()?;
     if gw.password.is_some() {
         return Err(format!(
@@ -759,9 +835,12 @@ fn validate_gateway(
             ))
         }
     };
+    // An SRV entry can stand for any number of endpoints: then any positive count is fine.
+    let has_srv = endpoints.iter().any(|e| matches!(e, Endpoint::Srv(_)));
     let max_attempts = match gw.max_attempts {
+        None if has_srv => usize::MAX,
         None => endpoints.len(),
-        Some(n) if n >= 1 && n as usize <= endpoints.len() => n as usize,
+        Some(n) if n >= 1 && (has_srv || n as usize <= endpoints.len()) => n as usize,
         Some(n) => {
             return Err(format!(
                 "{key}.max_attempts: {n} must be from 1 to the number of endpoints ({})",
@@ -796,6 +875,42 @@ fn validate_gateway(
         headers,
         connect_timeout_ms,
     })
+}
+
+fn validate_discovery(schema: Option<&DiscoverySchema>) -> Result<DiscoveryConfig, String> {
+    let mut config = DiscoveryConfig::default();
+    let Some(schema) = schema else {
+        return Ok(config);
+    };
+    if let Some(text) = &schema.nameserver {
+        let hp = HostPort::parse(text).map_err(|e| format!("discovery.nameserver: {e}"))?;
+        config.nameserver = Some(hp.literal().ok_or_else(|| {
+            format!("discovery.nameserver: \"{text}\" must be an address (a name would need DNS to find DNS)")
+        })?);
+    }
+    let seconds = |value: Option<i64>, key: &str, default: u64| match value {
+        None => Ok(default),
+        Some(s) if (0..=86_400).contains(&s) => Ok(s as u64),
+        Some(s) => Err(format!("discovery.{key}: {s} must be from 0 to 86400")),
+    };
+    config.min_ttl_s = seconds(schema.min_ttl_s, "min_ttl_s", config.min_ttl_s)?;
+    config.max_ttl_s = seconds(schema.max_ttl_s, "max_ttl_s", config.max_ttl_s)?;
+    if config.min_ttl_s > config.max_ttl_s {
+        return Err(format!(
+            "discovery.min_ttl_s: {} is more than max_ttl_s ({})",
+            config.min_ttl_s, config.max_ttl_s
+        ));
+    }
+    config.timeout_ms = match schema.timeout_ms {
+        None => config.timeout_ms,
+        Some(ms) if (1..=60_000).contains(&ms) => ms as u64,
+        Some(ms) => {
+            return Err(format!(
+                "discovery.timeout_ms: {ms} must be from 1 to 60000"
+            ))
+        }
+    };
+    Ok(config)
 }
 
 fn validate_dns(dns: Option<&DnsSchema>) -> Result<DnsConfig, String> {

@@ -7,6 +7,7 @@
 //! holds an unconnected socket and an errno, as after any refused `connect()`.
 #![deny(unsafe_code)]
 
+pub mod discovery;
 pub mod health;
 pub mod http_connect;
 pub mod proxy_protocol;

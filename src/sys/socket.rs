@@ -395,3 +395,63 @@ pub fn recv_exact(fd: i32, buf: &mut [u8], deadline: Deadline) -> io::Result<()>
     }
     Ok(())
 }
+
+/// A socket of our own (close-on-exec, non-blocking), closed on drop.
+struct OwnSocket(i32);
+
+impl OwnSocket {
+    fn new(family: i32, kind: i32) -> io::Result<OwnSocket> {
+        // SAFETY: socket(2) has no memory preconditions.
+        let fd =
+            unsafe { libc::socket(family, kind | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0) };
+        if fd < 0 {
+            return Err(os_error(errno()));
+        }
+        Ok(OwnSocket(fd))
+    }
+}
+
+impl Drop for OwnSocket {
+    fn drop(&mut self) {
+        super::close(self.0);
+    }
+}
+
+fn family_of(addr: &SocketAddr) -> i32 {
+    if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    }
+}
+
+/// One datagram to `server` and its answer (at most `max` bytes), before the deadline. For the
+/// library's own DNS queries: the real functions, never our hooks.
+pub fn exchange_udp(
+    server: &SocketAddr,
+    query: &[u8],
+    max: usize,
+    deadline: Deadline,
+) -> io::Result<Vec<u8>> {
+    let socket = OwnSocket::new(family_of(server), libc::SOCK_DGRAM)?;
+    connect_until(socket.0, server, deadline)?;
+    send_all(socket.0, query, deadline)?;
+    let mut answer = vec![0u8; max];
+    let n = recv_some(socket.0, &mut answer, 0, deadline)?;
+    answer.truncate(n);
+    Ok(answer)
+}
+
+/// A DNS-over-TCP exchange (two-byte length prefix each way), before the deadline.
+pub fn exchange_tcp(server: &SocketAddr, query: &[u8], deadline: Deadline) -> io::Result<Vec<u8>> {
+    let socket = OwnSocket::new(family_of(server), libc::SOCK_STREAM)?;
+    connect_until(socket.0, server, deadline)?;
+    let mut framed = (query.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(query);
+    send_all(socket.0, &framed, deadline)?;
+    let mut length = [0u8; 2];
+    recv_exact(socket.0, &mut length, deadline)?;
+    let mut answer = vec![0u8; u16::from_be_bytes(length) as usize];
+    recv_exact(socket.0, &mut answer, deadline)?;
+    Ok(answer)
+}

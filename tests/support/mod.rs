@@ -6,6 +6,7 @@
 //! it, so no test sends a packet off loopback.
 #![allow(dead_code)]
 
+pub mod dns;
 pub mod gateways;
 
 use std::io::{Read, Write};
@@ -210,6 +211,12 @@ impl Run {
 
     pub fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Run {
         self.cmd.env(key, value);
+        self
+    }
+
+    /// Gives the child a pipe for stdin (`spawn` callers write to it).
+    pub fn stdin_piped(mut self) -> Run {
+        self.cmd.stdin(Stdio::piped());
         self
     }
 

@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use mcp_redirect::config::{self, Config, ConfigSource, DnsMode, GatewayKind, LogTarget};
+use mcp_redirect::config::{self, Config, ConfigSource, DnsMode, Endpoint, GatewayKind, LogTarget};
+use mcp_redirect::gateway::discovery::SrvCache;
 use mcp_redirect::gateway::{self, Destination};
 use mcp_redirect::net::HostPort;
 use mcp_redirect::rules::Action;
@@ -178,25 +179,58 @@ pub fn warnings(config: &Config) -> Vec<String> {
 fn connect_all(config: &Config, probe: Option<&HostPort>) -> usize {
     println!("endpoints:");
     let mut failures = 0;
+    let nameservers = mcp_redirect::runtime::system_nameservers();
     for gw in &config.gateways {
         for endpoint in &gw.endpoints {
-            let label = format!("  {} {endpoint}", gw.name);
-            let addrs = mcp_redirect::runtime::resolve_endpoint(endpoint);
-            let Some(addr) = addrs.first().copied() else {
-                println!("{label}: does not resolve");
-                failures += 1;
-                continue;
+            // Every address to try for this entry, with its label: a fixed endpoint's first
+            // address, or each target an SRV lookup finds.
+            let targets: Vec<(String, Option<SocketAddr>)> = match endpoint {
+                Endpoint::At(fixed) => {
+                    let addr = mcp_redirect::runtime::resolve_endpoint(fixed)
+                        .first()
+                        .copied();
+                    let label = match addr {
+                        Some(a) if fixed.literal() != Some(a) => format!("{fixed} ({a})"),
+                        _ => fixed.to_string(),
+                    };
+                    vec![(label, addr)]
+                }
+                Endpoint::Srv(name) => {
+                    match SrvCache::default().targets(name, &config.discovery, &nameservers) {
+                        Ok(answer) => answer
+                            .targets
+                            .iter()
+                            .map(|t| {
+                                (
+                                    format!(
+                                        "{endpoint} -> {}:{} (priority {}, weight {})",
+                                        t.host, t.port, t.priority, t.weight
+                                    ),
+                                    t.addrs.first().copied(),
+                                )
+                            })
+                            .collect(),
+                        Err(message) => {
+                            println!("  {} {endpoint}: {message}", gw.name);
+                            failures += 1;
+                            continue;
+                        }
+                    }
+                }
             };
-            let label = if endpoint.literal() == Some(addr) {
-                label
-            } else {
-                format!("{label} ({addr})")
-            };
-            match try_endpoint(gw, addr, probe) {
-                Ok(text) => println!("{label}: {text}"),
-                Err(text) => {
-                    println!("{label}: {text}");
+            for (label, addr) in targets {
+                let label = format!("  {} {label}", gw.name);
+                let Some(addr) = addr else {
+                    println!("{label}: does not resolve");
                     failures += 1;
+                    continue;
+                };
+                match try_endpoint(gw, addr, probe) {
+                    Ok(text) => println!("{label}: {text}"),
+                    Err(text) => {
+                        println!("{label}: {text}");
+                        failures += 1;
+                    }
                 }
             }
         }

@@ -202,7 +202,10 @@ fn proxy_environment(config: &Config) -> Vec<Setting> {
         return Vec::new();
     };
     let gw = &config.gateways[index];
-    let endpoint = &gw.endpoints[0];
+    // Proxy variables can name one fixed address only.
+    let Some(endpoint) = gw.endpoints.iter().find_map(|e| e.host_port()) else {
+        return Vec::new();
+    };
     let scheme = match gw.kind {
         GatewayKind::Http => "http",
         GatewayKind::Socks5 => "socks5h",
