@@ -155,6 +155,46 @@ pub fn on_connecting_call(fd: i32, dst: SocketAddr, act: Act<'_>) -> Outcome {
     Outcome::Done(result)
 }
 
+/// For a datagram to `dst` sent with `sendto`/`sendmsg`/`sendmmsg` on an unconnected socket:
+/// `Err(EACCES)` when `strict = true` and the destination is routed or denied (UDP cannot go
+/// through a gateway: QUIC, or DNS to an arbitrary server). Refusals are logged; datagrams that
+/// go are not (one line per packet would drown the log). Outside strict mode, nothing is checked.
+pub fn on_datagram(fd: i32, dst: SocketAddr) -> Result<(), i32> {
+    let Some(current) = runtime::get() else {
+        return Ok(());
+    };
+    let rt: &Runtime = &current;
+    let checked = matches!(rt.mode, Mode::Active | Mode::FailClosed(_)) && rt.strict;
+    if !checked || socket::socket_type(fd) != Some(libc::SOCK_DGRAM) {
+        return Ok(());
+    }
+    let ip = dst.ip().to_canonical();
+    let known = rt.resolver.names_of(ip);
+    let (names, count, is_fake) = candidates(&known);
+    let chosen = choose(rt, &names[..count], is_fake, Some(ip), dst.port());
+    let gateway = match chosen.decision.action {
+        Action::Direct => return Ok(()),
+        Action::Deny => None,
+        Action::Gateway(i) => Some(rt.gateways[i].name.as_str()),
+    };
+    rt.log.write(
+        &Event {
+            proto: Some("udp"),
+            host: chosen.host,
+            port: Some(dst.port()),
+            dst: Some(dst),
+            rule: Some((chosen.decision.rule_index, chosen.pattern)),
+            action: Some(chosen.decision.action.name()),
+            gateway,
+            result: LogResult::Errno(libc::EACCES),
+            error: Some("datagram refused (strict): UDP cannot go through a gateway"),
+            ..Default::default()
+        },
+        &rt.exe,
+    );
+    Err(libc::EACCES)
+}
+
 /// The decision for a destination, and the name and rule it was made with.
 pub struct Chosen<'a> {
     pub decision: Decision,

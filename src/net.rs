@@ -63,14 +63,22 @@ impl Cidr {
         }
     }
 
-    /// Whether `addr` lies in this prefix; IPv4-mapped IPv6 addresses count as IPv4.
+    /// Whether `addr` lies in this prefix. An IPv4 prefix also holds the IPv6 spellings of its
+    /// addresses (IPv4-mapped, IPv4-compatible, NAT64 `64:ff9b::/96`): each of those reaches the
+    /// IPv4 host in the end, so a rule about the host must see them. An IPv6 prefix sees IPv4
+    /// addresses in their mapped form.
     pub fn contains(&self, addr: IpAddr) -> bool {
-        let addr = addr.to_canonical();
-        match (self.network, addr) {
-            (IpAddr::V4(_), IpAddr::V4(_)) | (IpAddr::V6(_), IpAddr::V6(_)) => {
-                self.mask_addr(addr) == self.network
+        match self.network {
+            IpAddr::V4(_) => {
+                embedded_ipv4(addr).is_some_and(|v4| self.mask_addr(IpAddr::V4(v4)) == self.network)
             }
-            _ => false,
+            IpAddr::V6(_) => {
+                let v6 = match addr {
+                    IpAddr::V4(v4) => IpAddr::V6(v4.to_ipv6_mapped()),
+                    v6 => v6,
+                };
+                self.mask_addr(v6) == self.network
+            }
         }
     }
 
@@ -262,6 +270,26 @@ pub fn is_numeric_host(text: &str) -> bool {
     addr.parse::<Ipv6Addr>().is_ok()
 }
 
+/// The IPv4 address an address stands for: itself, or the one inside an IPv4-mapped
+/// (`::ffff:a.b.c.d`), IPv4-compatible (`::a.b.c.d`, RFC 4291, deprecated but still routed by
+/// some stacks) or NAT64 well-known-prefix (`64:ff9b::a.b.c.d`, RFC 6052) IPv6 address.
+pub fn embedded_ipv4(addr: IpAddr) -> Option<Ipv4Addr> {
+    match addr {
+        IpAddr::V4(v4) => Some(v4),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return Some(v4);
+            }
+            let bits = u128::from(v6);
+            let low = Ipv4Addr::from(bits as u32);
+            let nat64 = bits >> 32 == 0x0064_ff9b_0000_0000_0000_0000;
+            // ::/96, but not :: and ::1, which are IPv6's own.
+            let compatible = bits >> 32 == 0 && bits > 1;
+            (nat64 || compatible).then_some(low)
+        }
+    }
+}
+
 /// The address with IPv4-mapped IPv6 (`::ffff:a.b.c.d`) turned into plain IPv4, so that rules and
 /// the fake table see one address however the socket family spelled it.
 pub fn canonical(addr: SocketAddr) -> SocketAddr {
@@ -358,5 +386,28 @@ mod tests {
         assert_eq!(parse_ipv4_any("1.2.3.4.5"), None);
         assert!(is_numeric_host("fe80::1%eth0"));
         assert!(!is_numeric_host("localhost"));
+    }
+
+    #[test]
+    fn ipv4_prefixes_see_every_ipv6_spelling_of_their_addresses() {
+        let c = Cidr::parse("10.0.0.0/8").unwrap();
+        for spelling in [
+            "10.1.2.3",
+            "::ffff:10.1.2.3",
+            "::10.1.2.3",
+            "64:ff9b::10.1.2.3",
+            "64:ff9b::a01:203",
+        ] {
+            assert!(c.contains(spelling.parse().unwrap()), "{spelling}");
+        }
+        for other in ["::1", "::", "64:ff9c::10.1.2.3", "2001:db8::10.1.2.3"] {
+            assert!(!c.contains(other.parse().unwrap()), "{other}");
+        }
+        assert!(Cidr::parse("64:ff9b::/96")
+            .unwrap()
+            .contains("64:ff9b::10.1.2.3".parse().unwrap()));
+        assert!(Cidr::parse("::ffff:0:0/96")
+            .unwrap()
+            .contains("10.1.2.3".parse().unwrap()));
     }
 }

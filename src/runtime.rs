@@ -58,6 +58,8 @@ pub struct Runtime {
     /// `[gateway][endpoint]` -> the SRV answers of `srv:` endpoints.
     pub discovered: Vec<Vec<SrvCache>>,
     pub discovery: DiscoveryConfig,
+    /// `strict = true`: datagrams to routed or denied destinations are refused too.
+    pub strict: bool,
     /// Shared by every snapshot of the process: fake addresses survive reloads.
     pub resolver: Arc<Resolver>,
     pub log: LogWriter,
@@ -294,6 +296,7 @@ impl Runtime {
             health,
             discovered,
             discovery: config.discovery,
+            strict: config.strict,
             resolver,
             rules: config.rules,
             gateways: config.gateways,
@@ -325,6 +328,7 @@ impl Runtime {
             health: Vec::new(),
             discovered: Vec::new(),
             discovery: Default::default(),
+            strict: true,
             resolver: Arc::new(Resolver::new(&config::DnsConfig::default())),
             log: LogWriter::new(log),
             exe,

@@ -518,3 +518,123 @@ except OSError as e:
         (Some("denied.test"), Some("deny"))
     );
 }
+
+#[test]
+fn strict_mode_refuses_datagrams_to_routed_and_denied_destinations() {
+    let scratch = Scratch::new("strict-udp");
+    let config_text = |strict: bool| {
+        format!(
+            "strict = {strict}\n[log]\npath = \"{}\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"127.0.0.1:9\"]\n[[rules]]\nhost = \"quic.example.test\"\nvia = \"corp\"\n[[rules]]\ncidr = \"10.0.0.0/8\"\naction = \"deny\"\n",
+            scratch.log_path().display()
+        )
+    };
+    // The child has a network of its own (loopback only), where its own UDP receiver stands in
+    // for "direct": datagrams to it must still go, and a refused one could not leave anyway.
+    let script = r#"
+import socket
+receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+receiver.bind(("127.0.0.1", 0))
+quic = socket.getaddrinfo("quic.example.test", 443, socket.AF_INET, socket.SOCK_DGRAM)[0][4]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for dst in [quic, ("10.9.9.9", 53), ("::ffff:10.9.9.9", 53), receiver.getsockname()]:
+    try:
+        if ":" in dst[0]:
+            t = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+            t.sendto(b"x", (dst[0], dst[1], 0, 0))
+        else:
+            s.sendto(b"x", dst)
+        print("sent")
+    except OSError as e:
+        print(e.errno)
+assert receiver.recv(8) == b"x"
+# sendmsg with an address.
+try:
+    s.sendmsg([b"y"], [], 0, quic)
+    print("sent")
+except OSError as e:
+    print(e.errno)
+"#;
+    let strict = scratch.config(&config_text(true));
+    let out = Run::python(script).config(&strict).no_network().output();
+    let eacces = libc::EACCES.to_string();
+    assert_eq!(
+        out.success().lines().collect::<Vec<_>>(),
+        [
+            eacces.as_str(),
+            eacces.as_str(),
+            eacces.as_str(),
+            "sent",
+            eacces.as_str()
+        ]
+    );
+    let log = scratch.log();
+    let refused: Vec<_> = events(&log, "connect")
+        .into_iter()
+        .filter(|e| e["proto"] == "udp")
+        .collect();
+    assert_eq!(
+        refused.len(),
+        4,
+        "refusals are logged, datagrams that go are not"
+    );
+
+    // Without strict, datagrams are not checked (UDP connect() still is).
+    let relaxed = scratch.config(&config_text(false));
+    let out = Run::python(script).config(&relaxed).no_network().output();
+    // (In the child's loopback-only network the kernel itself says ENETUNREACH for 10.9.9.9.)
+    assert!(
+        !out.success().lines().any(|l| l == eacces),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn nat64_and_ipv4_compatible_spellings_of_a_denied_address_are_denied() {
+    let scratch = Scratch::new("nat64");
+    let config = scratch.config(&format!(
+        "[log]\npath = \"{}\"\n[[rules]]\ncidr = \"192.0.2.0/24\"\naction = \"deny\"\n",
+        scratch.log_path().display()
+    ));
+    // Each spelling is refused before the kernel sees it: EACCES only comes from the library
+    // (and the child's network of its own has nowhere to send a packet if it did not).
+    let script = r#"
+import socket
+for addr in ["::ffff:192.0.2.7", "::192.0.2.7", "64:ff9b::192.0.2.7", "64:ff9b::c000:207"]:
+    s = socket.socket(socket.AF_INET6)
+    s.settimeout(5)
+    try:
+        s.connect((addr, 80, 0, 0))
+        print("connected")
+    except OSError as e:
+        print(e.errno)
+"#;
+    let out = Run::python(script).config(&config).no_network().output();
+    let eacces = libc::EACCES.to_string();
+    assert_eq!(
+        out.success().lines().collect::<Vec<_>>(),
+        [eacces.as_str(); 4]
+    );
+}
+
+#[test]
+fn dunder_connect_is_decided_too() {
+    let scratch = Scratch::new("dunder-connect");
+    let config = scratch.config(&format!(
+        "default = \"deny\"\n[log]\npath = \"{}\"\n",
+        scratch.log_path().display()
+    ));
+    let origin = Origin::start("origin");
+    let script = format!(
+        r#"
+import ctypes, socket, struct
+libc = ctypes.CDLL(None, use_errno=True)
+s = socket.socket()
+sa = struct.pack("<H", socket.AF_INET) + struct.pack(">H", {port}) + socket.inet_aton("127.0.0.1") + bytes(8)
+print(libc.__connect(s.fileno(), sa, len(sa)), ctypes.get_errno())
+"#,
+        port = origin.addr.port()
+    );
+    let out = Run::python(&script).config(&config).output();
+    assert_eq!(out.success().trim(), format!("-1 {}", libc::EACCES));
+}

@@ -51,6 +51,7 @@ pub fn from_environment(getenv: &dyn Fn(&str) -> Option<String>) -> Result<Confi
             dns: DnsConfig::default(),
             discovery: Default::default(),
             log: LogTarget::Off,
+            strict: false,
         });
     }
 
@@ -117,6 +118,7 @@ pub fn from_environment(getenv: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         dns: DnsConfig::default(),
         discovery: Default::default(),
         log: LogTarget::Stderr,
+        strict: false,
     })
 }
 

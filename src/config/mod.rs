@@ -31,6 +31,8 @@ pub struct Config {
     pub dns: DnsConfig,
     pub discovery: DiscoveryConfig,
     pub log: LogTarget,
+    /// Refuse UDP datagrams to routed or denied destinations (and the like); see the README.
+    pub strict: bool,
 }
 
 /// Where the configuration came from, for messages and `check`.
@@ -303,6 +305,7 @@ impl fmt::Display for ConfigError {
 struct FileSchema {
     default: Option<String>,
     on_config_error: Option<String>,
+    strict: Option<bool>,
     log: Option<LogSchema>,
     dns: Option<DnsSchema>,
     discovery: Option<DiscoverySchema>,
@@ -716,6 +719,7 @@ fn validate(
         dns,
         discovery,
         log,
+        strict: schema.strict.unwrap_or(false),
     })
 }
 

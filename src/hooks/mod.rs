@@ -105,6 +105,16 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_
     }
 }
 
+/// `__connect`: glibc exports `connect` under this name too, and a program may call it.
+///
+/// # Safety
+/// As for `connect`.
+#[no_mangle]
+pub unsafe extern "C" fn __connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
+    // SAFETY: the same contract.
+    unsafe { connect(fd, addr, len) }
+}
+
 /// Decides a TCP Fast Open send (`MSG_FASTOPEN` with an address), which opens a connection
 /// without `connect()`: direct sends go out as the program made them (`direct`), routed ones
 /// through a tunnel first, then as a plain send (`tunneled`).
@@ -122,8 +132,14 @@ fn fast_open(
     })
 }
 
-/// `sendto(2)`: looked at only for TCP Fast Open (`MSG_FASTOPEN` with an address); every other
-/// send goes to libc after two comparisons.
+/// Whether a datagram to `dst` may go (`strict = true` refuses routed and denied destinations);
+/// a panic of ours refuses it.
+fn datagram(fd: c_int, dst: SocketAddr) -> Result<(), i32> {
+    shielded(Err(libc::EACCES), || connect::on_datagram(fd, dst))
+}
+
+/// `sendto(2)`: a send with an address is a TCP Fast Open connect (`MSG_FASTOPEN`) or a
+/// datagram (checked in `strict` mode); a send without one goes to libc after one comparison.
 ///
 /// # Safety
 /// Called by C with `sendto(2)`'s contract.
@@ -138,7 +154,7 @@ pub unsafe extern "C" fn sendto(
 ) -> isize {
     // SAFETY: forwarded unchanged under the caller's contract.
     let pass = || unsafe { real::sendto(fd, buf, len, flags, addr, addrlen) };
-    if addr.is_null() || flags & libc::MSG_FASTOPEN == 0 {
+    if addr.is_null() {
         return pass();
     }
     // SAFETY: addr/addrlen per the contract.
@@ -147,6 +163,12 @@ pub unsafe extern "C" fn sendto(
         AddrArg::Malformed => return finish(Err(libc::EINVAL), 0),
         AddrArg::Other => return pass(),
     };
+    if flags & libc::MSG_FASTOPEN == 0 {
+        return match datagram(fd, dst) {
+            Ok(()) => pass(),
+            Err(code) => finish(Err(code), 0),
+        };
+    }
     let caller_errno = sys::errno();
     let mut direct = |to: &SocketAddr| {
         let raw = RawSockAddr::new(to);
@@ -172,7 +194,7 @@ pub unsafe extern "C" fn sendto(
 pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> isize {
     // SAFETY: forwarded unchanged under the caller's contract.
     let pass = || unsafe { real::sendmsg(fd, msg, flags) };
-    if flags & libc::MSG_FASTOPEN == 0 || msg.is_null() {
+    if msg.is_null() {
         return pass();
     }
     // SAFETY: msg is a valid msghdr per the contract.
@@ -183,6 +205,12 @@ pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) ->
         AddrArg::Malformed => return finish(Err(libc::EINVAL), 0),
         AddrArg::Other => return pass(),
     };
+    if flags & libc::MSG_FASTOPEN == 0 {
+        return match datagram(fd, dst) {
+            Ok(()) => pass(),
+            Err(code) => finish(Err(code), 0),
+        };
+    }
     let caller_errno = sys::errno();
     let mut direct = |to: &SocketAddr| {
         let raw = RawSockAddr::new(to);
@@ -218,7 +246,31 @@ pub unsafe extern "C" fn sendmmsg(
 ) -> c_int {
     // SAFETY: forwarded under the caller's contract, with its flags or without MSG_FASTOPEN.
     let send = |flags: c_int| unsafe { real::sendmmsg(fd, msgvec, vlen, flags) };
-    if flags & libc::MSG_FASTOPEN == 0 || msgvec.is_null() || vlen == 0 {
+    if msgvec.is_null() || vlen == 0 {
+        return send(flags);
+    }
+    if flags & libc::MSG_FASTOPEN == 0 {
+        // Datagrams: send the messages before the first refused one (sendmmsg reports how many
+        // went out); refuse the call if that is the first.
+        for index in 0..vlen as usize {
+            // SAFETY: msgvec holds vlen valid entries per the contract.
+            let header = unsafe { &(*msgvec.add(index)).msg_hdr };
+            // SAFETY: msg_name/msg_namelen per the contract.
+            let refused = match unsafe {
+                socket::classify_addr(header.msg_name.cast(), header.msg_namelen)
+            } {
+                AddrArg::Inet(dst) => datagram(fd, dst).err(),
+                AddrArg::Malformed => Some(libc::EINVAL),
+                AddrArg::Other => None,
+            };
+            if let Some(code) = refused {
+                if index == 0 {
+                    return finish(Err(code), 0) as c_int;
+                }
+                // SAFETY: the first `index` entries, under the caller's contract.
+                return unsafe { real::sendmmsg(fd, msgvec, index as c_uint, flags) };
+            }
+        }
         return send(flags);
     }
     // SAFETY: msgvec holds vlen >= 1 valid entries per the contract.

@@ -109,6 +109,7 @@ pub struct Run {
     program: String,
     args: Vec<String>,
     hosts: Vec<String>,
+    isolated: bool,
     description: String,
 }
 
@@ -157,8 +158,16 @@ impl Run {
             program: program.to_string(),
             args: args.iter().map(|a| a.to_string()).collect(),
             hosts: Vec::new(),
+            isolated: false,
             description: format!("{program} {}", args.join(" ")),
         }
+    }
+
+    /// Runs the child in a network namespace of its own with only loopback: for tests whose
+    /// failure would otherwise send a packet towards a non-local address.
+    pub fn no_network(mut self) -> Run {
+        self.isolated = true;
+        self
     }
 
     /// Adds `address name` to the child's private `/etc/hosts`.
@@ -181,9 +190,19 @@ impl Run {
             text.push('\n');
         }
         std::fs::write(&hosts, text).unwrap();
+        if self.isolated {
+            self.cmd.arg("--net");
+        }
+        let lo_up = if self.isolated {
+            "ip link set lo up && "
+        } else {
+            ""
+        };
         self.cmd
             .args(["--mount", "--propagation", "private", "sh", "-c"])
-            .arg(r#"mount --bind "$1" /etc/hosts && mount --bind "$2" /etc/resolv.conf && rm -f "$1" && shift 2 && exec "$@""#)
+            .arg(format!(
+                r#"{lo_up}mount --bind "$1" /etc/hosts && mount --bind "$2" /etc/resolv.conf && rm -f "$1" && shift 2 && exec "$@""#
+            ))
             .arg("sh")
             .arg(&hosts)
             .arg(loopback_resolv_conf())
