@@ -329,7 +329,10 @@ fn through_gateway(
     let (labels, addresses) =
         gateway_candidates(rt, index, family, random, attempts, &mut last_error);
     let order = health.order(gw.strategy, &addresses, gw.max_attempts, key, random, now);
-    let budget_end = now + gw.connect_timeout_ms * 1000;
+    // The program's own bound on a blocking connect (SO_SNDTIMEO), if tighter, wins.
+    let budget_ms = socket::send_timeout_ms(fd)
+        .map_or(gw.connect_timeout_ms, |ms| ms.min(gw.connect_timeout_ms));
+    let budget_end = now + budget_ms * 1000;
     for (tried, &candidate) in order.iter().enumerate() {
         let started = sys::monotonic_us();
         if started >= budget_end {

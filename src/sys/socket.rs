@@ -40,6 +40,34 @@ pub fn socket_domain(fd: i32) -> Option<i32> {
     socket_option(fd, libc::SO_DOMAIN)
 }
 
+/// `SO_SNDTIMEO` of a blocking socket, in milliseconds: the kernel bounds a blocking
+/// `connect()` by it, so a gateway handshake must be bounded by it too. `None` if unset (or the
+/// socket is non-blocking, where it does not apply).
+pub fn send_timeout_ms(fd: i32) -> Option<u64> {
+    // SAFETY: F_GETFL takes no pointer argument.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 || flags & libc::O_NONBLOCK != 0 {
+        return None;
+    }
+    let mut tv = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 0,
+    };
+    let mut len = size_of::<libc::timeval>() as libc::socklen_t;
+    // SAFETY: tv and len are valid for writes of the sizes given.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_SNDTIMEO,
+            (&mut tv as *mut libc::timeval).cast(),
+            &mut len,
+        )
+    };
+    let ms = (tv.tv_sec as u64) * 1000 + (tv.tv_usec as u64).div_ceil(1000);
+    (rc == 0 && ms > 0).then_some(ms)
+}
+
 /// What a socket-address argument holds, as far as routing goes.
 pub enum AddrArg {
     /// An IPv4 or IPv6 address: ours to decide.

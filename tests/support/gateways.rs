@@ -20,6 +20,13 @@ pub enum ProxyBehaviour {
     RequireBasic(String),
     /// Sends these raw bytes and closes.
     Raw(Vec<u8>),
+    /// Sends these bytes one at a time, `pause_ms` apart, then (if `then_hang`) keeps the
+    /// connection open without a word, else tunnels to the origin.
+    Trickle {
+        bytes: Vec<u8>,
+        pause_ms: u64,
+        then_hang: bool,
+    },
 }
 
 pub struct ConnectProxy {
@@ -95,6 +102,23 @@ fn serve_connect(
             }
         }
         ProxyBehaviour::Tunnel => tunnel(client, origin),
+        ProxyBehaviour::Trickle {
+            bytes,
+            pause_ms,
+            then_hang,
+        } => {
+            for byte in bytes {
+                if client.write_all(&[byte]).is_err() {
+                    return;
+                }
+                thread::sleep(Duration::from_millis(pause_ms));
+            }
+            if then_hang {
+                thread::sleep(Duration::from_secs(30));
+            } else if let Ok(upstream) = TcpStream::connect(origin) {
+                splice(client, upstream);
+            }
+        }
     }
 }
 
