@@ -67,3 +67,41 @@ fn a_stderr_log_never_lands_in_a_file_that_took_fd_2() {
     // 192.0.2.1 is routed to a closed port: ECONNREFUSED, logged -- but not into the file.
     assert_eq!(out.success().trim(), "rc=-1 file=PRECIOUS");
 }
+
+fn gateway_config(scratch: &Scratch, proxy: std::net::SocketAddr) -> PathBuf {
+    scratch.config(&format!(
+        "[log]\npath = \"{}\"\n[gateways.g]\nkind = \"http\"\nendpoints = [\"{proxy}\"]\n[[rules]]\nhost = \"*.example.test\"\nvia = \"g\"\n",
+        scratch.log_path().display()
+    ))
+}
+
+#[test]
+fn sixty_four_threads_times_a_thousand_connects_through_a_gateway() {
+    // A gateway that says 200 and closes: the client only needs its connect to succeed.
+    let origin = Origin::start("origin");
+    let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Raw(b"HTTP/1.1 200 OK\r\n\r\n".to_vec()));
+    let scratch = Scratch::new("threads");
+    let binary = compile(&scratch, "stress");
+    let config = gateway_config(&scratch, proxy.addr);
+    let out = Run::new(binary.to_str().unwrap(), &["threads", "64", "1000", "api.example.test", "443"])
+        .config(&config)
+        .env("MCP_REDIRECT_LOG", "off")
+        .output();
+    assert_eq!(out.success().trim(), "64000");
+    assert_eq!(proxy.requests().len(), 64_000);
+}
+
+#[test]
+fn fork_while_other_threads_are_inside_hooks() {
+    let origin = Origin::start("origin");
+    let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Raw(b"HTTP/1.1 200 OK\r\n\r\n".to_vec()));
+    let scratch = Scratch::new("forks");
+    let binary = compile(&scratch, "stress");
+    let config = gateway_config(&scratch, proxy.addr);
+    // Every child must resolve and connect: a lock held across fork would hang it (and its
+    // alarm would kill it).
+    let out = Run::new(binary.to_str().unwrap(), &["forks", "200", "api.example.test", "443"])
+        .config(&config)
+        .output();
+    assert_eq!(out.success().trim(), "200");
+}
