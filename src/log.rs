@@ -15,6 +15,7 @@ use crate::config::LogTarget;
 use crate::sys;
 
 /// One decision, as the log records it. `None` fields are written as `null`.
+#[derive(Clone, Copy)]
 pub struct Event<'a> {
     /// `resolve`, `connect`, or `config_error`.
     pub event: &'static str,
@@ -38,6 +39,9 @@ pub struct Event<'a> {
     pub elapsed_us: Option<u64>,
     /// For gateway connects: every endpoint tried, in order (failovers show here).
     pub attempts: Option<&'a [Attempt]>,
+    /// Lines that could not be written before this one (disk full, log unreachable): set by
+    /// the writer, so that a gap in the log is visible in the log.
+    pub dropped: Option<u64>,
 }
 
 /// One try of one gateway endpoint.
@@ -68,6 +72,7 @@ impl Default for Event<'_> {
             error: None,
             elapsed_us: None,
             attempts: None,
+            dropped: None,
         }
     }
 }
@@ -127,6 +132,10 @@ impl Event<'_> {
         match self.elapsed_us {
             Some(us) => out.number(us),
             None => out.raw("null"),
+        }
+        if let Some(dropped) = self.dropped {
+            out.key("dropped");
+            out.number(dropped);
         }
         if let Some(attempts) = self.attempts {
             out.key("attempts");
@@ -315,7 +324,16 @@ pub struct LogWriter {
     dev: AtomicU64,
     ino: AtomicU64,
     warned: AtomicBool,
+    /// Lines lost since the last one written.
+    dropped: AtomicU64,
+    /// When the path was last compared with our file (rotation), coarse monotonic µs.
+    path_checked_us: AtomicU64,
+    /// After a failed open, when to try again (no `open` per line while the log is unreachable).
+    retry_open_us: AtomicU64,
 }
+
+/// How often the path is checked for rotation, and an unreachable log retried.
+const RECHECK_US: u64 = 1_000_000;
 
 impl LogWriter {
     pub fn new(target: LogTarget) -> LogWriter {
@@ -325,6 +343,9 @@ impl LogWriter {
             dev: AtomicU64::new(0),
             ino: AtomicU64::new(0),
             warned: AtomicBool::new(false),
+            dropped: AtomicU64::new(0),
+            path_checked_us: AtomicU64::new(0),
+            retry_open_us: AtomicU64::new(0),
         }
     }
 
@@ -342,11 +363,20 @@ impl LogWriter {
         if !self.enabled() {
             return;
         }
+        let lost = self.dropped.swap(0, Ordering::Relaxed);
+        let event = Event {
+            dropped: (lost > 0).then_some(lost),
+            ..*event
+        };
         let line = event.to_line(exe);
-        self.write_line(&line);
+        if !self.write_line(&line) {
+            self.dropped.fetch_add(lost + 1, Ordering::Relaxed);
+        }
     }
 
-    pub fn write_line(&self, line: &[u8]) {
+    /// Writes one line; `false` if it was lost (reported once on stderr). Never blocks on a
+    /// lock, never fails the caller.
+    pub fn write_line(&self, line: &[u8]) -> bool {
         let saved = sys::errno();
         let result = match &self.target {
             LogTarget::Off => Ok(()),
@@ -356,27 +386,44 @@ impl LogWriter {
                 Err(e) => Err(e),
             },
         };
-        if let Err(e) = result {
-            if !self.warned.swap(true, Ordering::Relaxed) {
-                sys::stderr_line(&format!("cannot write the log {:?}: {e}", self.target));
+        let written = match result {
+            Ok(()) => true,
+            Err(e) => {
+                if !self.warned.swap(true, Ordering::Relaxed) {
+                    sys::stderr_line(&format!(
+                        "cannot write the log {:?}: {}; lines are counted and the count is logged once writing works again",
+                        self.target,
+                        errno_text(&e)
+                    ));
+                }
+                false
             }
-        }
+        };
         sys::set_errno(saved);
+        written
     }
 
     /// Our fd if it still refers to the file we opened, else a freshly opened one.
     fn verified_fd(&self, path: &std::path::Path) -> std::io::Result<i32> {
         let fd = self.fd.load(Ordering::Acquire);
-        if fd >= 0 {
-            if let Some((dev, ino)) = sys::file_identity(fd) {
-                if dev == self.dev.load(Ordering::Relaxed)
-                    && ino == self.ino.load(Ordering::Relaxed)
-                {
-                    return Ok(fd);
-                }
-            }
+        let ours = |(dev, ino): (u64, u64)| {
+            dev == self.dev.load(Ordering::Relaxed) && ino == self.ino.load(Ordering::Relaxed)
+        };
+        if fd >= 0 && sys::file_identity(fd).is_some_and(ours) && !self.rotated(path, &ours) {
+            return Ok(fd);
         }
-        let fresh = sys::open_append(path)?;
+        let now = sys::coarse_monotonic_us();
+        if now < self.retry_open_us.load(Ordering::Relaxed) {
+            return Err(std::io::Error::from_raw_os_error(libc::EAGAIN));
+        }
+        let fresh = match sys::open_append(path) {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                self.retry_open_us
+                    .store(now + RECHECK_US, Ordering::Relaxed);
+                return Err(e);
+            }
+        };
         let (dev, ino) = sys::file_identity(fresh).unwrap_or((0, 0));
         self.dev.store(dev, Ordering::Relaxed);
         self.ino.store(ino, Ordering::Relaxed);
@@ -391,6 +438,33 @@ impl LogWriter {
                 sys::close(fresh);
                 Ok(theirs)
             }
+        }
+    }
+
+    /// At most once a second: whether the path now names another file than ours (logrotate
+    /// renamed ours away and created a new one, or it was deleted). `copytruncate` needs
+    /// nothing: O_APPEND writes follow the truncation.
+    fn rotated(&self, path: &std::path::Path, ours: &dyn Fn((u64, u64)) -> bool) -> bool {
+        let now = sys::coarse_monotonic_us();
+        let last = self.path_checked_us.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < RECHECK_US
+            || self
+                .path_checked_us
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return false;
+        }
+        !sys::path_identity(path).is_some_and(ours)
+    }
+}
+
+impl Drop for LogWriter {
+    /// A replaced snapshot's writer (after a reload) closes its file, if the fd is still ours.
+    fn drop(&mut self) {
+        let fd = *self.fd.get_mut();
+        if fd >= 0 && sys::file_identity(fd) == Some((*self.dev.get_mut(), *self.ino.get_mut())) {
+            sys::close(fd);
         }
     }
 }

@@ -116,3 +116,116 @@ fn stderr_as_log_target() {
         out.stderr
     );
 }
+
+/// Three denied connections (each a resolve line and a connect line), `between` in Python,
+/// then one more.
+fn denied_around(between: &str) -> String {
+    format!(
+        r#"
+import os, socket, subprocess, time
+def denied():
+    try: socket.create_connection(("denied.test", 80))
+    except PermissionError: pass
+for _ in range(3):
+    denied()
+{between}
+denied()
+print("done")
+"#
+    )
+}
+
+fn deny_config(scratch: &Scratch, log: &std::path::Path) -> std::path::PathBuf {
+    scratch.config(&format!(
+        "[log]\npath = \"{}\"\n[[rules]]\nhost = \"denied.test\"\naction = \"deny\"\n",
+        log.display()
+    ))
+}
+
+#[test]
+fn a_log_in_a_missing_directory_costs_the_program_nothing() {
+    let scratch = Scratch::new("log-missing");
+    let config = deny_config(&scratch, &scratch.dir.join("no/such/dir/events.jsonl"));
+    let out = Run::python(&denied_around("")).config(&config).output();
+    assert_eq!(out.success().trim(), "done");
+    assert_eq!(
+        out.stderr.matches("cannot write the log").count(),
+        1,
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_full_disk_drops_lines_and_the_next_line_says_how_many() {
+    let scratch = Scratch::new("log-full");
+    let disk = scratch.dir.join("disk");
+    std::fs::create_dir(&disk).unwrap();
+    let log = disk.join("events.jsonl");
+    let config = deny_config(&scratch, &log);
+    // In the child's own mount namespace: a 16 KiB tmpfs, filled up before the first line, and
+    // emptied after three decisions.
+    let script = format!(
+        r#"
+import os, subprocess
+subprocess.check_call(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", "{disk}"])
+fd = os.open("{disk}/filler", os.O_WRONLY | os.O_CREAT)
+try:
+    while True:
+        os.write(fd, b"x" * 512)
+except OSError:
+    os.close(fd)
+{rest}
+print(open("{log}").read(), end="")
+"#,
+        disk = disk.display(),
+        log = log.display(),
+        rest = denied_around(&format!("os.remove(\"{}/filler\")", disk.display()))
+    );
+    let out = Run::python(&script).config(&config).output();
+    let text = out.success();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines.len(),
+        2,
+        "only the last decision's two lines made it: {text}"
+    );
+    assert_eq!(
+        lines[0]["dropped"], 6,
+        "three resolves and three connects were lost: {text}"
+    );
+    assert!(lines[1].get("dropped").is_none());
+    assert_eq!(
+        out.stderr.matches("cannot write the log").count(),
+        1,
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_log_renamed_away_and_recreated_is_followed() {
+    let scratch = Scratch::new("log-rotate");
+    let log = scratch.log_path();
+    let config = deny_config(&scratch, &log);
+    let rotated = scratch.dir.join("events.jsonl.1");
+    let between = format!(
+        "os.rename(\"{}\", \"{}\")\ntime.sleep(1.2)",
+        log.display(),
+        rotated.display()
+    );
+    let out = Run::python(&denied_around(&between))
+        .config(&config)
+        .output();
+    assert_eq!(out.success().trim(), "done");
+    assert_eq!(read_log(&rotated).len(), 6, "before the rotation");
+    assert_eq!(
+        read_log(&log).len(),
+        2,
+        "after it, in a new file at the path"
+    );
+}

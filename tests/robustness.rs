@@ -79,14 +79,20 @@ fn gateway_config(scratch: &Scratch, proxy: std::net::SocketAddr) -> PathBuf {
 fn sixty_four_threads_times_a_thousand_connects_through_a_gateway() {
     // A gateway that says 200 and closes: the client only needs its connect to succeed.
     let origin = Origin::start("origin");
-    let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Raw(b"HTTP/1.1 200 OK\r\n\r\n".to_vec()));
+    let proxy = ConnectProxy::start(
+        origin.addr,
+        ProxyBehaviour::Raw(b"HTTP/1.1 200 OK\r\n\r\n".to_vec()),
+    );
     let scratch = Scratch::new("threads");
     let binary = compile(&scratch, "stress");
     let config = gateway_config(&scratch, proxy.addr);
-    let out = Run::new(binary.to_str().unwrap(), &["threads", "64", "1000", "api.example.test", "443"])
-        .config(&config)
-        .env("MCP_REDIRECT_LOG", "off")
-        .output();
+    let out = Run::new(
+        binary.to_str().unwrap(),
+        &["threads", "64", "1000", "api.example.test", "443"],
+    )
+    .config(&config)
+    .env("MCP_REDIRECT_LOG", "off")
+    .output();
     assert_eq!(out.success().trim(), "64000");
     assert_eq!(proxy.requests().len(), 64_000);
 }
@@ -94,14 +100,20 @@ fn sixty_four_threads_times_a_thousand_connects_through_a_gateway() {
 #[test]
 fn fork_while_other_threads_are_inside_hooks() {
     let origin = Origin::start("origin");
-    let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Raw(b"HTTP/1.1 200 OK\r\n\r\n".to_vec()));
+    let proxy = ConnectProxy::start(
+        origin.addr,
+        ProxyBehaviour::Raw(b"HTTP/1.1 200 OK\r\n\r\n".to_vec()),
+    );
     let scratch = Scratch::new("forks");
     let binary = compile(&scratch, "stress");
     let config = gateway_config(&scratch, proxy.addr);
     // Every child must resolve and connect: a lock held across fork would hang it (and its
     // alarm would kill it).
-    let out = Run::new(binary.to_str().unwrap(), &["forks", "200", "api.example.test", "443"])
-        .config(&config)
-        .output();
+    let out = Run::new(
+        binary.to_str().unwrap(),
+        &["forks", "200", "api.example.test", "443"],
+    )
+    .config(&config)
+    .output();
     assert_eq!(out.success().trim(), "200");
 }

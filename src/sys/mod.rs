@@ -168,6 +168,15 @@ pub fn zeroed_atomic_words(n: usize) -> Box<[std::sync::atomic::AtomicU64]> {
     unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, n)) }
 }
 
+/// `(st_dev, st_ino)` of the file a path names now, or `None`.
+pub fn path_identity(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let saved = errno();
+    let identity = std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
+    set_errno(saved);
+    identity
+}
+
 /// `(st_dev, st_ino)` of an open fd, or `None` if it is not open.
 pub fn file_identity(fd: i32) -> Option<(u64, u64)> {
     let saved = errno();
@@ -193,7 +202,9 @@ pub fn open_append(path: &std::path::Path) -> io::Result<i32> {
         | libc::O_CREAT
         | libc::O_CLOEXEC
         | libc::O_NOCTTY
-        | libc::O_NOFOLLOW;
+        | libc::O_NOFOLLOW
+        // A FIFO with no reader must not block the program in open().
+        | libc::O_NONBLOCK;
     // SAFETY: c_path is NUL-terminated; the mode argument is an int as open(2) expects.
     let fd = unsafe { libc::open(c_path.as_ptr(), flags, 0o640 as libc::c_uint) };
     if fd < 0 {
