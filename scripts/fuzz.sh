@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cases=${CASES:-100000}
-properties=$(grep -c '#[test]' tests/fuzz.rs)
+properties=$(grep -cF '#[test]' tests/fuzz.rs)
 started=$(date +%s)
 PROPTEST_CASES=$cases cargo test --release --test fuzz -- --test-threads=2
 elapsed=$(( $(date +%s) - started ))
