@@ -108,6 +108,8 @@ def write_port_file(path, port):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: any free one)")
+    parser.add_argument("--listen", default="127.0.0.1",
+                        help="address to listen on (the zero-leak test uses its own namespace's)")
     parser.add_argument("--port-file", help="write the bound port here once listening")
     parser.add_argument("--origin-port", type=int, required=True,
                         help="every tunnel goes to 127.0.0.1:ORIGIN_PORT")
@@ -115,13 +117,13 @@ def main():
                         help="answer 403 for this host (repeatable)")
     args = parser.parse_args()
 
-    server = Server((ORIGIN_HOST, args.port), Handler)
+    server = Server((args.listen, args.port), Handler)
     server.origin_port = args.origin_port
     server.refused = {h.lower() for h in args.refuse}
     port = server.server_address[1]
     if args.port_file:
         write_port_file(args.port_file, port)
-    say(f"listening on 127.0.0.1:{port}, tunnelling every CONNECT to "
+    say(f"listening on {args.listen}:{port}, tunnelling every CONNECT to "
         f"{ORIGIN_HOST}:{args.origin_port}")
     try:
         server.serve_forever()
