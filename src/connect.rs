@@ -89,6 +89,9 @@ pub fn on_connecting_call(fd: i32, dst: SocketAddr, act: Act<'_>) -> Outcome {
     let started = sys::monotonic_us();
     let ip = dst.ip().to_canonical();
     let known = rt.resolver.names_of(ip);
+    if matches!(known, KnownNames::None) && rt.resolver.fake.in_range(ip) {
+        return Outcome::Done(Err(stale_fake(rt, proto, dst)));
+    }
     let (names, count, is_fake) = candidates(&known);
     let chosen = choose(rt, &names[..count], is_fake, Some(ip), dst.port());
     let host = chosen.host;
@@ -170,6 +173,9 @@ pub fn on_datagram(fd: i32, dst: SocketAddr) -> Result<(), i32> {
     }
     let ip = dst.ip().to_canonical();
     let known = rt.resolver.names_of(ip);
+    if matches!(known, KnownNames::None) && rt.resolver.fake.in_range(ip) {
+        return Err(stale_fake(rt, "udp", dst));
+    }
     let (names, count, is_fake) = candidates(&known);
     let chosen = choose(rt, &names[..count], is_fake, Some(ip), dst.port());
     let gateway = match chosen.decision.action {
@@ -193,6 +199,26 @@ pub fn on_datagram(fd: i32, dst: SocketAddr) -> Result<(), i32> {
         &rt.exe,
     );
     Err(libc::EACCES)
+}
+
+/// A fake address this process does not know (its entry was evicted, or another process handed
+/// it out): there is no host to send to the gateway, and the address itself leads nowhere.
+/// Refused (`EHOSTUNREACH`) and logged: never sent direct.
+fn stale_fake(rt: &Runtime, proto: &'static str, dst: SocketAddr) -> i32 {
+    rt.log.write(
+        &Event {
+            proto: Some(proto),
+            port: Some(dst.port()),
+            dst: Some(dst),
+            rule: Some((None, "unknown fake address")),
+            action: Some("deny"),
+            result: LogResult::Errno(libc::EHOSTUNREACH),
+            error: Some("a fake address this process no longer knows (evicted, or handed out elsewhere): refused"),
+            ..Default::default()
+        },
+        &rt.exe,
+    );
+    libc::EHOSTUNREACH
 }
 
 /// The decision for a destination, and the name and rule it was made with.

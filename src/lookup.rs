@@ -116,10 +116,10 @@ fn fake_for(
     note: Option<&str>,
 ) -> Result<FakeAnswer, i32> {
     match rt.resolver.fake.assign(host) {
-        Ok(index) => {
+        Ok(slot) => {
             let fake = FakeAnswer {
-                ipv4: rt.resolver.fake.ipv4(index),
-                ipv6: rt.resolver.fake.ipv6(index),
+                ipv4: rt.resolver.fake.ipv4(slot),
+                ipv6: rt.resolver.fake.ipv6(slot),
             };
             log_lookup(
                 rt,

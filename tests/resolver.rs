@@ -419,3 +419,30 @@ except socket.gaierror:
         "no answer"
     );
 }
+
+#[test]
+fn a_fake_address_this_process_does_not_know_fails_closed() {
+    let scratch = Scratch::new("stale-fake");
+    let config = scratch.config(&format!(
+        "default = \"direct\"\n[log]\npath = \"{}\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"127.0.0.1:9\"]\n[[rules]]\nhost = \"*.example.test\"\nvia = \"corp\"\n",
+        scratch.log_path().display()
+    ));
+    // An address from the fake range that this process never handed out (another process's,
+    // or one evicted since): with a direct default it must still not go out.
+    let script = r#"
+import socket
+s = socket.socket()
+try:
+    s.connect(("198.19.200.1", 443))
+    print("connected")
+except OSError as e:
+    print(e.errno)
+"#;
+    let out = Run::python(script).config(&config).no_network().output();
+    assert_eq!(out.success().trim(), libc::EHOSTUNREACH.to_string());
+    let log = scratch.log();
+    assert_eq!(
+        events(&log, "connect")[0]["rule"]["pattern"],
+        "unknown fake address"
+    );
+}

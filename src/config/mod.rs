@@ -110,7 +110,8 @@ impl Default for DnsConfig {
 pub const DEFAULT_FAKE_IPV4: &str = "198.18.0.0/15";
 /// A unique-local /64 ("mcprd" in the global id).
 pub const DEFAULT_FAKE_IPV6: &str = "fd6d:6370:7264::/64";
-pub const DEFAULT_MAX_HOSTS: usize = 65536;
+/// Half the default IPv4 range, so that slots have generations and old entries can be evicted.
+pub const DEFAULT_MAX_HOSTS: usize = 32768;
 pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 10_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
