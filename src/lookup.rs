@@ -97,6 +97,38 @@ pub fn plan(rt: &Runtime, host: &str) -> ResolvePlan {
     rt.resolver.plan(&rt.rules, host, &rt.exe)
 }
 
+/// Whether a raw DNS query (`res_query` and kin, `getaddrinfo_a`) may go out for `name`: in
+/// `strict` mode, not for a name the rules route or deny (it would reach DNS, which our
+/// `getaddrinfo` never lets happen); refusals are logged. Outside strict mode, always.
+pub fn raw_dns_allowed(name: &[u8], via: &'static str) -> bool {
+    let Some(current) = runtime::get() else {
+        return true;
+    };
+    let rt: &Runtime = &current;
+    let checked = (rt.mode == Mode::Active && rt.strict) || matches!(rt.mode, Mode::FailClosed(_));
+    if !checked {
+        return true;
+    }
+    let text = String::from_utf8_lossy(name);
+    let Some(host) = net::normalize_host(text.trim_end_matches('.')) else {
+        return !rt.strict;
+    };
+    let decision = match plan(rt, &host) {
+        ResolvePlan::Fake(decision) => decision,
+        _ => return true,
+    };
+    let error = format!("{via} refused (strict): the name is routed or denied and would reach DNS");
+    log_lookup(
+        rt,
+        Some(&host),
+        Some(decision),
+        None,
+        LogResult::Eai(libc::EAI_NONAME),
+        Some(&error),
+    );
+    false
+}
+
 /// For `RealOrFake` after DNS found nothing: the fake address that stands in, so that the
 /// gateway resolves a name only it knows.
 pub fn fake_fallback(host: &str, decision: Decision) -> Result<FakeAnswer, i32> {

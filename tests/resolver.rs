@@ -446,3 +446,73 @@ except OSError as e:
         "unknown fake address"
     );
 }
+
+#[test]
+fn strict_mode_keeps_routed_names_out_of_raw_dns_queries() {
+    let scratch = Scratch::new("raw-dns");
+    let config_text = |strict: bool| {
+        format!(
+            "strict = {strict}\n[log]\npath = \"{}\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"127.0.0.1:9\"]\n[[rules]]\nhost = \"*.example.test\"\nvia = \"corp\"\n",
+            scratch.log_path().display()
+        )
+    };
+    // res_query (and its pre-2.34 name) and getaddrinfo_a go around getaddrinfo: in strict mode
+    // a routed name is refused before any query is sent; other names go to libc (whose DNS
+    // here is 127.0.0.1 with no server, so they fail there, unlogged).
+    let script = r#"
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+buf = ctypes.create_string_buffer(512)
+for fn in (libc.res_query, libc.__res_query):
+    print(fn(b"api.example.test", 1, 16, buf, 512), fn(b"direct.test", 1, 16, buf, 512))
+class gaicb(ctypes.Structure):
+    _fields_ = [("ar_name", ctypes.c_char_p), ("ar_service", ctypes.c_char_p), ("ar_request", ctypes.c_void_p),
+                ("ar_result", ctypes.c_void_p), ("ret", ctypes.c_int), ("reserved", ctypes.c_int * 5)]
+anl = libc  # the global scope, as a program linked with -lanl binds it
+cb = gaicb(b"api.example.test")
+items = (ctypes.POINTER(gaicb) * 1)(ctypes.pointer(cb))
+print(anl.getaddrinfo_a(1, items, 1, None), ctypes.get_errno())
+"#;
+    let strict = scratch.config(&config_text(true));
+    let out = Run::python(script).config(&strict).output();
+    assert_eq!(
+        out.success().lines().collect::<Vec<_>>(),
+        [
+            "-1 -1",
+            "-1 -1",
+            &format!("{} {}", libc::EAI_SYSTEM, libc::EACCES)
+        ]
+    );
+    let log = scratch.log();
+    let refused: Vec<_> = events(&log, "resolve")
+        .into_iter()
+        .filter(|e| {
+            e["error"]
+                .as_str()
+                .is_some_and(|t| t.contains("refused (strict)"))
+        })
+        .map(|e| {
+            e["error"]
+                .as_str()
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        refused,
+        ["res_query", "res_query", "getaddrinfo_a"],
+        "the routed name, three times (__res_query under its modern name); never the direct one"
+    );
+
+    std::fs::remove_file(scratch.log_path()).unwrap();
+    let relaxed = scratch.config(&config_text(false));
+    let out = Run::python(script).config(&relaxed).output();
+    out.success();
+    assert!(
+        events(&scratch.log(), "resolve").is_empty(),
+        "not strict: nothing refused"
+    );
+}

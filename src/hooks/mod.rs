@@ -7,8 +7,9 @@
 mod resolve;
 
 pub use resolve::{
-    freeaddrinfo, getaddrinfo, gethostbyname, gethostbyname2, gethostbyname2_r, gethostbyname_r,
-    getnameinfo,
+    __res_nquery, __res_nsearch, __res_query, __res_search, freeaddrinfo, getaddrinfo,
+    getaddrinfo_a, gethostbyname, gethostbyname2, gethostbyname2_r, gethostbyname_r, getnameinfo,
+    res_nquery, res_nsearch, res_query, res_search,
 };
 
 use std::net::SocketAddr;

@@ -10,7 +10,7 @@ use std::mem::size_of;
 use std::net::{IpAddr, SocketAddr};
 use std::ptr::{self, null_mut};
 
-use libc::{addrinfo, c_char, c_int, hostent, size_t, sockaddr, socklen_t};
+use libc::{addrinfo, c_char, c_int, c_void, hostent, size_t, sockaddr, socklen_t};
 
 use super::shielded;
 use crate::lookup::{self, Answer, FakeAnswer};
@@ -709,4 +709,131 @@ pub unsafe extern "C" fn gethostbyname2_r(
             real::gethostbyname2_r(name, af, ret, buf, buflen, result, h_errnop)
         })
     }
+}
+
+// ---- raw DNS: res_query and kin, getaddrinfo_a ----
+
+/// Refuses a raw DNS query for a routed or denied name in strict mode (h_errno HOST_NOT_FOUND,
+/// as for a name DNS does not know); anything else goes to libc.
+///
+/// # Safety
+/// `name` must be null or NUL-terminated.
+unsafe fn raw_dns(
+    name: *const c_char,
+    via: &'static str,
+    real_call: &mut dyn FnMut() -> c_int,
+) -> c_int {
+    // SAFETY: per the contract.
+    let allowed = match unsafe { name_arg(name) } {
+        Some(bytes) => shielded(false, || lookup::raw_dns_allowed(bytes, via)),
+        None => true,
+    };
+    if allowed {
+        return real_call();
+    }
+    set_h_errno(HOST_NOT_FOUND);
+    -1
+}
+
+macro_rules! res_hooks {
+    ($($name:ident, $alias:ident => $real:ident;)*) => {
+        $(
+            /// A `res_query`-family call: see `raw_dns`.
+            ///
+            /// # Safety
+            /// Called by C with the function's contract.
+            #[no_mangle]
+            pub unsafe extern "C" fn $name(dname: *const c_char, class: c_int, kind: c_int, answer: *mut u8, anslen: c_int) -> c_int {
+                // SAFETY: forwarded unchanged under the caller's contract.
+                unsafe { raw_dns(dname, stringify!($name), &mut || real::$real(dname, class, kind, answer, anslen)) }
+            }
+
+            /// The same function under glibc's older name, which binaries built before glibc 2.34
+            /// call.
+            ///
+            /// # Safety
+            /// As for the other name.
+            #[no_mangle]
+            pub unsafe extern "C" fn $alias(dname: *const c_char, class: c_int, kind: c_int, answer: *mut u8, anslen: c_int) -> c_int {
+                // SAFETY: the same contract.
+                unsafe { $name(dname, class, kind, answer, anslen) }
+            }
+        )*
+    };
+}
+
+macro_rules! res_n_hooks {
+    ($($name:ident, $alias:ident => $real:ident;)*) => {
+        $(
+            /// A `res_nquery`-family call: see `raw_dns`.
+            ///
+            /// # Safety
+            /// Called by C with the function's contract.
+            #[no_mangle]
+            pub unsafe extern "C" fn $name(state: *mut c_void, dname: *const c_char, class: c_int, kind: c_int, answer: *mut u8, anslen: c_int) -> c_int {
+                // SAFETY: forwarded unchanged under the caller's contract.
+                unsafe { raw_dns(dname, stringify!($name), &mut || real::$real(state, dname, class, kind, answer, anslen)) }
+            }
+
+            /// The same function under glibc's older name.
+            ///
+            /// # Safety
+            /// As for the other name.
+            #[no_mangle]
+            pub unsafe extern "C" fn $alias(state: *mut c_void, dname: *const c_char, class: c_int, kind: c_int, answer: *mut u8, anslen: c_int) -> c_int {
+                // SAFETY: the same contract.
+                unsafe { $name(state, dname, class, kind, answer, anslen) }
+            }
+        )*
+    };
+}
+
+res_hooks! {
+    res_query, __res_query => res_query;
+    res_search, __res_search => res_search;
+}
+
+res_n_hooks! {
+    res_nquery, __res_nquery => res_nquery;
+    res_nsearch, __res_nsearch => res_nsearch;
+}
+
+/// `getaddrinfo_a(3)`: glibc answers it with its own internal lookups, which our `getaddrinfo`
+/// never sees. In strict mode a batch naming a routed or denied host is refused (`EAI_SYSTEM`,
+/// errno `EACCES`); otherwise it goes to libc.
+///
+/// # Safety
+/// Called by C with getaddrinfo_a's contract: `list` holds `nitems` pointers to `struct gaicb`,
+/// whose first field is the name.
+#[no_mangle]
+pub unsafe extern "C" fn getaddrinfo_a(
+    mode: c_int,
+    list: *mut *mut c_void,
+    nitems: c_int,
+    sevp: *mut c_void,
+) -> c_int {
+    let mut allowed = true;
+    if !list.is_null() {
+        for i in 0..nitems.max(0) as usize {
+            // SAFETY: list holds nitems entries, each null or a gaicb whose first field is
+            // `const char *ar_name`.
+            let name = unsafe {
+                let item = *list.add(i);
+                if item.is_null() {
+                    continue;
+                }
+                *item.cast::<*const c_char>()
+            };
+            // SAFETY: ar_name is null or NUL-terminated per the contract.
+            if let Some(bytes) = unsafe { name_arg(name) } {
+                allowed &= shielded(false, || lookup::raw_dns_allowed(bytes, "getaddrinfo_a"));
+            }
+        }
+    }
+    if !allowed {
+        sys::set_errno(libc::EACCES);
+        return libc::EAI_SYSTEM;
+    }
+    // SAFETY: forwarded unchanged under the caller's contract.
+    unsafe { real::getaddrinfo_a(mode, list, nitems, sevp) }
 }

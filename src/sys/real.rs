@@ -83,6 +83,21 @@ real_functions! {
     /// `sendmmsg(2)`.
     fn sendmmsg(fd: c_int, msgvec: *mut libc::mmsghdr, vlen: libc::c_uint, flags: c_int) -> c_int,
         ours = crate::hooks::sendmmsg, fallback = raw_sendmmsg(fd, msgvec, vlen, flags);
+    /// `res_query(3)` (also `__res_query`: the same function in glibc).
+    fn res_query(dname: *const c_char, class: c_int, kind: c_int, answer: *mut u8, anslen: c_int) -> c_int,
+        ours = crate::hooks::res_query, fallback = -1;
+    /// `res_search(3)`.
+    fn res_search(dname: *const c_char, class: c_int, kind: c_int, answer: *mut u8, anslen: c_int) -> c_int,
+        ours = crate::hooks::res_search, fallback = -1;
+    /// `res_nquery(3)`.
+    fn res_nquery(state: *mut c_void, dname: *const c_char, class: c_int, kind: c_int, answer: *mut u8, anslen: c_int) -> c_int,
+        ours = crate::hooks::res_nquery, fallback = -1;
+    /// `res_nsearch(3)`.
+    fn res_nsearch(state: *mut c_void, dname: *const c_char, class: c_int, kind: c_int, answer: *mut u8, anslen: c_int) -> c_int,
+        ours = crate::hooks::res_nsearch, fallback = -1;
+    /// `getaddrinfo_a(3)`.
+    fn getaddrinfo_a(mode: c_int, list: *mut *mut c_void, nitems: c_int, sevp: *mut c_void) -> c_int,
+        ours = crate::hooks::getaddrinfo_a, fallback = libc::EAI_SYSTEM;
     /// `getaddrinfo(3)`.
     fn getaddrinfo(node: *const c_char, service: *const c_char, hints: *const addrinfo, res: *mut *mut addrinfo) -> c_int,
         ours = crate::hooks::getaddrinfo, fallback = libc::EAI_SYSTEM;
