@@ -638,3 +638,37 @@ print(libc.__connect(s.fileno(), sa, len(sa)), ctypes.get_errno())
     let out = Run::python(&script).config(&config).output();
     assert_eq!(out.success().trim(), format!("-1 {}", libc::EACCES));
 }
+
+#[test]
+fn children_started_with_vfork_or_posix_spawn_are_decided_too() {
+    let origin = Origin::start("origin");
+    let scratch = Scratch::new("spawn");
+    let config = scratch.config(&format!(
+        "default = \"deny\"\n[log]\npath = \"{}\"\n",
+        scratch.log_path().display()
+    ));
+    // Python's subprocess uses vfork/posix_spawn; os.posix_spawn is the libc call itself. The
+    // children inherit LD_PRELOAD and the config, and are decided like their parent.
+    let url = format!("http://127.0.0.1:{}/", origin.addr.port());
+    let script = format!(
+        r#"
+import os, subprocess
+print(subprocess.run(["curl", "-s", "--max-time", "5", "{url}"]).returncode)
+pid = os.posix_spawnp("curl", ["curl", "-s", "--max-time", "5", "{url}"], os.environ)
+print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"#
+    );
+    let out = Run::python(&script).config(&config).output();
+    assert_eq!(
+        out.success().lines().collect::<Vec<_>>(),
+        ["7", "7"],
+        "curl: couldn't connect"
+    );
+    assert!(origin.requests().is_empty());
+    let log = scratch.log();
+    let curl_denials = events(&log, "connect")
+        .iter()
+        .filter(|e| e["exe"] == "curl" && e["action"] == "deny")
+        .count();
+    assert_eq!(curl_denials, 2);
+}
