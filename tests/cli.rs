@@ -512,3 +512,24 @@ fn init_writes_configs_that_check_accepts() {
         "{summary}"
     );
 }
+
+#[test]
+fn run_strict_says_what_it_cannot_check() {
+    let scratch = Scratch::new("cli-strict-note");
+    let config = scratch.config("default = \"direct\"\n");
+    let out = cli(&[
+        "run",
+        "--strict",
+        "--config",
+        config.to_str().unwrap(),
+        "--",
+        "true",
+    ])
+    .output();
+    out.success();
+    assert!(
+        out.stderr.contains("children that clear LD_PRELOAD"),
+        "{}",
+        out.stderr
+    );
+}

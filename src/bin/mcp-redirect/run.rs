@@ -168,6 +168,12 @@ pub fn run(args: RunArgs) -> u8 {
         settings.extend(fallback);
     }
 
+    if args.strict {
+        // What --strict cannot check: the program's own children.
+        crate::complain(
+            "note: --strict checks this program only; children that clear LD_PRELOAD or are static, Go or setuid are not covered",
+        );
+    }
     if args.dry_run {
         for setting in &settings {
             println!("{}={}", setting.name, setting.shown);
