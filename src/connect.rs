@@ -65,12 +65,16 @@ pub fn on_connecting_call(fd: i32, dst: SocketAddr, act: Act<'_>) -> Outcome {
     if matches!(rt.mode, Mode::Inactive | Mode::FailOpen(_)) {
         return Outcome::PassThrough;
     }
-    let proto = match socket::socket_type(fd) {
-        Some(libc::SOCK_STREAM) => "tcp",
-        Some(libc::SOCK_DGRAM) => "udp",
-        _ => return Outcome::PassThrough,
+    // Raw and other socket types are never ours to decide.
+    let proto_of = |fd| match socket::socket_type(fd) {
+        Some(libc::SOCK_STREAM) => Some("tcp"),
+        Some(libc::SOCK_DGRAM) => Some("udp"),
+        _ => None,
     };
     if let Mode::FailClosed(reason) = &rt.mode {
+        let Some(proto) = proto_of(fd) else {
+            return Outcome::PassThrough;
+        };
         rt.log.write(
             &Event {
                 proto: Some(proto),
@@ -90,11 +94,23 @@ pub fn on_connecting_call(fd: i32, dst: SocketAddr, act: Act<'_>) -> Outcome {
     let ip = dst.ip().to_canonical();
     let known = rt.resolver.names_of(ip);
     if matches!(known, KnownNames::None) && rt.resolver.fake.in_range(ip) {
+        let Some(proto) = proto_of(fd) else {
+            return Outcome::PassThrough;
+        };
         return Outcome::Done(Err(stale_fake(rt, proto, dst)));
     }
     let (names, count, is_fake) = candidates(&known);
     let chosen = choose(rt, &names[..count], is_fake, Some(ip), dst.port());
     let host = chosen.host;
+    // A direct connection to a real address that is not to be logged costs no syscall of ours:
+    // the program's own call goes to libc as it made it.
+    if chosen.decision.action == Action::Direct && !chosen.is_fake && !rt.log_direct {
+        return Outcome::PassThrough;
+    }
+    // The socket type matters from here: UDP cannot use a gateway, and the log says which.
+    let Some(proto) = proto_of(fd) else {
+        return Outcome::PassThrough;
+    };
 
     let mut event = Event {
         proto: Some(proto),

@@ -188,6 +188,9 @@ pub fn remember(host: &str, decision: Decision, addrs: &[IpAddr], rc: i32) {
     for addr in addrs {
         rt.resolver.memory.remember(*addr, host);
     }
+    if decision.action == Action::Direct && !rt.log_direct {
+        return;
+    }
     let result = if rc == 0 {
         LogResult::Ok
     } else {

@@ -60,6 +60,8 @@ pub struct Runtime {
     pub discovery: DiscoveryConfig,
     /// `strict = true`: datagrams to routed or denied destinations are refused too.
     pub strict: bool,
+    /// `[log] direct`: whether direct connections and real lookups are logged.
+    pub log_direct: bool,
     /// Shared by every snapshot of the process: fake addresses survive reloads.
     pub resolver: Arc<Resolver>,
     pub log: LogWriter,
@@ -297,6 +299,7 @@ impl Runtime {
             discovered,
             discovery: config.discovery,
             strict: config.strict,
+            log_direct: config.log_direct,
             resolver,
             rules: config.rules,
             gateways: config.gateways,
@@ -329,6 +332,7 @@ impl Runtime {
             discovered: Vec::new(),
             discovery: Default::default(),
             strict: true,
+            log_direct: true,
             resolver: Arc::new(Resolver::new(&config::DnsConfig::default())),
             log: LogWriter::new(log),
             exe,

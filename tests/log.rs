@@ -229,3 +229,34 @@ fn a_log_renamed_away_and_recreated_is_followed() {
         "after it, in a new file at the path"
     );
 }
+
+#[test]
+fn direct_connections_can_be_left_out_of_the_log() {
+    let origin = Origin::start("origin");
+    let scratch = Scratch::new("log-direct-off");
+    let config = scratch.config(&format!(
+        "[log]\npath = \"{}\"\ndirect = false\n[[rules]]\nhost = \"denied.test\"\naction = \"deny\"\n",
+        scratch.log_path().display()
+    ));
+    let script = format!(
+        r#"
+import socket
+socket.create_connection(("localhost", {port}), timeout=10).close()
+try:
+    socket.create_connection(("denied.test", 80))
+except PermissionError:
+    print("denied")
+"#,
+        port = origin.addr.port()
+    );
+    let out = Run::python(&script).config(&config).output();
+    assert_eq!(out.success().trim(), "denied");
+    assert_eq!(
+        origin.requests().len(),
+        1,
+        "the direct connection went through"
+    );
+    let log = scratch.log();
+    assert!(log.iter().all(|e| e["action"] != "direct"), "{log:#?}");
+    assert_eq!(events(&log, "connect").len(), 1, "only the denial");
+}

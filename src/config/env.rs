@@ -52,6 +52,7 @@ pub fn from_environment(getenv: &dyn Fn(&str) -> Option<String>) -> Result<Confi
             discovery: Default::default(),
             log: LogTarget::Off,
             strict: false,
+            log_direct: true,
         });
     }
 
@@ -119,6 +120,7 @@ pub fn from_environment(getenv: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         discovery: Default::default(),
         log: LogTarget::Stderr,
         strict: false,
+        log_direct: true,
     })
 }
 

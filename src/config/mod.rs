@@ -33,6 +33,9 @@ pub struct Config {
     pub log: LogTarget,
     /// Refuse UDP datagrams to routed or denied destinations (and the like); see the README.
     pub strict: bool,
+    /// Log direct connections and real lookups too (the default); `false` logs only what is
+    /// denied, routed or refused, and leaves direct connections without any cost of ours.
+    pub log_direct: bool,
 }
 
 /// Where the configuration came from, for messages and `check`.
@@ -320,6 +323,7 @@ struct FileSchema {
 #[serde(deny_unknown_fields)]
 struct LogSchema {
     path: Option<String>,
+    direct: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -719,6 +723,7 @@ fn validate(
         rules: RuleTable::new(rules, default),
         dns,
         discovery,
+        log_direct: schema.log.as_ref().and_then(|l| l.direct).unwrap_or(true),
         log,
         strict: schema.strict.unwrap_or(false),
     })
