@@ -29,10 +29,13 @@ cidr = "127.0.0.0/8"
 action = "direct"
 TOML
 
+sed 's/^\[log\]$/[log]\ndirect = false/' "$work/config.toml" >"$work/quiet.toml"
+
 runs=7
 none=(LD_PRELOAD=)
 idle=(LD_PRELOAD="$lib" MCP_REDIRECT_CONFIG=)
 active=(LD_PRELOAD="$lib" MCP_REDIRECT_CONFIG="$work/config.toml")
+quiet=(LD_PRELOAD="$lib" MCP_REDIRECT_CONFIG="$work/quiet.toml")
 cases=(
     "connect AF_INET loopback|connect-inet 20000"
     "connect AF_UNIX|connect-unix 20000"
@@ -44,21 +47,22 @@ cases=(
 for round in $(seq $runs); do
     for i in "${!cases[@]}"; do
         read -r -a args <<<"${cases[$i]#*|}"
-        for mode in none idle active; do
+        for mode in none idle active quiet; do
             declare -n envs=$mode
             # Without the library a routed name would go to real DNS: skip it.
-            [[ $mode != active && ${args[1]} == api.routed.test ]] && continue
+            [[ $mode != active && $mode != quiet && ${args[1]} == api.routed.test ]] && continue
             echo "$i $mode $(env "${envs[@]}" "$work/hotpath" "${args[@]}")" >>"$work/results"
         done
     done
 done
 printf '%-36s %-8s %s\n' "case" "mode" "ns per call: median (min-max) of $runs runs"
 for i in "${!cases[@]}"; do
-    for mode in none idle active; do
+    for mode in none idle active quiet; do
         grep -q "^$i $mode " "$work/results" || continue
         grep "^$i $mode " "$work/results" | cut -d' ' -f3 | sort -n |
             awk -v label="${cases[$i]%%|*}" -v mode="$mode" \
                 '{v[NR]=$1} END {printf "%-36s %-8s %6d (%d-%d)\n", label, mode, v[int((NR+1)/2)], v[1], v[NR]}'
     done
 done
-echo "modes: none = no preload; idle = library loaded, nothing configured; active = rules, log to a file"
+echo "modes: none = no preload; idle = library loaded, nothing configured; active = rules, log to a file;"
+echo "       quiet = the same rules with [log] direct = false (direct connections not logged)"
