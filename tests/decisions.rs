@@ -672,3 +672,24 @@ print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
         .count();
     assert_eq!(curl_denials, 2);
 }
+
+#[test]
+fn msg_fastopen_on_a_datagram_is_still_a_datagram() {
+    let scratch = Scratch::new("udp-fastopen");
+    let config = scratch.config(&format!(
+        "default = \"deny\"\nstrict = true\n[log]\npath = \"{}\"\n",
+        scratch.log_path().display()
+    ));
+    // The flag means nothing on UDP; it must not carry the datagram past the check.
+    let script = r#"
+import socket
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+try:
+    u.sendto(b"x", socket.MSG_FASTOPEN, ("10.9.9.9", 53))
+    print("sent")
+except OSError as e:
+    print(e.errno)
+"#;
+    let out = Run::python(script).config(&config).no_network().output();
+    assert_eq!(out.success().trim(), libc::EACCES.to_string());
+}

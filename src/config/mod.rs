@@ -113,7 +113,8 @@ impl Default for DnsConfig {
 pub const DEFAULT_FAKE_IPV4: &str = "198.18.0.0/15";
 /// A unique-local /64 ("mcprd" in the global id).
 pub const DEFAULT_FAKE_IPV6: &str = "fd6d:6370:7264::/64";
-/// Half the default IPv4 range, so that slots have generations and old entries can be evicted.
+/// A quarter of the default IPv4 range: slots get three generations, so an evicted entry's
+/// address can be retired (with one generation, at 65536 or more, nothing is ever evicted).
 pub const DEFAULT_MAX_HOSTS: usize = 32768;
 pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 10_000;
 

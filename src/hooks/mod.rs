@@ -126,7 +126,11 @@ fn fast_open(
     tunneled: &mut dyn FnMut() -> Result<isize, i32>,
 ) -> Outcome {
     if socket::socket_type(fd) != Some(libc::SOCK_STREAM) {
-        return Outcome::PassThrough;
+        // MSG_FASTOPEN on anything but TCP is just a flag on a datagram: checked as one.
+        return match datagram(fd, dst) {
+            Ok(()) => Outcome::PassThrough,
+            Err(code) => Outcome::Done(Err(code)),
+        };
     }
     shielded(PANICKED, || {
         connect::on_connecting_call(fd, dst, Act { direct, tunneled })
@@ -250,7 +254,8 @@ pub unsafe extern "C" fn sendmmsg(
     if msgvec.is_null() || vlen == 0 {
         return send(flags);
     }
-    if flags & libc::MSG_FASTOPEN == 0 {
+    // Datagrams (MSG_FASTOPEN means nothing on a non-TCP socket): each message is checked.
+    if flags & libc::MSG_FASTOPEN == 0 || socket::socket_type(fd) != Some(libc::SOCK_STREAM) {
         // Datagrams: send the messages before the first refused one (sendmmsg reports how many
         // went out); refuse the call if that is the first.
         for index in 0..vlen as usize {

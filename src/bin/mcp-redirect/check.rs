@@ -127,7 +127,17 @@ fn print_summary(config: &Config) {
         LogTarget::File(path) => path.display().to_string(),
         LogTarget::Off => "off".to_string(),
     };
-    println!("log: {log}");
+    let direct = if config.log_direct {
+        ""
+    } else {
+        " (direct connections not logged)"
+    };
+    println!("log: {log}{direct}");
+    if config.strict {
+        println!(
+            "strict: datagrams and raw DNS queries to routed or denied destinations are refused"
+        );
+    }
     let dns = &config.dns;
     match dns.mode {
         DnsMode::Fake => println!(
