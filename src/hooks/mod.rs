@@ -143,6 +143,34 @@ fn datagram(fd: c_int, dst: SocketAddr) -> Result<(), i32> {
     shielded(Err(libc::EACCES), || connect::on_datagram(fd, dst))
 }
 
+/// The shared part of `sendto` and `sendmsg` once the destination is read: a datagram is
+/// checked (strict mode), a TCP Fast Open send is decided like a connect.
+fn send_with_address(
+    fd: c_int,
+    dst: AddrArg,
+    flags: c_int,
+    caller_errno: i32,
+    pass: &dyn Fn() -> isize,
+    direct: &mut dyn FnMut(&SocketAddr) -> Result<isize, i32>,
+    tunneled: &mut dyn FnMut() -> Result<isize, i32>,
+) -> isize {
+    let dst = match dst {
+        AddrArg::Inet(dst) => dst,
+        AddrArg::Malformed => return finish(Err(libc::EINVAL), caller_errno),
+        AddrArg::Other => return pass(),
+    };
+    if flags & libc::MSG_FASTOPEN == 0 {
+        return match datagram(fd, dst) {
+            Ok(()) => pass(),
+            Err(code) => finish(Err(code), caller_errno),
+        };
+    }
+    match fast_open(fd, dst, direct, tunneled) {
+        Outcome::PassThrough => pass(),
+        Outcome::Done(result) => finish(result, caller_errno),
+    }
+}
+
 /// `sendto(2)`: a send with an address is a TCP Fast Open connect (`MSG_FASTOPEN`) or a
 /// datagram (checked in `strict` mode); a send without one goes to libc after one comparison.
 ///
@@ -162,19 +190,9 @@ pub unsafe extern "C" fn sendto(
     if addr.is_null() {
         return pass();
     }
-    // SAFETY: addr/addrlen per the contract.
-    let dst = match unsafe { socket::classify_addr(addr, addrlen) } {
-        AddrArg::Inet(dst) => dst,
-        AddrArg::Malformed => return finish(Err(libc::EINVAL), 0),
-        AddrArg::Other => return pass(),
-    };
-    if flags & libc::MSG_FASTOPEN == 0 {
-        return match datagram(fd, dst) {
-            Ok(()) => pass(),
-            Err(code) => finish(Err(code), 0),
-        };
-    }
     let caller_errno = sys::errno();
+    // SAFETY: addr/addrlen per the contract.
+    let dst = unsafe { socket::classify_addr(addr, addrlen) };
     let mut direct = |to: &SocketAddr| {
         let raw = RawSockAddr::new(to);
         // SAFETY: the caller's buffer under its contract, with our own copy of the address.
@@ -185,10 +203,15 @@ pub unsafe extern "C" fn sendto(
         // SAFETY: the caller's buffer under its contract; the socket is connected, so no address.
         os_result(unsafe { real::sendto(fd, buf, len, flags, std::ptr::null(), 0) })
     };
-    match fast_open(fd, dst, &mut direct, &mut tunneled) {
-        Outcome::PassThrough => pass(),
-        Outcome::Done(result) => finish(result, caller_errno),
-    }
+    send_with_address(
+        fd,
+        dst,
+        flags,
+        caller_errno,
+        &pass,
+        &mut direct,
+        &mut tunneled,
+    )
 }
 
 /// `sendmsg(2)`: as `sendto`, for a fast-open message with a `msg_name`.
@@ -204,19 +227,9 @@ pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) ->
     }
     // SAFETY: msg is a valid msghdr per the contract.
     let header = unsafe { &*msg };
-    // SAFETY: msg_name/msg_namelen per the contract.
-    let dst = match unsafe { socket::classify_addr(header.msg_name.cast(), header.msg_namelen) } {
-        AddrArg::Inet(dst) => dst,
-        AddrArg::Malformed => return finish(Err(libc::EINVAL), 0),
-        AddrArg::Other => return pass(),
-    };
-    if flags & libc::MSG_FASTOPEN == 0 {
-        return match datagram(fd, dst) {
-            Ok(()) => pass(),
-            Err(code) => finish(Err(code), 0),
-        };
-    }
     let caller_errno = sys::errno();
+    // SAFETY: msg_name/msg_namelen per the contract.
+    let dst = unsafe { socket::classify_addr(header.msg_name.cast(), header.msg_namelen) };
     let mut direct = |to: &SocketAddr| {
         let raw = RawSockAddr::new(to);
         let mut copy = *header;
@@ -232,10 +245,15 @@ pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) ->
         // SAFETY: the caller's buffers under its contract; the socket is connected now.
         os_result(unsafe { real::sendmsg(fd, &copy, flags & !libc::MSG_FASTOPEN) })
     };
-    match fast_open(fd, dst, &mut direct, &mut tunneled) {
-        Outcome::PassThrough => pass(),
-        Outcome::Done(result) => finish(result, caller_errno),
-    }
+    send_with_address(
+        fd,
+        dst,
+        flags,
+        caller_errno,
+        &pass,
+        &mut direct,
+        &mut tunneled,
+    )
 }
 
 /// `sendmmsg(2)`: a fast-open batch is decided by its first message's address.
