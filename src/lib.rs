@@ -11,11 +11,14 @@
 //! - [`net`]: address vocabulary: CIDR prefixes, port ranges, `host:port`, hostname checks.
 //! - [`rules`]: the compiled rule table and the one decision function. No I/O, no `unsafe`.
 //! - [`resolver`]: the fake-address table, the address-to-name memory, and what a lookup answers.
-//! - [`gateway`]: the handshakes (HTTP CONNECT, SOCKS5, rewrite) on the caller's socket.
-//! - [`connect`]: what happens to one intercepted `connect()`: decide, act, log.
+//! - [`gateway`]: the handshakes (HTTP CONNECT, SOCKS5, rewrite + PROXY v2) on the caller's
+//!   socket, endpoint health and order, and SRV discovery of endpoints.
+//! - [`connect`]: what happens to one intercepted `connect()` (or fast-open send, or datagram in
+//!   strict mode): decide, act, log.
 //! - [`lookup`]: what happens to one intercepted name lookup: fake or real answer, log.
 //! - [`log`]: the JSON-lines security event and its `O_APPEND` writer.
-//! - [`runtime`]: the process-wide state, loaded lazily on the first hooked call.
+//! - [`runtime`]: the process-wide state: an immutable snapshot, loaded lazily on the first
+//!   hooked call and swapped when the config file changes.
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
 pub mod config;

@@ -1,5 +1,7 @@
 //! Gateways: getting the caller's socket connected through an HTTP CONNECT proxy, a SOCKS5
-//! proxy, or (rewrite) straight to an API gateway in place of the destination.
+//! proxy, or (rewrite) straight to an API gateway in place of the destination, optionally with a
+//! PROXY v2 header ([`proxy_protocol`]). Which endpoint to try, and in what order, is
+//! [`health`]'s; `srv:` endpoints are found by [`discovery`].
 //!
 //! The handshake runs on the caller's own fd (borrowed, never replaced), non-blocking under a
 //! deadline of `connect_timeout_ms` for the whole exchange, with the caller's file flags given
