@@ -56,12 +56,36 @@ pub fn on_connect(fd: i32, dst: SocketAddr) -> Outcome {
     )
 }
 
+/// Who made the call being decided: the executable (for `process` rules and the log) and, when
+/// the decision is not made inside the program itself, by what (`"supervisor"`).
+#[derive(Clone, Copy)]
+pub struct Caller<'a> {
+    pub exe: &'a str,
+    pub via: Option<&'static str>,
+}
+
 /// Decides and acts for a call that connects `fd` to `dst` (`connect`, or a fast-open send).
 pub fn on_connecting_call(fd: i32, dst: SocketAddr, act: Act<'_>) -> Outcome {
     let Some(current) = runtime::get() else {
         return Outcome::PassThrough;
     };
     let rt: &Runtime = &current;
+    let caller = Caller {
+        exe: &rt.exe,
+        via: None,
+    };
+    decide_connect(rt, caller, fd, dst, act)
+}
+
+/// The whole of a connect decision and its action, given the state to decide with: used by the
+/// hooks (inside the program) and by the supervisor (outside it, on a copy of its socket).
+pub fn decide_connect(
+    rt: &Runtime,
+    caller: Caller<'_>,
+    fd: i32,
+    dst: SocketAddr,
+    act: Act<'_>,
+) -> Outcome {
     if matches!(rt.mode, Mode::Inactive | Mode::FailOpen(_)) {
         return Outcome::PassThrough;
     }
@@ -84,9 +108,10 @@ pub fn on_connecting_call(fd: i32, dst: SocketAddr, act: Act<'_>) -> Outcome {
                 rule: Some((None, "invalid configuration")),
                 result: LogResult::Errno(libc::EACCES),
                 error: Some(reason),
+                via: caller.via,
                 ..Default::default()
             },
-            &rt.exe,
+            caller.exe,
         );
         return Outcome::Done(Err(libc::EACCES));
     }
@@ -97,10 +122,17 @@ pub fn on_connecting_call(fd: i32, dst: SocketAddr, act: Act<'_>) -> Outcome {
         let Some(proto) = proto_of(fd) else {
             return Outcome::PassThrough;
         };
-        return Outcome::Done(Err(stale_fake(rt, proto, dst)));
+        return Outcome::Done(Err(stale_fake(rt, caller, proto, dst)));
     }
     let (names, count, is_fake) = candidates(&known);
-    let chosen = choose(rt, &names[..count], is_fake, Some(ip), dst.port());
+    let chosen = choose(
+        rt,
+        caller.exe,
+        &names[..count],
+        is_fake,
+        Some(ip),
+        dst.port(),
+    );
     let host = chosen.host;
     // A direct connection to a real address that is not to be logged costs no syscall of ours:
     // the program's own call goes to libc as it made it.
@@ -119,6 +151,7 @@ pub fn on_connecting_call(fd: i32, dst: SocketAddr, act: Act<'_>) -> Outcome {
         dst: Some(dst),
         rule: Some((chosen.decision.rule_index, chosen.pattern)),
         action: Some(chosen.decision.action.name()),
+        via: caller.via,
         ..Default::default()
     };
     let mut error_text = String::new();
@@ -170,7 +203,7 @@ pub fn on_connecting_call(fd: i32, dst: SocketAddr, act: Act<'_>) -> Outcome {
     }
     event.result = result.map(|_| ()).into();
     event.elapsed_us = Some(sys::monotonic_us().saturating_sub(started));
-    rt.log.write(&event, &rt.exe);
+    rt.log.write(&event, caller.exe);
     Outcome::Done(result)
 }
 
@@ -189,11 +222,22 @@ pub fn on_datagram(fd: i32, dst: SocketAddr) -> Result<(), i32> {
     }
     let ip = dst.ip().to_canonical();
     let known = rt.resolver.names_of(ip);
+    let caller = Caller {
+        exe: &rt.exe,
+        via: None,
+    };
     if matches!(known, KnownNames::None) && rt.resolver.fake.in_range(ip) {
-        return Err(stale_fake(rt, "udp", dst));
+        return Err(stale_fake(rt, caller, "udp", dst));
     }
     let (names, count, is_fake) = candidates(&known);
-    let chosen = choose(rt, &names[..count], is_fake, Some(ip), dst.port());
+    let chosen = choose(
+        rt,
+        caller.exe,
+        &names[..count],
+        is_fake,
+        Some(ip),
+        dst.port(),
+    );
     let gateway = match chosen.decision.action {
         Action::Direct => return Ok(()),
         Action::Deny => None,
@@ -220,7 +264,7 @@ pub fn on_datagram(fd: i32, dst: SocketAddr) -> Result<(), i32> {
 /// A fake address this process does not know (its entry was evicted, or another process handed
 /// it out): there is no host to send to the gateway, and the address itself leads nowhere.
 /// Refused (`EHOSTUNREACH`) and logged: never sent direct.
-fn stale_fake(rt: &Runtime, proto: &'static str, dst: SocketAddr) -> i32 {
+fn stale_fake(rt: &Runtime, caller: Caller<'_>, proto: &'static str, dst: SocketAddr) -> i32 {
     rt.log.write(
         &Event {
             proto: Some(proto),
@@ -230,9 +274,10 @@ fn stale_fake(rt: &Runtime, proto: &'static str, dst: SocketAddr) -> i32 {
             action: Some("deny"),
             result: LogResult::Errno(libc::EHOSTUNREACH),
             error: Some("a fake address this process no longer knows (evicted, or handed out elsewhere): refused"),
+            via: caller.via,
             ..Default::default()
         },
-        &rt.exe,
+        caller.exe,
     );
     libc::EHOSTUNREACH
 }
@@ -284,6 +329,7 @@ fn candidates(known: &KnownNames) -> ([&str; WAYS], usize, bool) {
 /// whole of the connect-time decision; `mcp-redirect explain` calls it too.
 pub fn choose<'a>(
     rt: &'a Runtime,
+    exe: &str,
     names: &[&'a str],
     is_fake: bool,
     ip: Option<IpAddr>,
@@ -313,7 +359,7 @@ pub fn choose<'a>(
             host,
             addr: if is_fake { None } else { ip },
             port: Some(port),
-            exe: &rt.exe,
+            exe,
         })
     };
     let mut best: Option<(Decision, Option<&'a str>)> = None;

@@ -42,6 +42,8 @@ pub struct Event<'a> {
     /// Lines that could not be written before this one (disk full, log unreachable): set by
     /// the writer, so that a gap in the log is visible in the log.
     pub dropped: Option<u64>,
+    /// What made the decision when it was not the program's own library (`"supervisor"`).
+    pub via: Option<&'a str>,
 }
 
 /// One try of one gateway endpoint.
@@ -73,6 +75,7 @@ impl Default for Event<'_> {
             elapsed_us: None,
             attempts: None,
             dropped: None,
+            via: None,
         }
     }
 }
@@ -132,6 +135,10 @@ impl Event<'_> {
         match self.elapsed_us {
             Some(us) => out.number(us),
             None => out.raw("null"),
+        }
+        if let Some(via) = self.via {
+            out.key("via");
+            out.string(via);
         }
         if let Some(dropped) = self.dropped {
             out.key("dropped");

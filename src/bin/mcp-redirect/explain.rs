@@ -197,7 +197,7 @@ fn explain_one(
         return Ok(report);
     };
     let names: Vec<&str> = name.iter().map(String::as_str).collect();
-    let chosen = connect::choose(rt, &names, is_fake, ip, port);
+    let chosen = connect::choose(rt, &rt.exe, &names, is_fake, ip, port);
     let target = Target {
         host: chosen.host,
         addr: if is_fake { None } else { ip },
