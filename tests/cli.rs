@@ -239,6 +239,7 @@ fn static_binary(scratch: &Scratch) -> PathBuf {
 
 #[test]
 fn run_sees_that_a_static_binary_would_ignore_the_library() {
+    // With --mode preload (auto would supervise it: tests/supervise.rs).
     let scratch = Scratch::new("cli-static");
     let config = scratch.config(
         "default = \"corp\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"127.0.0.1:3128\"]\nusername = \"u\"\npassword_env = \"PW\"\n[[rules]]\nhost = \".internal.test\"\naction = \"direct\"\n",
@@ -246,9 +247,11 @@ fn run_sees_that_a_static_binary_would_ignore_the_library() {
     let binary = static_binary(&scratch);
     let config = config.to_str().unwrap();
     let bin = binary.to_str().unwrap();
-    let out = cli(&["run", "--strict", "--config", config, "--", bin])
-        .env("PW", "s3cret")
-        .output();
+    let out = cli(&[
+        "run", "--mode", "preload", "--strict", "--config", config, "--", bin,
+    ])
+    .env("PW", "s3cret")
+    .output();
     assert_eq!(out.code, Some(3), "{}", out.describe());
     assert!(
         out.stderr.contains("will not load the library")
@@ -258,9 +261,18 @@ fn run_sees_that_a_static_binary_would_ignore_the_library() {
     );
     assert!(!out.stdout.contains("static hello"));
     // Without --strict it runs, with the proxy variables as a fallback (password redacted when shown).
-    let out = cli(&["run", "--dry-run", "--config", config, "--", bin])
-        .env("PW", "s3cret")
-        .output();
+    let out = cli(&[
+        "run",
+        "--mode",
+        "preload",
+        "--dry-run",
+        "--config",
+        config,
+        "--",
+        bin,
+    ])
+    .env("PW", "s3cret")
+    .output();
     let text = out.success();
     assert!(
         text.contains("HTTPS_PROXY=http://u:<redacted>@127.0.0.1:3128\n"),
@@ -277,7 +289,7 @@ fn run_sees_that_a_static_binary_would_ignore_the_library() {
         "{}",
         out.stderr
     );
-    let out = cli(&["run", "--config", config, "--", bin])
+    let out = cli(&["run", "--mode", "preload", "--config", config, "--", bin])
         .env("PW", "s3cret")
         .output();
     assert_eq!(out.success().trim(), "static hello");

@@ -4,6 +4,7 @@
 //! Nothing here takes a lock or allocates on a pass-through path.
 
 pub mod real;
+pub mod seccomp;
 pub mod socket;
 
 use std::ffi::CStr;

@@ -13,6 +13,7 @@ mod explain;
 mod init;
 mod report;
 mod run;
+mod supervise;
 
 use std::ffi::OsString;
 use std::path::PathBuf;

@@ -33,9 +33,21 @@ pub struct RunArgs {
     /// Print the environment and command that would run, and exit
     #[arg(long)]
     pub dry_run: bool,
+    /// How to put the program under the rules: the preloaded library, the seccomp supervisor
+    /// (static, Go and musl binaries too), or auto (the library where it works, else the
+    /// supervisor)
+    #[arg(long, value_enum, default_value_t = Mode::Auto)]
+    pub mode: Mode,
     /// The command and its arguments
     #[arg(required = true, last = true, value_name = "CMD")]
     pub command: Vec<OsString>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    Auto,
+    Preload,
+    Supervise,
 }
 
 /// Where the library is: next to this binary, then `../lib/`, then `$MCP_REDIRECT_LIB`.
@@ -139,6 +151,52 @@ pub fn run(args: RunArgs) -> u8 {
             };
         }
     };
+    // auto: the supervisor for what the loader will not preload into, when the supervisor can
+    // hold it (not a foreign architecture, and not setuid: no_new_privs would drop privileges).
+    let supervise = match args.mode {
+        Mode::Supervise => true,
+        Mode::Preload => false,
+        Mode::Auto => {
+            use elf::Obstacle::*;
+            let needs = inspection
+                .obstacles
+                .iter()
+                .any(|o| matches!(o, Static | Go | Musl));
+            let cannot = inspection
+                .obstacles
+                .iter()
+                .any(|o| matches!(o, Architecture | SetId | Capabilities));
+            needs && !cannot
+        }
+    };
+    if supervise {
+        // The supervisor decides for the whole tree; the library must not decide a second time.
+        settings.retain(|s| s.name != "LD_PRELOAD");
+        let rest = preload_value(&library, std::env::var_os("LD_PRELOAD").as_deref());
+        let rest = rest.to_string_lossy();
+        let rest = rest
+            .strip_prefix(&library.to_string_lossy().into_owned())
+            .unwrap_or("")
+            .trim_start_matches(':')
+            .to_string();
+        settings.push(Setting::plain("LD_PRELOAD", rest));
+        if args.dry_run {
+            println!("mode: supervise");
+            for setting in &settings {
+                println!("{}={}", setting.name, setting.shown);
+            }
+            let words: Vec<String> = args
+                .command
+                .iter()
+                .map(|w| shell_quote(&w.to_string_lossy()))
+                .collect();
+            println!("exec {}", words.join(" "));
+            return 0;
+        }
+        let env: Vec<(&'static str, OsString)> =
+            settings.iter().map(|s| (s.name, s.value.clone())).collect();
+        return crate::supervise::run(config, &args.command, &env);
+    }
     if !inspection.honours_preload() {
         let file = inspection
             .chain

@@ -1,0 +1,216 @@
+//! Seccomp user notification (Linux 5.9+ for what we use): a filter that hands chosen system
+//! calls of a process tree to a supervisor, and the supervisor's side of the conversation.
+//! Used by `mcp-redirect run --mode supervise` for programs that `LD_PRELOAD` cannot enter
+//! (static and Go binaries). Nothing here runs inside a preloaded program.
+//!
+//! `Filter::install` runs in a forked child before `exec`: it only makes system calls, no
+//! allocation, so it is safe after `fork()` in a program with threads.
+
+use std::io;
+
+use super::{errno, set_errno};
+
+#[cfg(target_arch = "x86_64")]
+const AUDIT_ARCH: u32 = 0xC000_003E;
+#[cfg(target_arch = "aarch64")]
+const AUDIT_ARCH: u32 = 0xC000_00B7;
+
+const BPF_LD_W_ABS: u16 = 0x20;
+const BPF_JEQ_K: u16 = 0x15;
+const BPF_RET_K: u16 = 0x06;
+const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
+const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
+const SECCOMP_RET_KILL_PROCESS: u32 = 0x8000_0000;
+/// Offsets in `struct seccomp_data`.
+const OFFSET_NR: u32 = 0;
+const OFFSET_ARCH: u32 = 4;
+
+fn statement(code: u16, k: u32) -> libc::sock_filter {
+    libc::sock_filter {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
+    }
+}
+
+fn jump_if_equal(k: u32, jt: u8, jf: u8) -> libc::sock_filter {
+    libc::sock_filter {
+        code: BPF_JEQ_K,
+        jt,
+        jf,
+        k,
+    }
+}
+
+/// A seccomp program, built before `fork()`.
+pub struct Filter {
+    instructions: Vec<libc::sock_filter>,
+}
+
+impl Filter {
+    /// Sends `notify` system calls to the supervisor, fails `refuse` ones with `ENOSYS` (so that
+    /// runtimes fall back: `io_uring_setup`), allows everything else. A system call of another
+    /// architecture (an x32 or 32-bit call on x86_64) kills the process: it could otherwise
+    /// reach `connect` under another number.
+    pub fn new(notify: &[libc::c_long], refuse: &[libc::c_long]) -> Filter {
+        let mut program = vec![
+            statement(BPF_LD_W_ABS, OFFSET_ARCH),
+            jump_if_equal(AUDIT_ARCH, 1, 0),
+            statement(BPF_RET_K, SECCOMP_RET_KILL_PROCESS),
+            statement(BPF_LD_W_ABS, OFFSET_NR),
+        ];
+        #[cfg(target_arch = "x86_64")]
+        {
+            // x32 system calls share the architecture value, with bit 30 set: refuse them.
+            program.push(libc::sock_filter {
+                code: 0x35,
+                jt: 0,
+                jf: 1,
+                k: 0x4000_0000,
+            }); // JGE
+            program.push(statement(BPF_RET_K, SECCOMP_RET_KILL_PROCESS));
+        }
+        for &nr in notify {
+            program.push(jump_if_equal(nr as u32, 0, 1));
+            program.push(statement(BPF_RET_K, libc::SECCOMP_RET_USER_NOTIF));
+        }
+        for &nr in refuse {
+            program.push(jump_if_equal(nr as u32, 0, 1));
+            program.push(statement(
+                BPF_RET_K,
+                SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
+            ));
+        }
+        program.push(statement(BPF_RET_K, SECCOMP_RET_ALLOW));
+        Filter {
+            instructions: program,
+        }
+    }
+
+    /// In the child: `no_new_privs`, then the filter; returns the listener fd. System calls
+    /// only (safe between `fork()` and `exec`).
+    pub fn install(&self) -> io::Result<i32> {
+        // SAFETY: prctl with integer arguments.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return Err(io::Error::from_raw_os_error(errno()));
+        }
+        let program = libc::sock_fprog {
+            len: self.instructions.len() as u16,
+            filter: self.instructions.as_ptr().cast_mut(),
+        };
+        // SAFETY: program points to len valid instructions for the duration of the call.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                1, // SECCOMP_SET_MODE_FILTER
+                libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
+                &program as *const libc::sock_fprog,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::from_raw_os_error(errno()));
+        }
+        Ok(fd as i32)
+    }
+}
+
+/// Waits for the next notification on `listener`.
+pub fn receive(listener: i32) -> io::Result<libc::seccomp_notif> {
+    // SAFETY: seccomp_notif is plain data; the kernel requires it zeroed.
+    let mut notif: libc::seccomp_notif = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: notif is a valid, writable seccomp_notif.
+        let rc = unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_RECV, &mut notif) };
+        if rc == 0 {
+            return Ok(notif);
+        }
+        match errno() {
+            libc::EINTR => continue,
+            // The target died between the notification and our read: wait for the next one.
+            libc::ENOENT => {
+                // SAFETY: as above.
+                notif = unsafe { std::mem::zeroed() };
+                continue;
+            }
+            code => return Err(io::Error::from_raw_os_error(code)),
+        }
+    }
+}
+
+/// Whether notification `id` is still pending (the target has not died or been interrupted):
+/// checked after reading its memory, so that what we read belongs to this call.
+pub fn still_valid(listener: i32, id: u64) -> bool {
+    // SAFETY: id is a valid u64 for the ioctl to read.
+    unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_ID_VALID, &id) == 0 }
+}
+
+/// Answers notification `id`: the system call returns `value`, or fails with the errno.
+pub fn respond(listener: i32, id: u64, result: Result<i64, i32>) {
+    let (val, error) = match result {
+        Ok(value) => (value, 0),
+        Err(code) => (0, -code),
+    };
+    let mut resp = libc::seccomp_notif_resp {
+        id,
+        val,
+        error,
+        flags: 0,
+    };
+    let saved = errno();
+    // SAFETY: resp is a valid seccomp_notif_resp.
+    unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_SEND, &mut resp) };
+    set_errno(saved);
+}
+
+/// Lets notification `id` run as the target made it. Only for calls whose decision does not
+/// matter (a `connect` on a non-IP socket): the target could change its arguments afterwards.
+pub fn let_through(listener: i32, id: u64) {
+    let mut resp = libc::seccomp_notif_resp {
+        id,
+        val: 0,
+        error: 0,
+        flags: libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32,
+    };
+    // SAFETY: resp is a valid seccomp_notif_resp.
+    unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_SEND, &mut resp) };
+}
+
+/// Copies `len` bytes at `address` out of process `pid`.
+pub fn read_memory(pid: u32, address: u64, len: usize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    let local = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: len,
+    };
+    let remote = libc::iovec {
+        iov_base: address as *mut libc::c_void,
+        iov_len: len,
+    };
+    // SAFETY: local covers buf; the kernel checks the remote range against the target.
+    let n = unsafe { libc::process_vm_readv(pid as libc::pid_t, &local, 1, &remote, 1, 0) };
+    if n < 0 {
+        return Err(io::Error::from_raw_os_error(errno()));
+    }
+    buf.truncate(n as usize);
+    Ok(buf)
+}
+
+/// A copy of file descriptor `fd` of process `pid` (the same open file: a socket shared with
+/// the target), close-on-exec.
+pub fn copy_fd(pid: u32, fd: i32) -> io::Result<i32> {
+    // SAFETY: pidfd_open takes a pid and flags.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if pidfd < 0 {
+        return Err(io::Error::from_raw_os_error(errno()));
+    }
+    // SAFETY: pidfd_getfd takes a pidfd, a target fd and flags.
+    let copy = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd as i32, fd, 0) };
+    let result = if copy < 0 {
+        Err(io::Error::from_raw_os_error(errno()))
+    } else {
+        Ok(copy as i32)
+    };
+    super::close(pidfd as i32);
+    result
+}

@@ -1,0 +1,220 @@
+//! `mcp-redirect run --mode supervise`: programs LD_PRELOAD cannot enter (here a static binary
+//! compiled by the test) are decided by the seccomp supervisor with the same rules, gateways and
+//! log; a program flipping its sockaddr during the check gets nowhere; the whole process tree is
+//! covered; io_uring is refused so that runtimes fall back.
+
+mod support;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use support::*;
+
+const CLI: &str = env!("CARGO_BIN_EXE_mcp-redirect");
+
+fn compile_static(scratch: &Scratch, name: &str) -> PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/c")
+        .join(format!("{name}.c"));
+    let binary = scratch.dir.join(name);
+    let status = Command::new("cc")
+        .args(["-static", "-O1", "-pthread", "-o"])
+        .arg(&binary)
+        .arg(&source)
+        .status()
+        .expect("cc");
+    assert!(status.success(), "cc -static {}", source.display());
+    binary
+}
+
+/// The tool, in the tests' private mount namespace.
+fn cli(args: &[&str]) -> Run {
+    library();
+    let mut full = vec![CLI];
+    full.extend_from_slice(args);
+    Run::new(full[0], &full[1..]).without_preload()
+}
+
+/// A listener that counts the connections it accepts.
+fn counting_listener(ip: &str) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind((ip, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            seen.fetch_add(1, Ordering::Relaxed);
+            drop(stream);
+        }
+    });
+    (addr, count)
+}
+
+#[test]
+fn a_static_binary_is_decided_by_the_supervisor() {
+    let origin = Origin::start("origin");
+    let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
+    let scratch = Scratch::new("supervise-static");
+    let binary = compile_static(&scratch, "sconn");
+    let config = scratch.config(&format!(
+        "default = \"deny\"\n[log]\npath = \"{}\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"{}\"]\n[[rules]]\ncidr = \"10.1.0.0/16\"\nvia = \"corp\"\n[[rules]]\ncidr = \"127.0.0.1/32\"\nport = {}\naction = \"direct\"\n",
+        scratch.log_path().display(),
+        proxy.addr,
+        origin.addr.port()
+    ));
+    let port = origin.addr.port().to_string();
+    // auto mode sees a static binary and supervises it.
+    let out = cli(&[
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+        "--",
+        binary.to_str().unwrap(),
+        "10.1.2.3",
+        "80",
+        "127.0.0.1",
+        &port,
+        "10.9.9.9",
+        "80",
+    ])
+    .output();
+    assert_eq!(
+        out.success().lines().collect::<Vec<_>>(),
+        [
+            "ok hello from origin",
+            "ok hello from origin",
+            &libc::EACCES.to_string()
+        ]
+    );
+    assert_eq!(proxy.request_lines(), ["CONNECT 10.1.2.3:80 HTTP/1.1"]);
+    let log = scratch.log();
+    let connects = events(&log, "connect");
+    assert_eq!(connects.len(), 3);
+    assert!(
+        connects
+            .iter()
+            .all(|e| e["via"] == "supervisor" && e["exe"] == "sconn"),
+        "{log:#?}"
+    );
+    let actions: Vec<_> = connects
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["gateway", "direct", "deny"]);
+}
+
+#[test]
+fn flipping_the_address_during_the_check_never_reaches_the_denied_listener() {
+    let (allowed, allowed_count) = counting_listener("127.0.0.1");
+    let (denied, denied_count) = counting_listener("127.0.0.2");
+    let scratch = Scratch::new("supervise-toctou");
+    let binary = compile_static(&scratch, "toctou");
+    let config = scratch.config(&format!(
+        "default = \"deny\"\n[log]\npath = \"off\"\n[[rules]]\ncidr = \"127.0.0.1/32\"\nport = {}\naction = \"direct\"\n",
+        allowed.port()
+    ));
+    let out = cli(&[
+        "run",
+        "--mode",
+        "supervise",
+        "--config",
+        config.to_str().unwrap(),
+        "--",
+        binary.to_str().unwrap(),
+        "127.0.0.1",
+        &allowed.port().to_string(),
+        "127.0.0.2",
+        &denied.port().to_string(),
+        "2000",
+    ])
+    .output();
+    let succeeded: usize = out.success().trim().parse().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(
+        denied_count.load(Ordering::Relaxed),
+        0,
+        "the denied listener was reached"
+    );
+    assert_eq!(allowed_count.load(Ordering::Relaxed), succeeded);
+    assert!(succeeded > 0, "some connects went through, as allowed");
+}
+
+#[test]
+fn the_whole_tree_is_covered_and_io_uring_is_refused() {
+    let origin = Origin::start("origin");
+    let scratch = Scratch::new("supervise-tree");
+    let config = scratch.config(&format!(
+        "default = \"deny\"\n[log]\npath = \"{}\"\n[[rules]]\ncidr = \"127.0.0.1/32\"\nport = {}\naction = \"direct\"\n",
+        scratch.log_path().display(),
+        origin.addr.port()
+    ));
+    // A shell (forked by the supervised program) runs curl twice: allowed, then denied.
+    let script = format!(
+        "curl -s --max-time 5 http://127.0.0.1:{}/; echo; curl -s --max-time 5 http://127.0.0.1:{}/ || echo \"denied $?\"",
+        origin.addr.port(),
+        closed_port().port()
+    );
+    let out = cli(&[
+        "run",
+        "--mode",
+        "supervise",
+        "--config",
+        config.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ])
+    .output();
+    assert_eq!(
+        out.success().lines().collect::<Vec<_>>(),
+        ["hello from origin", "denied 7"]
+    );
+    let log = scratch.log();
+    let by_curl: Vec<_> = events(&log, "connect")
+        .into_iter()
+        .filter(|e| e["exe"] == "curl")
+        .collect();
+    assert_eq!(by_curl.len(), 2);
+    assert!(by_curl.iter().all(|e| e["via"] == "supervisor"));
+
+    let probe = "import ctypes, os; libc = ctypes.CDLL(None, use_errno=True); rc = libc.syscall(425, 8, ctypes.create_string_buffer(120)); print(rc, ctypes.get_errno())";
+    let out = cli(&[
+        "run",
+        "--mode",
+        "supervise",
+        "--config",
+        config.to_str().unwrap(),
+        "--",
+        "python3",
+        "-c",
+        probe,
+    ])
+    .output();
+    assert_eq!(out.success().trim(), format!("-1 {}", libc::ENOSYS));
+}
+
+#[test]
+fn dry_run_says_which_mode() {
+    let scratch = Scratch::new("supervise-dry");
+    let binary = compile_static(&scratch, "sconn");
+    let config = scratch.config("default = \"direct\"\n");
+    let out = cli(&[
+        "run",
+        "--dry-run",
+        "--config",
+        config.to_str().unwrap(),
+        "--",
+        binary.to_str().unwrap(),
+    ])
+    .output();
+    let text = out.success();
+    assert!(text.starts_with("mode: supervise\n"), "{text}");
+    assert!(
+        !text.contains("libmcp_redirect.so"),
+        "no preload under the supervisor: {text}"
+    );
+}
