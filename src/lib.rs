@@ -16,6 +16,7 @@
 //! - [`connect`]: what happens to one intercepted `connect()` (or fast-open send, or datagram in
 //!   strict mode): decide, act, log.
 //! - [`lookup`]: what happens to one intercepted name lookup: fake or real answer, log.
+//! - [`dns`]: the DNS wire format (SRV discovery, the supervisor's resolver).
 //! - [`log`]: the JSON-lines security event and its `O_APPEND` writer.
 //! - [`runtime`]: the process-wide state: an immutable snapshot, loaded lazily on the first
 //!   hooked call and swapped when the config file changes.
@@ -23,6 +24,7 @@
 
 pub mod config;
 pub mod connect;
+pub mod dns;
 pub mod gateway;
 pub mod hooks;
 pub mod log;

@@ -37,7 +37,12 @@ pub fn on_lookup(name: &[u8]) -> Answer {
     let Some(current) = runtime::get() else {
         return Answer::PassThrough;
     };
-    let rt: &Runtime = &current;
+    decide_lookup(&current, name)
+}
+
+/// The lookup decision with a given state: used inside the program (`on_lookup`) and by the
+/// supervisor's resolver outside it.
+pub fn decide_lookup(rt: &Runtime, name: &[u8]) -> Answer {
     let fail_closed = matches!(rt.mode, Mode::FailClosed(_));
     if !(rt.mode == Mode::Active || fail_closed) {
         return Answer::PassThrough;
@@ -132,11 +137,15 @@ pub fn raw_dns_allowed(name: &[u8], via: &'static str) -> bool {
 /// For `RealOrFake` after DNS found nothing: the fake address that stands in, so that the
 /// gateway resolves a name only it knows.
 pub fn fake_fallback(host: &str, decision: Decision) -> Result<FakeAnswer, i32> {
-    let note = "DNS had no answer; a fake address stands in for the gateway to resolve";
     let Some(current) = runtime::get() else {
         return Err(libc::EAI_FAIL);
     };
-    let rt: &Runtime = &current;
+    fake_fallback_in(&current, host, decision)
+}
+
+/// `fake_fallback` with a given state.
+pub fn fake_fallback_in(rt: &Runtime, host: &str, decision: Decision) -> Result<FakeAnswer, i32> {
+    let note = "DNS had no answer; a fake address stands in for the gateway to resolve";
     fake_for(rt, host, decision, Some(note))
 }
 
@@ -184,7 +193,11 @@ pub fn remember(host: &str, decision: Decision, addrs: &[IpAddr], rc: i32) {
     let Some(current) = runtime::get() else {
         return;
     };
-    let rt: &Runtime = &current;
+    remember_in(&current, host, decision, addrs, rc);
+}
+
+/// `remember` with a given state.
+pub fn remember_in(rt: &Runtime, host: &str, decision: Decision, addrs: &[IpAddr], rc: i32) {
     for addr in addrs {
         rt.resolver.memory.remember(*addr, host);
     }

@@ -218,3 +218,68 @@ fn dry_run_says_which_mode() {
         "no preload under the supervisor: {text}"
     );
 }
+
+#[test]
+fn a_go_program_with_its_own_resolver_reaches_routed_names_through_the_gateway() {
+    let origin = Origin::start("origin");
+    let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
+    let scratch = Scratch::new("supervise-go");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/go/fetch.go");
+    let binary = scratch.dir.join("fetch");
+    let status = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&binary)
+        .arg(&source)
+        .env("CGO_ENABLED", "0")
+        .env("GOCACHE", scratch.dir.join("gocache"))
+        .env("GOPATH", scratch.dir.join("gopath"))
+        .env("GOFLAGS", "-mod=mod")
+        .env("GO111MODULE", "off")
+        .status()
+        .expect("go (golang-go) is needed for this test");
+    assert!(status.success(), "go build");
+    let config = scratch.config(&format!(
+        "default = \"deny\"\n[log]\npath = \"{}\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"{}\"]\n[[rules]]\nhost = \"*.corp.test\"\nvia = \"corp\"\n[[rules]]\nhost = \"denied.test\"\naction = \"deny\"\n",
+        scratch.log_path().display(),
+        proxy.addr
+    ));
+    let routed = format!("http://name.corp.test:{}/", origin.addr.port());
+    let denied = format!("http://denied.test:{}/", origin.addr.port());
+    // auto mode: a Go binary goes to the supervisor. Its DNS goes to 127.0.0.1:53 (the test's
+    // resolv.conf), which nothing serves: only the supervisor's resolver can answer.
+    let out = cli(&[
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+        "--",
+        binary.to_str().unwrap(),
+        &routed,
+        &denied,
+    ])
+    .output();
+    let lines: Vec<String> = out.success().lines().map(str::to_string).collect();
+    assert_eq!(lines[0], "ok hello from origin", "{}", out.describe());
+    assert!(
+        lines[1].starts_with("error") && lines[1].contains("permission denied"),
+        "{}",
+        lines[1]
+    );
+    assert_eq!(
+        proxy.request_lines(),
+        [format!(
+            "CONNECT name.corp.test:{} HTTP/1.1",
+            origin.addr.port()
+        )]
+    );
+    let log = scratch.log();
+    assert!(events(&log, "resolve")
+        .iter()
+        .any(|e| e["host"] == "name.corp.test" && e["answer"].is_string()));
+    let connects = events(&log, "connect");
+    assert!(connects.iter().any(|e| e["host"] == "name.corp.test"
+        && e["via"] == "supervisor"
+        && e["action"] == "gateway"));
+    assert!(connects
+        .iter()
+        .any(|e| e["host"] == "denied.test" && e["action"] == "deny"));
+}

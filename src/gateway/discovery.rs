@@ -19,6 +19,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwapOption;
 
 use crate::config::DiscoveryConfig;
+use crate::dns::Reader;
 use crate::sys::{self, socket};
 
 const TYPE_A: u16 = 1;
@@ -187,6 +188,15 @@ pub fn rfc2782_order(targets: &[SrvTarget], mut random: u64) -> Vec<&SrvTarget> 
     ordered
 }
 
+/// A query for `name` of type `qtype`, for tests of the wire format elsewhere.
+#[cfg(test)]
+pub fn encode_query_for_test(id: u16, name: &str, qtype: u16) -> Vec<u8> {
+    let mut query = encode_query(id, name).expect("a valid name");
+    let at = query.len() - 4;
+    query[at..at + 2].copy_from_slice(&qtype.to_be_bytes());
+    query
+}
+
 fn encode_query(id: u16, name: &str) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(18 + name.len());
     out.extend_from_slice(&id.to_be_bytes());
@@ -220,70 +230,8 @@ struct Parsed {
     addresses: Vec<(String, IpAddr)>,
 }
 
-/// A cursor over a DNS message; every read is checked.
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl Reader<'_> {
-    fn bytes(&mut self, n: usize) -> Result<&[u8], String> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|&e| e <= self.buf.len())
-            .ok_or("the DNS answer is truncated")?;
-        let slice = &self.buf[self.pos..end];
-        self.pos = end;
-        Ok(slice)
-    }
-    fn u16(&mut self) -> Result<u16, String> {
-        let b = self.bytes(2)?;
-        Ok(u16::from_be_bytes([b[0], b[1]]))
-    }
-    fn u32(&mut self) -> Result<u32, String> {
-        let b = self.bytes(4)?;
-        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    }
-    /// A possibly compressed name.
-    fn name(&mut self) -> Result<String, String> {
-        let mut labels: Vec<String> = Vec::new();
-        let mut pos = self.pos;
-        let mut jumped = false;
-        for _ in 0..128 {
-            let len = *self.buf.get(pos).ok_or("the DNS answer is truncated")? as usize;
-            if len & 0xc0 == 0xc0 {
-                let low = *self.buf.get(pos + 1).ok_or("the DNS answer is truncated")? as usize;
-                if !jumped {
-                    self.pos = pos + 2;
-                }
-                jumped = true;
-                let target = ((len & 0x3f) << 8) | low;
-                if target >= pos || labels.len() > 127 {
-                    return Err("a DNS name points forward or loops".into());
-                }
-                pos = target;
-                continue;
-            }
-            if len == 0 {
-                if !jumped {
-                    self.pos = pos + 1;
-                }
-                return Ok(labels.join("."));
-            }
-            let label = self
-                .buf
-                .get(pos + 1..pos + 1 + len)
-                .ok_or("the DNS answer is truncated")?;
-            labels.push(String::from_utf8_lossy(label).to_ascii_lowercase());
-            pos += 1 + len;
-        }
-        Err("a DNS name is too long".into())
-    }
-}
-
 fn parse(buf: &[u8], id: u16) -> Result<Parsed, String> {
-    let mut r = Reader { buf, pos: 0 };
+    let mut r = Reader::new(buf);
     if r.u16()? != id {
         return Err("the DNS answer is for another query".into());
     }
@@ -307,14 +255,14 @@ fn parse(buf: &[u8], id: u16) -> Result<Parsed, String> {
         for _ in 0..count {
             let owner = r.name()?;
             let (kind, class, ttl, length) = (r.u16()?, r.u16()?, r.u32()?, r.u16()? as usize);
-            let start = r.pos;
+            let start = r.position();
             let data = r.bytes(length)?;
             if class != CLASS_IN {
                 continue;
             }
             match kind {
                 TYPE_SRV if length >= 7 => {
-                    let mut rd = Reader { buf, pos: start };
+                    let mut rd = Reader::at(buf, start);
                     let (priority, weight, port) = (rd.u16()?, rd.u16()?, rd.u16()?);
                     let target = rd.name()?;
                     if port != 0 && !target.is_empty() {

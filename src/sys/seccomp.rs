@@ -199,18 +199,39 @@ pub fn read_memory(pid: u32, address: u64, len: usize) -> io::Result<Vec<u8>> {
 /// A copy of file descriptor `fd` of process `pid` (the same open file: a socket shared with
 /// the target), close-on-exec.
 pub fn copy_fd(pid: u32, fd: i32) -> io::Result<i32> {
-    // SAFETY: pidfd_open takes a pid and flags.
-    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    if pidfd < 0 {
-        return Err(io::Error::from_raw_os_error(errno()));
-    }
+    let pidfd = pidfd_open(pid).or_else(|e| {
+        // The notification names the calling thread; pidfd_open wants a thread-group leader
+        // (before Linux 6.9 always, EINVAL or ENOENT by version). The fd table is the group's.
+        match thread_group_of(pid) {
+            Some(leader) if leader != pid => pidfd_open(leader),
+            _ => Err(e),
+        }
+    })?;
     // SAFETY: pidfd_getfd takes a pidfd, a target fd and flags.
-    let copy = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd as i32, fd, 0) };
+    let copy = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd, fd, 0) };
     let result = if copy < 0 {
         Err(io::Error::from_raw_os_error(errno()))
     } else {
         Ok(copy as i32)
     };
-    super::close(pidfd as i32);
+    super::close(pidfd);
     result
+}
+
+fn pidfd_open(pid: u32) -> io::Result<i32> {
+    // SAFETY: pidfd_open takes a pid and flags.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if pidfd < 0 {
+        return Err(io::Error::from_raw_os_error(errno()));
+    }
+    Ok(pidfd as i32)
+}
+
+/// The thread-group (process) id of thread `tid`, from `/proc/<tid>/status`.
+fn thread_group_of(tid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Tgid:"))
+        .and_then(|value| value.trim().parse().ok())
 }
