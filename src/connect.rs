@@ -215,17 +215,26 @@ pub fn on_datagram(fd: i32, dst: SocketAddr) -> Result<(), i32> {
     let Some(current) = runtime::get() else {
         return Ok(());
     };
-    let rt: &Runtime = &current;
+    let caller = Caller {
+        exe: &current.exe,
+        via: None,
+    };
+    decide_datagram(&current, caller, fd, dst)
+}
+
+/// `on_datagram` with a given state and caller (the supervisor's).
+pub fn decide_datagram(
+    rt: &Runtime,
+    caller: Caller<'_>,
+    fd: i32,
+    dst: SocketAddr,
+) -> Result<(), i32> {
     let checked = matches!(rt.mode, Mode::Active | Mode::FailClosed(_)) && rt.strict;
     if !checked || socket::socket_type(fd) != Some(libc::SOCK_DGRAM) {
         return Ok(());
     }
     let ip = dst.ip().to_canonical();
     let known = rt.resolver.names_of(ip);
-    let caller = Caller {
-        exe: &rt.exe,
-        via: None,
-    };
     if matches!(known, KnownNames::None) && rt.resolver.fake.in_range(ip) {
         return Err(stale_fake(rt, caller, "udp", dst));
     }
@@ -254,9 +263,10 @@ pub fn on_datagram(fd: i32, dst: SocketAddr) -> Result<(), i32> {
             gateway,
             result: LogResult::Errno(libc::EACCES),
             error: Some("datagram refused (strict): UDP cannot go through a gateway"),
+            via: caller.via,
             ..Default::default()
         },
-        &rt.exe,
+        caller.exe,
     );
     Err(libc::EACCES)
 }

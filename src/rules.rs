@@ -390,6 +390,15 @@ pub enum ResolvePlan {
     RealOrFake(Decision),
 }
 
+impl ResolvePlan {
+    /// The decision the plan was made with.
+    pub fn decision(self) -> Decision {
+        match self {
+            ResolvePlan::Real(d) | ResolvePlan::Fake(d) | ResolvePlan::RealOrFake(d) => d,
+        }
+    }
+}
+
 /// The ordered rules and the default.
 pub struct RuleTable {
     rules: Vec<Rule>,

@@ -283,3 +283,96 @@ fn a_go_program_with_its_own_resolver_reaches_routed_names_through_the_gateway()
         .iter()
         .any(|e| e["host"] == "denied.test" && e["action"] == "deny"));
 }
+
+/// A UDP socket on `ip` that collects what it receives.
+fn udp_listener(ip: &str) -> (SocketAddr, Arc<std::sync::Mutex<Vec<String>>>) {
+    let socket = std::net::UdpSocket::bind((ip, 0)).unwrap();
+    let addr = socket.local_addr().unwrap();
+    let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = received.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while let Ok(n) = socket.recv(&mut buf) {
+            seen.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    });
+    (addr, received)
+}
+
+#[test]
+fn sends_that_carry_an_address_are_decided_too() {
+    let origin = Origin::start("origin");
+    let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
+    let (denied_tcp, denied_connections) = counting_listener("127.0.0.2");
+    let (allowed_udp, allowed_datagrams) = udp_listener("127.0.0.1");
+    let (denied_udp, denied_datagrams) = udp_listener("127.0.0.2");
+    let scratch = Scratch::new("supervise-send");
+    let binary = compile_static(&scratch, "ssend");
+    // Everything is on loopback: 127.0.0.3 is routed, 127.0.0.1 direct, the rest denied, and
+    // strict mode checks datagrams.
+    let config = scratch.config(&format!(
+        "default = \"deny\"\nstrict = true\n[log]\npath = \"{}\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"{}\"]\n[[rules]]\ncidr = \"127.0.0.3/32\"\nvia = \"corp\"\n[[rules]]\ncidr = \"127.0.0.1/32\"\naction = \"direct\"\n[[rules]]\nhost = \"denied.test\"\naction = \"deny\"\n",
+        scratch.log_path().display(),
+        proxy.addr,
+    ));
+    let ssend = |args: &[&str]| {
+        let mut full = vec!["run", "--config", config.to_str().unwrap(), "--"];
+        full.push(binary.to_str().unwrap());
+        full.extend_from_slice(args);
+        let out = cli(&full).output();
+        out.success().trim_end().to_string()
+    };
+    let port = |addr: SocketAddr| addr.port().to_string();
+    let eacces = libc::EACCES.to_string();
+
+    // TCP Fast Open opens a connection without connect(): decided like one.
+    assert_eq!(ssend(&["tfo", "127.0.0.3", "80"]), "ok hello from origin");
+    assert_eq!(proxy.request_lines(), ["CONNECT 127.0.0.3:80 HTTP/1.1"]);
+    assert_eq!(
+        ssend(&["tfo", "127.0.0.1", &port(origin.addr)]),
+        "ok hello from origin"
+    );
+    assert_eq!(ssend(&["tfo", "127.0.0.2", &port(denied_tcp)]), eacces);
+
+    // Datagrams: sendto, sendmsg (two iovecs) and sendmmsg, each destination checked.
+    assert_eq!(ssend(&["udp", "127.0.0.1", &port(allowed_udp)]), "sent 4");
+    assert_eq!(ssend(&["msg", "127.0.0.1", &port(allowed_udp)]), "sent 4");
+    assert_eq!(ssend(&["udp", "127.0.0.2", &port(denied_udp)]), eacces);
+    assert_eq!(ssend(&["msg", "127.0.0.2", &port(denied_udp)]), eacces);
+    assert_eq!(
+        ssend(&[
+            "mmsg",
+            "127.0.0.1",
+            &port(allowed_udp),
+            "127.0.0.2",
+            &port(denied_udp)
+        ]),
+        "sent 1 lens 5 0"
+    );
+    // A resolver of its own on an unconnected socket (musl's): a denied name never leaves.
+    assert_eq!(ssend(&["dns", "denied.test"]), eacces);
+
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(
+        *allowed_datagrams.lock().unwrap(),
+        ["ping", "ping", "first"]
+    );
+    assert!(denied_datagrams.lock().unwrap().is_empty());
+    assert_eq!(denied_connections.load(Ordering::Relaxed), 0);
+    let log = scratch.log();
+    let connects = events(&log, "connect");
+    let tcp: Vec<_> = connects
+        .iter()
+        .filter(|e| e["proto"] == "tcp")
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(tcp, ["gateway", "direct", "deny"], "{log:#?}");
+    let refused_udp = connects.iter().filter(|e| e["proto"] == "udp").count();
+    assert_eq!(refused_udp, 3, "{log:#?}");
+    assert!(
+        connects.iter().all(|e| e["via"] == "supervisor"),
+        "{log:#?}"
+    );
+}

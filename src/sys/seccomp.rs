@@ -24,6 +24,9 @@ const SECCOMP_RET_KILL_PROCESS: u32 = 0x8000_0000;
 /// Offsets in `struct seccomp_data`.
 const OFFSET_NR: u32 = 0;
 const OFFSET_ARCH: u32 = 4;
+const OFFSET_ARGS: u32 = 16;
+#[cfg(not(target_endian = "little"))]
+compile_error!("the seccomp argument check reads the low word first");
 
 fn statement(code: u16, k: u32) -> libc::sock_filter {
     libc::sock_filter {
@@ -53,7 +56,15 @@ impl Filter {
     /// runtimes fall back: `io_uring_setup`), allows everything else. A system call of another
     /// architecture (an x32 or 32-bit call on x86_64) kills the process: it could otherwise
     /// reach `connect` under another number.
-    pub fn new(notify: &[libc::c_long], refuse: &[libc::c_long]) -> Filter {
+    ///
+    /// `notify_with_arg` lists (system call, argument index) pairs sent to the supervisor only
+    /// when that argument is not zero, decided in the kernel: `sendto` without an address (every
+    /// `send()`) then runs at full speed.
+    pub fn new(
+        notify: &[libc::c_long],
+        notify_with_arg: &[(libc::c_long, u32)],
+        refuse: &[libc::c_long],
+    ) -> Filter {
         let mut program = vec![
             statement(BPF_LD_W_ABS, OFFSET_ARCH),
             jump_if_equal(AUDIT_ARCH, 1, 0),
@@ -74,6 +85,20 @@ impl Filter {
         for &nr in notify {
             program.push(jump_if_equal(nr as u32, 0, 1));
             program.push(statement(BPF_RET_K, libc::SECCOMP_RET_USER_NOTIF));
+        }
+        for &(nr, arg) in notify_with_arg {
+            // Both halves of the 64-bit argument (little-endian: low word first); the
+            // accumulator no longer holds the number after, so every path returns.
+            let low = OFFSET_ARGS + 8 * arg;
+            program.extend([
+                jump_if_equal(nr as u32, 0, 6),
+                statement(BPF_LD_W_ABS, low),
+                jump_if_equal(0, 0, 3),
+                statement(BPF_LD_W_ABS, low + 4),
+                jump_if_equal(0, 0, 1),
+                statement(BPF_RET_K, SECCOMP_RET_ALLOW),
+                statement(BPF_RET_K, libc::SECCOMP_RET_USER_NOTIF),
+            ]);
         }
         for &nr in refuse {
             program.push(jump_if_equal(nr as u32, 0, 1));
@@ -194,6 +219,28 @@ pub fn read_memory(pid: u32, address: u64, len: usize) -> io::Result<Vec<u8>> {
     }
     buf.truncate(n as usize);
     Ok(buf)
+}
+
+/// Writes `bytes` at `address` in process `pid` (a result the system call hands back in the
+/// caller's memory, such as `sendmmsg`'s `msg_len`).
+pub fn write_memory(pid: u32, address: u64, bytes: &[u8]) -> io::Result<()> {
+    let local = libc::iovec {
+        iov_base: bytes.as_ptr().cast_mut().cast(),
+        iov_len: bytes.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: address as *mut libc::c_void,
+        iov_len: bytes.len(),
+    };
+    // SAFETY: local covers bytes; the kernel checks the remote range against the target.
+    let n = unsafe { libc::process_vm_writev(pid as libc::pid_t, &local, 1, &remote, 1, 0) };
+    if n < 0 {
+        return Err(io::Error::from_raw_os_error(errno()));
+    }
+    if n as usize != bytes.len() {
+        return Err(io::Error::from_raw_os_error(libc::EFAULT));
+    }
+    Ok(())
 }
 
 /// A copy of file descriptor `fd` of process `pid` (the same open file: a socket shared with

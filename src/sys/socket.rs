@@ -214,6 +214,12 @@ impl RawSockAddr {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+
+    /// The address as the bytes a system call takes.
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: storage is plain data at least len bytes long.
+        unsafe { std::slice::from_raw_parts(self.as_ptr().cast(), self.len as usize) }
+    }
 }
 
 /// `getsockname`: the socket's own address.

@@ -1,0 +1,483 @@
+//! The intercepted system calls: `connect` and the sends that carry an address, decided with
+//! the library's own code on a copy of the caller's socket (`pidfd_getfd`: the same open
+//! socket), and performed by us on that copy with what we checked. The call returns our result.
+//!
+//! A decided call is never let through as the program made it: a thread of the program could
+//! change the address in memory after we read it. Let through (`SECCOMP_USER_NOTIF_FLAG_CONTINUE`)
+//! are only calls whose outcome no address changes: anything on a non-IP socket, and sends on
+//! a TCP socket without `MSG_FASTOPEN` (TCP ignores a send's address).
+//!
+//! Sends: `sendto` reaches us only with an address (the filter checks that in the kernel, so
+//! `send()` costs nothing); `sendmsg` and `sendmmsg` always, since their address is in memory.
+//! A TCP Fast Open send is decided like a connect; a datagram is checked as the library checks
+//! one (`strict = true` refuses routed and denied destinations) and, when it is a DNS query,
+//! the name is decided and its addresses learnt, so the connect that follows is decided by name.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use mcp_redirect::connect::{self, Act, Caller, Outcome};
+use mcp_redirect::dns;
+use mcp_redirect::lookup::{self, Answer};
+use mcp_redirect::rules::Action;
+use mcp_redirect::runtime::Runtime;
+use mcp_redirect::sys::seccomp;
+use mcp_redirect::sys::socket::{self, AddrArg, RawSockAddr};
+
+use super::resolver::{self, Resolver};
+
+/// Largest socket address we read out of a caller (sockaddr_storage).
+const MAX_SOCKADDR: usize = 128;
+/// Most bytes we copy out of one message: a datagram's largest. A bigger TCP Fast Open send
+/// is sent in part, which a stream send may always do.
+const MAX_PAYLOAD: usize = 65_536;
+/// Most iovecs and `sendmmsg` messages one call may carry (the kernel's `UIO_MAXIOV`).
+const MAX_VECTORS: usize = 1024;
+/// Most ancillary bytes per message (above the kernel's default `optmem_max`).
+const MAX_CONTROL: usize = 65_536;
+/// `struct msghdr` and `struct mmsghdr` on 64-bit Linux.
+const MSGHDR_SIZE: usize = std::mem::size_of::<libc::msghdr>();
+const MMSGHDR_SIZE: usize = std::mem::size_of::<libc::mmsghdr>();
+
+/// A receiver: waits for notifications and decides each on a thread of its own.
+pub fn serve(listener: i32, runtime: Arc<Runtime>, resolver: Arc<Resolver>) {
+    while let Ok(notif) = seccomp::receive(listener) {
+        let (runtime, resolver) = (runtime.clone(), resolver.clone());
+        let spawned =
+            std::thread::Builder::new().spawn(move || handle(listener, &runtime, &resolver, notif));
+        if spawned.is_err() {
+            seccomp::respond(listener, notif.id, Err(libc::EAGAIN));
+        }
+    }
+}
+
+/// What the intercepted call does.
+enum Reply {
+    /// It returns this value, or fails with this errno.
+    Return(Result<i64, i32>),
+    /// It runs as the program made it (its outcome does not depend on what we could check).
+    Continue,
+    /// The call is no longer pending (the thread was interrupted or died): nothing to answer.
+    Gone,
+}
+
+fn handle(listener: i32, rt: &Runtime, resolver: &Resolver, notif: libc::seccomp_notif) {
+    let call = Call {
+        listener,
+        notif: &notif,
+    };
+    let reply = match i64::from(notif.data.nr) {
+        libc::SYS_connect => on_connect(rt, resolver, &call),
+        libc::SYS_sendto | libc::SYS_sendmsg | libc::SYS_sendmmsg => on_send(rt, &call),
+        _ => Reply::Return(Err(libc::ENOSYS)),
+    };
+    match reply {
+        Reply::Return(result) => seccomp::respond(listener, notif.id, result),
+        Reply::Continue => seccomp::let_through(listener, notif.id),
+        Reply::Gone => {}
+    }
+}
+
+/// One pending system call of the program.
+struct Call<'a> {
+    listener: i32,
+    notif: &'a libc::seccomp_notif,
+}
+
+impl Call<'_> {
+    fn arg(&self, index: usize) -> u64 {
+        self.notif.data.args[index]
+    }
+
+    fn read(&self, address: u64, len: usize) -> Result<Vec<u8>, i32> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        seccomp::read_memory(self.notif.pid, address, len).map_err(|_| libc::EFAULT)
+    }
+
+    /// Whether the call is still pending: what we read from its memory is its own only then.
+    fn still_pending(&self) -> bool {
+        seccomp::still_valid(self.listener, self.notif.id)
+    }
+
+    /// Our copy of the caller's socket `fd`, closed when dropped.
+    fn socket(&self, fd: u64) -> Result<OwnedCopy, i32> {
+        seccomp::copy_fd(self.notif.pid, fd as i32)
+            .map(OwnedCopy)
+            .map_err(|e| e.raw_os_error().unwrap_or(libc::EBADF))
+    }
+
+    fn caller_exe(&self) -> String {
+        exe_name(self.notif.pid)
+    }
+}
+
+/// A file descriptor of ours, closed on drop.
+struct OwnedCopy(i32);
+
+impl Drop for OwnedCopy {
+    fn drop(&mut self) {
+        mcp_redirect::sys::close(self.0);
+    }
+}
+
+/// `connect(fd, addr, len)`.
+fn on_connect(rt: &Runtime, resolver: &Resolver, call: &Call<'_>) -> Reply {
+    let len = (call.arg(2) as usize).min(MAX_SOCKADDR);
+    let bytes = match call.read(call.arg(1), len) {
+        Ok(bytes) => bytes,
+        Err(code) => return Reply::Return(Err(code)),
+    };
+    if !call.still_pending() {
+        return Reply::Gone;
+    }
+    let dst = match classify(&bytes) {
+        AddrArg::Inet(dst) => dst,
+        AddrArg::Malformed => return Reply::Return(Err(libc::EINVAL)),
+        AddrArg::Other => return Reply::Continue,
+    };
+    let copy = match call.socket(call.arg(0)) {
+        Ok(copy) => copy,
+        Err(code) => return Reply::Return(Err(code)),
+    };
+    let result = if dst.port() == 53 {
+        // DNS, wherever the program meant to send it: to our resolver.
+        resolver.connect(copy.0, dst).map(|_| 0)
+    } else {
+        let exe = call.caller_exe();
+        let mut direct = |to: &SocketAddr| connect_once(copy.0, to);
+        let mut tunneled = || Ok(0);
+        decide(rt, &exe, copy.0, dst, &mut direct, &mut tunneled)
+    };
+    Reply::Return(result.map(|_| 0))
+}
+
+/// The library's decision and action on our copy of the socket: `direct` with the checked
+/// address, or the gateway's tunnel and then `tunneled`.
+fn decide(
+    rt: &Runtime,
+    exe: &str,
+    fd: i32,
+    dst: SocketAddr,
+    direct: &mut dyn FnMut(&SocketAddr) -> Result<isize, i32>,
+    tunneled: &mut dyn FnMut() -> Result<isize, i32>,
+) -> Result<isize, i32> {
+    let caller = Caller {
+        exe,
+        via: Some("supervisor"),
+    };
+    let act = Act { direct, tunneled };
+    match connect::decide_connect(rt, caller, fd, dst, act) {
+        Outcome::Done(result) => result,
+        // Nothing to decide (nothing configured, or not logged): still ours to make, with the
+        // address we checked, never the caller's own call.
+        Outcome::PassThrough => direct(&dst),
+    }
+}
+
+fn connect_once(fd: i32, to: &SocketAddr) -> Result<isize, i32> {
+    socket::connect_once(fd, to)
+        .map(|()| 0)
+        .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
+}
+
+/// One message of a send, copied out of the caller.
+struct Message {
+    name: Option<Vec<u8>>,
+    data: Vec<u8>,
+    control: Vec<u8>,
+    /// Where `sendmmsg` wants this message's `msg_len`.
+    len_at: Option<u64>,
+}
+
+/// `sendto`, `sendmsg`, `sendmmsg`.
+fn on_send(rt: &Runtime, call: &Call<'_>) -> Reply {
+    let nr = i64::from(call.notif.data.nr);
+    let flags = call.arg(if nr == libc::SYS_sendmsg { 2 } else { 3 }) as i32;
+    let copy = match call.socket(call.arg(0)) {
+        Ok(copy) => copy,
+        Err(code) => return Reply::Return(Err(code)),
+    };
+    let fd = copy.0;
+    let domain = socket::socket_domain(fd);
+    if !matches!(domain, Some(libc::AF_INET | libc::AF_INET6)) {
+        return Reply::Continue;
+    }
+    let stream = socket::socket_type(fd) == Some(libc::SOCK_STREAM);
+    if stream && flags & libc::MSG_FASTOPEN == 0 {
+        return Reply::Continue;
+    }
+    let messages = match read_messages(call, nr) {
+        Ok(messages) => messages,
+        Err(code) => return Reply::Return(Err(code)),
+    };
+    if !call.still_pending() {
+        return Reply::Gone;
+    }
+    let exe = call.caller_exe();
+    let (sent, result) = if stream {
+        fast_open(rt, &exe, fd, &messages, flags)
+    } else {
+        datagrams(rt, &exe, fd, &messages, flags)
+    };
+    if let Err(libc::EPIPE) = result {
+        if flags & libc::MSG_NOSIGNAL == 0 {
+            // We send with MSG_NOSIGNAL; the program would have had its SIGPIPE.
+            // SAFETY: kill with a pid and a signal number.
+            unsafe { libc::kill(call.notif.pid as libc::pid_t, libc::SIGPIPE) };
+        }
+    }
+    if nr != libc::SYS_sendmmsg {
+        return Reply::Return(result.map(|n| n as i64));
+    }
+    // sendmmsg: each sent message's length goes back into the caller's array; the call
+    // returns how many went, or the first one's error.
+    for (message, n) in messages.iter().zip(&sent) {
+        if let Some(at) = message.len_at {
+            let _ = seccomp::write_memory(call.notif.pid, at, &(*n as u32).to_ne_bytes());
+        }
+    }
+    Reply::Return(match (sent.len(), result) {
+        (0, Err(code)) => Err(code),
+        (count, _) => Ok(count as i64),
+    })
+}
+
+/// The messages of a send, out of the caller's memory.
+fn read_messages(call: &Call<'_>, nr: i64) -> Result<Vec<Message>, i32> {
+    match nr {
+        libc::SYS_sendto => {
+            let (buf, len, addr, addrlen) = (call.arg(1), call.arg(2), call.arg(4), call.arg(5));
+            let name = if addr == 0 {
+                None
+            } else {
+                Some(call.read(addr, (addrlen as usize).min(MAX_SOCKADDR))?)
+            };
+            Ok(vec![Message {
+                name,
+                data: call.read(buf, (len as usize).min(MAX_PAYLOAD))?,
+                control: Vec::new(),
+                len_at: None,
+            }])
+        }
+        libc::SYS_sendmsg => Ok(vec![read_message(call, call.arg(1), None)?]),
+        _ => {
+            let (vector, count) = (call.arg(1), (call.arg(2) as usize).min(MAX_VECTORS));
+            (0..count)
+                .map(|i| {
+                    let at = vector + (i * MMSGHDR_SIZE) as u64;
+                    read_message(call, at, Some(at + MSGHDR_SIZE as u64))
+                })
+                .collect()
+        }
+    }
+}
+
+/// One `struct msghdr` at `at`, with its name, data and ancillary data.
+fn read_message(call: &Call<'_>, at: u64, len_at: Option<u64>) -> Result<Message, i32> {
+    let raw = call.read(at, MSGHDR_SIZE)?;
+    if raw.len() != MSGHDR_SIZE {
+        return Err(libc::EFAULT);
+    }
+    // SAFETY: raw holds a msghdr's bytes; its pointers are the caller's, only read from here.
+    let header: libc::msghdr = unsafe { std::ptr::read_unaligned(raw.as_ptr().cast()) };
+    let name = if header.msg_name.is_null() {
+        None
+    } else {
+        let len = (header.msg_namelen as usize).min(MAX_SOCKADDR);
+        Some(call.read(header.msg_name as u64, len)?)
+    };
+    let iovlen = header.msg_iovlen;
+    if iovlen > MAX_VECTORS {
+        return Err(libc::EMSGSIZE);
+    }
+    let iov_bytes = call.read(
+        header.msg_iov as u64,
+        iovlen * std::mem::size_of::<libc::iovec>(),
+    )?;
+    let mut data = Vec::new();
+    for chunk in iov_bytes.chunks_exact(std::mem::size_of::<libc::iovec>()) {
+        // SAFETY: chunk holds an iovec's bytes.
+        let iov: libc::iovec = unsafe { std::ptr::read_unaligned(chunk.as_ptr().cast()) };
+        let room = MAX_PAYLOAD - data.len();
+        if room == 0 {
+            break;
+        }
+        data.extend(call.read(iov.iov_base as u64, iov.iov_len.min(room))?);
+    }
+    let control = if header.msg_control.is_null() {
+        Vec::new()
+    } else {
+        call.read(
+            header.msg_control as u64,
+            header.msg_controllen.min(MAX_CONTROL),
+        )?
+    };
+    Ok(Message {
+        name,
+        data,
+        control,
+        len_at,
+    })
+}
+
+/// A TCP Fast Open send: decided like a connect with the first message's address; the data
+/// goes with the SYN (direct) or after the gateway's tunnel (routed).
+fn fast_open(
+    rt: &Runtime,
+    exe: &str,
+    fd: i32,
+    messages: &[Message],
+    flags: i32,
+) -> (Vec<usize>, Result<isize, i32>) {
+    let Some(first) = messages.first() else {
+        return (Vec::new(), Ok(0));
+    };
+    let plain = (flags & !libc::MSG_FASTOPEN) | libc::MSG_NOSIGNAL;
+    let dst = match first.name.as_deref().map(classify) {
+        Some(AddrArg::Inet(dst)) => dst,
+        Some(AddrArg::Malformed) => return (Vec::new(), Err(libc::EINVAL)),
+        // No IP address: nothing to decide; the kernel refuses or sends on a connected socket.
+        _ => return send_each(fd, messages, flags | libc::MSG_NOSIGNAL, |_| Ok(None)),
+    };
+    let mut direct = |to: &SocketAddr| {
+        let raw = RawSockAddr::new(to);
+        send_one(fd, first, Some(raw.bytes()), flags | libc::MSG_NOSIGNAL)
+    };
+    let mut tunneled = || send_one(fd, first, None, plain);
+    match decide(rt, exe, fd, dst, &mut direct, &mut tunneled) {
+        Ok(n) => {
+            let (mut sent, rest) = send_each(fd, &messages[1..], plain, |_| Ok(None));
+            sent.insert(0, n as usize);
+            (sent, rest.map(|_| n))
+        }
+        Err(code) => (Vec::new(), Err(code)),
+    }
+}
+
+/// Datagrams: each destination checked (strict mode refuses routed and denied ones; a DNS
+/// query is decided by its name), then sent by us to the address we checked.
+fn datagrams(
+    rt: &Runtime,
+    exe: &str,
+    fd: i32,
+    messages: &[Message],
+    flags: i32,
+) -> (Vec<usize>, Result<isize, i32>) {
+    let caller = Caller {
+        exe,
+        via: Some("supervisor"),
+    };
+    send_each(fd, messages, flags | libc::MSG_NOSIGNAL, |message| {
+        let Some(name) = message.name.as_deref() else {
+            return Ok(None);
+        };
+        match classify(name) {
+            AddrArg::Inet(dst) => {
+                if dst.port() == 53 {
+                    learn_query(rt, &message.data)?;
+                }
+                connect::decide_datagram(rt, caller, fd, dst)?;
+                Ok(Some(RawSockAddr::new(&dst).bytes().to_vec()))
+            }
+            AddrArg::Malformed => Err(libc::EINVAL),
+            AddrArg::Other => Ok(Some(name.to_vec())),
+        }
+    })
+}
+
+/// Sends `messages` in order, each to the address `check` gives (`None`: the message's own
+/// lack of one), until one fails: the lengths sent and the last result (the failure, or the
+/// last length).
+fn send_each(
+    fd: i32,
+    messages: &[Message],
+    flags: i32,
+    mut check: impl FnMut(&Message) -> Result<Option<Vec<u8>>, i32>,
+) -> (Vec<usize>, Result<isize, i32>) {
+    let mut sent = Vec::with_capacity(messages.len());
+    let mut last = Ok(0);
+    for message in messages {
+        last = check(message).and_then(|name| send_one(fd, message, name.as_deref(), flags));
+        match last {
+            Ok(n) => sent.push(n as usize),
+            Err(_) => break,
+        }
+    }
+    (sent, last)
+}
+
+/// One `sendmsg` on our copy of the socket.
+fn send_one(fd: i32, message: &Message, name: Option<&[u8]>, flags: i32) -> Result<isize, i32> {
+    let mut iov = libc::iovec {
+        iov_base: message.data.as_ptr().cast_mut().cast(),
+        iov_len: message.data.len(),
+    };
+    // SAFETY: msghdr is plain data; the fields we use are set below.
+    let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
+    header.msg_iov = &mut iov;
+    header.msg_iovlen = 1;
+    if let Some(name) = name {
+        header.msg_name = name.as_ptr().cast_mut().cast();
+        header.msg_namelen = name.len() as libc::socklen_t;
+    }
+    if !message.control.is_empty() {
+        header.msg_control = message.control.as_ptr().cast_mut().cast();
+        header.msg_controllen = message.control.len();
+    }
+    // SAFETY: header points at our own buffers, alive for the call.
+    let n = unsafe { libc::sendmsg(fd, &header, flags) };
+    if n < 0 {
+        Err(mcp_redirect::sys::errno())
+    } else {
+        Ok(n)
+    }
+}
+
+/// A DNS query sent as a datagram by a program with its own resolver that we cannot hand our
+/// resolver's answer (musl's checks that the reply comes from the server it asked): a denied
+/// name is refused (`EACCES`); for the others, we ask the same question of the system's
+/// nameservers and remember the addresses, so the program's connect is decided by name.
+fn learn_query(rt: &Runtime, query: &[u8]) -> Result<(), i32> {
+    let Ok(question) = dns::parse_query(query) else {
+        return Ok(());
+    };
+    if question.qclass != dns::CLASS_IN {
+        return Ok(());
+    }
+    let (host, decision) = match lookup::decide_lookup(rt, question.name.as_bytes()) {
+        Answer::PassThrough => return Ok(()),
+        Answer::Refuse(_) => return Err(libc::EACCES),
+        Answer::Real { host, decision } | Answer::RealOrFake { host, decision } => (host, decision),
+        Answer::Fake { host, .. } => {
+            let decision = lookup::plan(rt, &host).decision();
+            (host, decision)
+        }
+    };
+    if decision.action == Action::Deny {
+        lookup::remember_in(rt, &host, decision, &[], libc::EAI_NONAME);
+        return Err(libc::EACCES);
+    }
+    if let Some(Ok((rcode, addresses))) = resolver::forward(rt, query)
+        .as_deref()
+        .map(dns::answer_addresses)
+    {
+        let rc = if rcode == 0 { 0 } else { libc::EAI_NONAME };
+        lookup::remember_in(rt, &host, decision, &addresses, rc);
+    }
+    Ok(())
+}
+
+fn classify(bytes: &[u8]) -> AddrArg {
+    // SAFETY: bytes holds bytes.len() readable bytes.
+    unsafe { socket::classify_addr(bytes.as_ptr().cast(), bytes.len() as libc::socklen_t) }
+}
+
+/// The executable's base name, for `process` rules and the log.
+fn exe_name(pid: u32) -> String {
+    std::fs::read_link(format!("/proc/{pid}/exe"))
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "unknown".into())
+}

@@ -1,0 +1,234 @@
+//! `mcp-redirect run --mode supervise`: rules for programs that `LD_PRELOAD` cannot enter
+//! (static and Go binaries, musl programs), with seccomp user notification.
+//!
+//! The child installs a filter that hands every `connect()` of its whole process tree to us,
+//! then execs the program. For each one we read the destination out of the caller's memory,
+//! check that the notification is still pending, take a copy of the caller's socket
+//! (`pidfd_getfd`) and make the decision and the connection ourselves, on that shared socket,
+//! with the library's own code (`connect::decide_connect`); the call returns our result. We never
+//! let a decided call through as the program made it: the program could change the address
+//! after we read it. Only `connect()` on non-IP sockets (`AF_UNIX`) is let through, and
+//! `io_uring_setup` fails with `ENOSYS` so that runtimes fall back to ordinary system calls.
+//!
+//! Programs with their own resolver (Go, static glibc, musl, c-ares) send DNS queries to port 53
+//! themselves: every `connect()` to port 53 is connected to a resolver inside the supervisor
+//! instead, which answers routed and denied names with fake addresses (the library's lookup
+//! decision, `lookup::decide_lookup`) and passes other queries to the system's nameservers,
+//! remembering their addresses, so later connects are decided by name.
+//!
+//! If the supervisor dies, the kernel fails the tree's intercepted calls (`ENOSYS`): closed.
+
+use std::ffi::{CString, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::sync::Arc;
+
+use mcp_redirect::config::Config;
+use mcp_redirect::runtime::Runtime;
+use mcp_redirect::sys::seccomp::{self, Filter};
+
+mod calls;
+mod resolver;
+
+use resolver::Resolver;
+
+/// Threads waiting for notifications; each decision then runs on a thread of its own, so a
+/// slow gateway for one connection never stalls another.
+const RECEIVERS: usize = 2;
+
+/// Runs `command` under the supervisor with `env` set; returns the exit code for `run`.
+pub fn run(config: Config, command: &[OsString], env: &[(&'static str, OsString)]) -> u8 {
+    // Everything the child needs is prepared here: after fork it may only make system calls.
+    let filter = Filter::new(
+        &[libc::SYS_connect, libc::SYS_sendmsg, libc::SYS_sendmmsg],
+        &[(libc::SYS_sendto, 4)],
+        &[libc::SYS_io_uring_setup],
+    );
+    let Ok(argv) = command
+        .iter()
+        .map(|a| CString::new(a.as_bytes()))
+        .collect::<Result<Vec<_>, _>>()
+    else {
+        crate::complain("the command contains a NUL byte");
+        return 2;
+    };
+    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_ptrs.push(std::ptr::null());
+    for (name, value) in env {
+        std::env::set_var(name, value);
+    }
+    let (report_r, report_w) = pipe();
+    let (ack_r, ack_w) = pipe();
+
+    // SAFETY: fork; the child below only makes system calls until execvp.
+    let child = unsafe { libc::fork() };
+    if child < 0 {
+        crate::complain(format!("fork: {}", std::io::Error::last_os_error()));
+        return 2;
+    }
+    if child == 0 {
+        child_side(&filter, report_w, ack_r, &argv_ptrs);
+    }
+    close(report_w);
+    close(ack_r);
+    let listener = match receive_listener(child as u32, report_r) {
+        Ok(fd) => fd,
+        Err(message) => {
+            crate::complain(format!("cannot supervise the command: {message}"));
+            // SAFETY: the child waits for our ack; kill it rather than let it run unsupervised.
+            unsafe { libc::kill(child, libc::SIGKILL) };
+            return 2;
+        }
+    };
+    let exe_default = command[0]
+        .to_string_lossy()
+        .rsplit('/')
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let runtime = Arc::new(Runtime::from_config(config, exe_default));
+    let resolver = match Resolver::start(runtime.clone()) {
+        Ok(resolver) => Arc::new(resolver),
+        Err(e) => {
+            crate::complain(format!("cannot start the supervisor's resolver: {e}"));
+            // SAFETY: as above: never let the child run unsupervised.
+            unsafe { libc::kill(child, libc::SIGKILL) };
+            return 2;
+        }
+    };
+    for _ in 0..RECEIVERS {
+        let (runtime, resolver) = (runtime.clone(), resolver.clone());
+        std::thread::spawn(move || calls::serve(listener, runtime, resolver));
+    }
+    forward_signals(child);
+    // Let the child exec its command.
+    write_all(ack_w, b"go");
+    close(ack_w);
+    wait_for(child)
+}
+
+/// The child: filter on, listener number to the parent, wait for the parent to hold it, exec.
+fn child_side(filter: &Filter, report_w: i32, ack_r: i32, argv: &[*const libc::c_char]) -> ! {
+    let code: i32 = match filter.install() {
+        Ok(listener) => listener,
+        Err(e) => -e.raw_os_error().unwrap_or(libc::EPERM),
+    };
+    write_all(report_w, &code.to_ne_bytes());
+    let mut ack = [0u8; 2];
+    // SAFETY: reading into a stack buffer.
+    let n = unsafe { libc::read(ack_r, ack.as_mut_ptr().cast(), ack.len()) };
+    if code < 0 || n <= 0 {
+        // SAFETY: _exit is always safe.
+        unsafe { libc::_exit(126) };
+    }
+    close(code);
+    // SAFETY: argv is a NULL-terminated array of C strings prepared before fork.
+    unsafe { libc::execvp(argv[0], argv.as_ptr()) };
+    let err = std::io::Error::last_os_error();
+    let message = format!("mcp-redirect: exec: {err}\n");
+    write_all(2, message.as_bytes());
+    // SAFETY: as above.
+    unsafe {
+        libc::_exit(if err.kind() == std::io::ErrorKind::NotFound {
+            127
+        } else {
+            126
+        })
+    }
+}
+
+/// Reads the child's listener fd number and takes our own copy of it.
+fn receive_listener(child: u32, report_r: i32) -> Result<i32, String> {
+    let mut bytes = [0u8; 4];
+    // SAFETY: reading into a stack buffer.
+    let n = unsafe { libc::read(report_r, bytes.as_mut_ptr().cast(), 4) };
+    close(report_r);
+    if n != 4 {
+        return Err("the child did not report".into());
+    }
+    let code = i32::from_ne_bytes(bytes);
+    if code < 0 {
+        return Err(format!(
+            "installing the seccomp filter failed: {}",
+            std::io::Error::from_raw_os_error(-code)
+        ));
+    }
+    seccomp::copy_fd(child, code).map_err(|e| format!("taking the listener: {e}"))
+}
+
+/// Passes the usual termination signals on to the child, as an `exec`ed `run` would receive
+/// them itself.
+fn forward_signals(child: libc::pid_t) {
+    const FORWARDED: [i32; 6] = [
+        libc::SIGTERM,
+        libc::SIGINT,
+        libc::SIGHUP,
+        libc::SIGQUIT,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+    ];
+    // SAFETY: sigset_t is plain data, initialised by sigemptyset.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: set is a valid sigset_t; blocking in this thread is inherited by threads made
+    // after, and the forwarding thread collects them with sigwait.
+    unsafe {
+        libc::sigemptyset(&mut set);
+        for signal in FORWARDED {
+            libc::sigaddset(&mut set, signal);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+    std::thread::spawn(move || loop {
+        let mut signal = 0;
+        // SAFETY: set and signal are valid for sigwait.
+        if unsafe { libc::sigwait(&set, &mut signal) } == 0 {
+            // SAFETY: kill with a pid and a signal number.
+            unsafe { libc::kill(child, signal) };
+        }
+    });
+}
+
+/// Waits for the child and turns its end into our exit code; a child killed by a signal is
+/// reported as the shell does (128 + signal), after re-raising it on ourselves where possible.
+fn wait_for(child: libc::pid_t) -> u8 {
+    let mut status = 0;
+    loop {
+        // SAFETY: status is valid for writes.
+        let rc = unsafe { libc::waitpid(child, &mut status, 0) };
+        if rc == child {
+            break;
+        }
+        if rc < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return 2;
+        }
+    }
+    if libc::WIFEXITED(status) {
+        return libc::WEXITSTATUS(status) as u8;
+    }
+    let signal = libc::WTERMSIG(status);
+    // SAFETY: unblock and re-raise the same signal with its default action, so our parent sees
+    // what it would have seen without us.
+    unsafe {
+        libc::signal(signal, libc::SIG_DFL);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, signal);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        libc::raise(signal);
+    }
+    (128 + signal) as u8
+}
+
+fn pipe() -> (i32, i32) {
+    let mut fds = [0; 2];
+    // SAFETY: fds is valid for two ints.
+    unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    (fds[0], fds[1])
+}
+
+fn write_all(fd: i32, bytes: &[u8]) {
+    let _ = mcp_redirect::sys::write_all(fd, bytes);
+}
+
+fn close(fd: i32) {
+    mcp_redirect::sys::close(fd);
+}
