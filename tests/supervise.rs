@@ -376,3 +376,41 @@ fn sends_that_carry_an_address_are_decided_too() {
         "{log:#?}"
     );
 }
+
+#[test]
+fn a_gateway_that_hangs_for_one_thread_does_not_hold_up_another() {
+    let origin = Origin::start("origin");
+    let hanging = ConnectProxy::start(
+        origin.addr,
+        ProxyBehaviour::Trickle {
+            bytes: Vec::new(),
+            pause_ms: 0,
+            then_hang: true,
+        },
+    );
+    let scratch = Scratch::new("supervise-two");
+    let binary = compile_static(&scratch, "stwo");
+    let config = scratch.config(&format!(
+        "default = \"deny\"\n[log]\npath = \"{}\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"{}\"]\nconnect_timeout_ms = 3000\n[[rules]]\ncidr = \"127.0.0.3/32\"\nvia = \"corp\"\n[[rules]]\ncidr = \"127.0.0.1/32\"\naction = \"direct\"\n",
+        scratch.log_path().display(),
+        hanging.addr,
+    ));
+    let port = origin.addr.port().to_string();
+    let out = cli(&[
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+        "--",
+        binary.to_str().unwrap(),
+        "127.0.0.3",
+        "80",
+        "127.0.0.1",
+        &port,
+    ])
+    .output();
+    let lines: Vec<String> = out.success().lines().map(str::to_string).collect();
+    // The slow connect waits out the gateway's 3 s handshake timeout; the fast one, made
+    // 200 ms after it, is answered first.
+    assert_eq!(lines[0], "fast ok", "{lines:?}");
+    assert_eq!(lines[1], format!("slow {}", libc::ETIMEDOUT), "{lines:?}");
+}

@@ -14,6 +14,7 @@
 //! the name is decided and its addresses learnt, so the connect that follows is decided by name.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use mcp_redirect::connect::{self, Act, Caller, Outcome};
@@ -39,15 +40,67 @@ const MAX_CONTROL: usize = 65_536;
 const MSGHDR_SIZE: usize = std::mem::size_of::<libc::msghdr>();
 const MMSGHDR_SIZE: usize = std::mem::size_of::<libc::mmsghdr>();
 
-/// A receiver: waits for notifications and decides each on a thread of its own.
-pub fn serve(listener: i32, runtime: Arc<Runtime>, resolver: Arc<Resolver>) {
-    while let Ok(notif) = seccomp::receive(listener) {
-        let (runtime, resolver) = (runtime.clone(), resolver.clone());
-        let spawned =
-            std::thread::Builder::new().spawn(move || handle(listener, &runtime, &resolver, notif));
-        if spawned.is_err() {
-            seccomp::respond(listener, notif.id, Err(libc::EAGAIN));
+/// The supervisor's workers: each waits for a notification and answers it. A worker that takes
+/// the last idle slot starts another first, so a slow gateway handshake on one never stalls the
+/// others; workers beyond `SPARE_WORKERS` idle ones leave. At most `MAX_WORKERS` (calls beyond
+/// wait in the kernel's queue).
+pub struct Workers {
+    listener: i32,
+    runtime: Arc<Runtime>,
+    resolver: Arc<Resolver>,
+    idle: AtomicUsize,
+    total: AtomicUsize,
+}
+
+const SPARE_WORKERS: usize = 2;
+const MAX_WORKERS: usize = 256;
+
+impl Workers {
+    pub fn start(listener: i32, runtime: Arc<Runtime>, resolver: Arc<Resolver>) {
+        let workers = Arc::new(Workers {
+            listener,
+            runtime,
+            resolver,
+            idle: AtomicUsize::new(0),
+            total: AtomicUsize::new(0),
+        });
+        for _ in 0..SPARE_WORKERS {
+            workers.clone().spawn();
         }
+    }
+
+    fn spawn(self: Arc<Self>) {
+        if self.total.fetch_add(1, Ordering::SeqCst) >= MAX_WORKERS {
+            self.total.fetch_sub(1, Ordering::SeqCst);
+            return;
+        }
+        let this = self.clone();
+        if std::thread::Builder::new()
+            .name("supervisor".into())
+            .spawn(move || this.work())
+            .is_err()
+        {
+            self.total.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    fn work(self: Arc<Self>) {
+        loop {
+            self.idle.fetch_add(1, Ordering::SeqCst);
+            let received = seccomp::receive(self.listener);
+            let was_last = self.idle.fetch_sub(1, Ordering::SeqCst) == 1;
+            // The listener is unusable (never while the tree lives): nothing more to wait for.
+            let Ok(notif) = received else { break };
+            if was_last {
+                // We were the last one waiting: someone must wait while we work.
+                self.clone().spawn();
+            }
+            handle(self.listener, &self.runtime, &self.resolver, notif);
+            if self.idle.load(Ordering::SeqCst) >= SPARE_WORKERS {
+                break;
+            }
+        }
+        self.total.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -31,10 +31,6 @@ mod resolver;
 
 use resolver::Resolver;
 
-/// Threads waiting for notifications; each decision then runs on a thread of its own, so a
-/// slow gateway for one connection never stalls another.
-const RECEIVERS: usize = 2;
-
 /// Runs `command` under the supervisor with `env` set; returns the exit code for `run`.
 pub fn run(config: Config, command: &[OsString], env: &[(&'static str, OsString)]) -> u8 {
     // Everything the child needs is prepared here: after fork it may only make system calls.
@@ -95,10 +91,7 @@ pub fn run(config: Config, command: &[OsString], env: &[(&'static str, OsString)
             return 2;
         }
     };
-    for _ in 0..RECEIVERS {
-        let (runtime, resolver) = (runtime.clone(), resolver.clone());
-        std::thread::spawn(move || calls::serve(listener, runtime, resolver));
-    }
+    calls::Workers::start(listener, runtime, resolver);
     forward_signals(child);
     // Let the child exec its command.
     write_all(ack_w, b"go");
