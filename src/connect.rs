@@ -62,6 +62,8 @@ pub fn on_connect(fd: i32, dst: SocketAddr) -> Outcome {
 pub struct Caller<'a> {
     pub exe: &'a str,
     pub via: Option<&'static str>,
+    /// Its process id, when that is not ours.
+    pub pid: Option<u32>,
 }
 
 /// Decides and acts for a call that connects `fd` to `dst` (`connect`, or a fast-open send).
@@ -73,6 +75,7 @@ pub fn on_connecting_call(fd: i32, dst: SocketAddr, act: Act<'_>) -> Outcome {
     let caller = Caller {
         exe: &rt.exe,
         via: None,
+        pid: None,
     };
     decide_connect(rt, caller, fd, dst, act)
 }
@@ -109,6 +112,7 @@ pub fn decide_connect(
                 result: LogResult::Errno(libc::EACCES),
                 error: Some(reason),
                 via: caller.via,
+                pid: caller.pid,
                 ..Default::default()
             },
             caller.exe,
@@ -152,6 +156,7 @@ pub fn decide_connect(
         rule: Some((chosen.decision.rule_index, chosen.pattern)),
         action: Some(chosen.decision.action.name()),
         via: caller.via,
+        pid: caller.pid,
         ..Default::default()
     };
     let mut error_text = String::new();
@@ -218,6 +223,7 @@ pub fn on_datagram(fd: i32, dst: SocketAddr) -> Result<(), i32> {
     let caller = Caller {
         exe: &current.exe,
         via: None,
+        pid: None,
     };
     decide_datagram(&current, caller, fd, dst)
 }
@@ -264,6 +270,7 @@ pub fn decide_datagram(
             result: LogResult::Errno(libc::EACCES),
             error: Some("datagram refused (strict): UDP cannot go through a gateway"),
             via: caller.via,
+            pid: caller.pid,
             ..Default::default()
         },
         caller.exe,
@@ -285,6 +292,7 @@ fn stale_fake(rt: &Runtime, caller: Caller<'_>, proto: &'static str, dst: Socket
             result: LogResult::Errno(libc::EHOSTUNREACH),
             error: Some("a fake address this process no longer knows (evicted, or handed out elsewhere): refused"),
             via: caller.via,
+            pid: caller.pid,
             ..Default::default()
         },
         caller.exe,

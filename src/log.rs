@@ -44,6 +44,9 @@ pub struct Event<'a> {
     pub dropped: Option<u64>,
     /// What made the decision when it was not the program's own library (`"supervisor"`).
     pub via: Option<&'a str>,
+    /// The process the line is about, when that is not the one writing it (the supervisor
+    /// writes for its children).
+    pub pid: Option<u32>,
 }
 
 /// One try of one gateway endpoint.
@@ -76,6 +79,7 @@ impl Default for Event<'_> {
             attempts: None,
             dropped: None,
             via: None,
+            pid: None,
         }
     }
 }
@@ -87,7 +91,7 @@ impl Event<'_> {
         out.raw("{\"ts\":\"");
         out.raw(&rfc3339_micros(sys::realtime_us()));
         out.raw("\",\"pid\":");
-        out.number(sys::pid() as u64);
+        out.number(self.pid.unwrap_or_else(sys::pid) as u64);
         out.key("exe");
         out.string(exe);
         out.key("event");

@@ -411,6 +411,12 @@ fn a_gateway_that_hangs_for_one_thread_does_not_hold_up_another() {
     let lines: Vec<String> = out.success().lines().map(str::to_string).collect();
     // The slow connect waits out the gateway's 3 s handshake timeout; the fast one, made
     // 200 ms after it, is answered first.
-    assert_eq!(lines[0], "fast ok", "{lines:?}");
-    assert_eq!(lines[1], format!("slow {}", libc::ETIMEDOUT), "{lines:?}");
+    assert_eq!(lines[1], "fast ok", "{lines:?}");
+    assert_eq!(lines[2], format!("slow {}", libc::ETIMEDOUT), "{lines:?}");
+    // The log names the program's process (not a thread of it, not the supervisor).
+    let pid: u64 = lines[0].strip_prefix("pid ").unwrap().parse().unwrap();
+    let log = scratch.log();
+    let connects = events(&log, "connect");
+    assert_eq!(connects.len(), 2, "{log:#?}");
+    assert!(connects.iter().all(|e| e["pid"] == pid), "{log:#?}");
 }

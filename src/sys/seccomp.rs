@@ -275,7 +275,7 @@ fn pidfd_open(pid: u32) -> io::Result<i32> {
 }
 
 /// The thread-group (process) id of thread `tid`, from `/proc/<tid>/status`.
-fn thread_group_of(tid: u32) -> Option<u32> {
+pub fn thread_group_of(tid: u32) -> Option<u32> {
     let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
     status
         .lines()

@@ -1,6 +1,7 @@
 /* stwo SLOW_IP SLOW_PORT FAST_IP FAST_PORT: one thread connects to SLOW; 200 ms later the main
  * thread connects to FAST. Each prints a line when its connect returns ("NAME ok" or
  * "NAME <errno>"), so the order of the lines says whether the slow one held the other up.
+ * The first line is "pid N".
  * Built static by the supervise tests. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -35,6 +36,8 @@ static void *slow(void *unused) {
 int main(int argc, char **argv) {
     if (argc != 5) return 2;
     args = argv;
+    printf("pid %d\n", (int)getpid());
+    fflush(stdout);
     pthread_t thread;
     pthread_create(&thread, NULL, slow, NULL);
     usleep(200 * 1000);

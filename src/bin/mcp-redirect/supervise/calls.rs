@@ -161,8 +161,10 @@ impl Call<'_> {
             .map_err(|e| e.raw_os_error().unwrap_or(libc::EBADF))
     }
 
-    fn caller_exe(&self) -> String {
-        exe_name(self.notif.pid)
+    /// The calling process (not thread) and its executable's name, for rules and the log.
+    fn process(&self) -> (u32, String) {
+        let tid = self.notif.pid;
+        (seccomp::thread_group_of(tid).unwrap_or(tid), exe_name(tid))
     }
 }
 
@@ -198,10 +200,17 @@ fn on_connect(rt: &Runtime, resolver: &Resolver, call: &Call<'_>) -> Reply {
         // DNS, wherever the program meant to send it: to our resolver.
         resolver.connect(copy.0, dst).map(|_| 0)
     } else {
-        let exe = call.caller_exe();
+        let (pid, exe) = call.process();
         let mut direct = |to: &SocketAddr| connect_once(copy.0, to);
         let mut tunneled = || Ok(0);
-        decide(rt, &exe, copy.0, dst, &mut direct, &mut tunneled)
+        decide(
+            rt,
+            caller(pid, &exe),
+            copy.0,
+            dst,
+            &mut direct,
+            &mut tunneled,
+        )
     };
     Reply::Return(result.map(|_| 0))
 }
@@ -210,16 +219,12 @@ fn on_connect(rt: &Runtime, resolver: &Resolver, call: &Call<'_>) -> Reply {
 /// address, or the gateway's tunnel and then `tunneled`.
 fn decide(
     rt: &Runtime,
-    exe: &str,
+    caller: Caller<'_>,
     fd: i32,
     dst: SocketAddr,
     direct: &mut dyn FnMut(&SocketAddr) -> Result<isize, i32>,
     tunneled: &mut dyn FnMut() -> Result<isize, i32>,
 ) -> Result<isize, i32> {
-    let caller = Caller {
-        exe,
-        via: Some("supervisor"),
-    };
     let act = Act { direct, tunneled };
     match connect::decide_connect(rt, caller, fd, dst, act) {
         Outcome::Done(result) => result,
@@ -268,11 +273,11 @@ fn on_send(rt: &Runtime, call: &Call<'_>) -> Reply {
     if !call.still_pending() {
         return Reply::Gone;
     }
-    let exe = call.caller_exe();
+    let (pid, exe) = call.process();
     let (sent, result) = if stream {
-        fast_open(rt, &exe, fd, &messages, flags)
+        fast_open(rt, caller(pid, &exe), fd, &messages, flags)
     } else {
-        datagrams(rt, &exe, fd, &messages, flags)
+        datagrams(rt, caller(pid, &exe), fd, &messages, flags)
     };
     if let Err(libc::EPIPE) = result {
         if flags & libc::MSG_NOSIGNAL == 0 {
@@ -379,7 +384,7 @@ fn read_message(call: &Call<'_>, at: u64, len_at: Option<u64>) -> Result<Message
 /// goes with the SYN (direct) or after the gateway's tunnel (routed).
 fn fast_open(
     rt: &Runtime,
-    exe: &str,
+    caller: Caller<'_>,
     fd: i32,
     messages: &[Message],
     flags: i32,
@@ -399,7 +404,7 @@ fn fast_open(
         send_one(fd, first, Some(raw.bytes()), flags | libc::MSG_NOSIGNAL)
     };
     let mut tunneled = || send_one(fd, first, None, plain);
-    match decide(rt, exe, fd, dst, &mut direct, &mut tunneled) {
+    match decide(rt, caller, fd, dst, &mut direct, &mut tunneled) {
         Ok(n) => {
             let (mut sent, rest) = send_each(fd, &messages[1..], plain, |_| Ok(None));
             sent.insert(0, n as usize);
@@ -413,15 +418,11 @@ fn fast_open(
 /// query is decided by its name), then sent by us to the address we checked.
 fn datagrams(
     rt: &Runtime,
-    exe: &str,
+    caller: Caller<'_>,
     fd: i32,
     messages: &[Message],
     flags: i32,
 ) -> (Vec<usize>, Result<isize, i32>) {
-    let caller = Caller {
-        exe,
-        via: Some("supervisor"),
-    };
     send_each(fd, messages, flags | libc::MSG_NOSIGNAL, |message| {
         let Some(name) = message.name.as_deref() else {
             return Ok(None);
@@ -520,6 +521,14 @@ fn learn_query(rt: &Runtime, query: &[u8]) -> Result<(), i32> {
         lookup::remember_in(rt, &host, decision, &addresses, rc);
     }
     Ok(())
+}
+
+fn caller(pid: u32, exe: &str) -> Caller<'_> {
+    Caller {
+        exe,
+        via: Some("supervisor"),
+        pid: Some(pid),
+    }
 }
 
 fn classify(bytes: &[u8]) -> AddrArg {
