@@ -1,13 +1,25 @@
 # An image for running MCP servers behind libmcp_redirect.so: every process in a container
 # started from it has its outbound connections decided by /etc/mcp-redirect/mcp-redirect.toml.
-# It also ships the mcp-redirect command (run, check, explain, report, init).
+# It also ships the mcp-redirect command (run, check, explain, report, init), and starts every
+# command through it: ENTRYPOINT ["mcp-redirect", "run", "--"].
 #
 #   docker build -t mcp-redirect .
-#   docker run --rm -v "$PWD/my.toml:/etc/mcp-redirect/mcp-redirect.toml:ro" ...
+#   docker run --rm -v "$PWD/my.toml:/etc/mcp-redirect/mcp-redirect.toml:ro" mcp-redirect
+#       (no command: `mcp-redirect check` prints what the mounted config says)
+#   docker run --rm -i -v "$PWD/my.toml:/etc/mcp-redirect/mcp-redirect.toml:ro" my-server-image
+#       (an image built FROM this one that installs the server and sets CMD to start it)
 #
 # The config shipped here is the annotated example (examples/mcp-redirect.toml). It expects
 # gateways on 127.0.0.1 and the variable MCP_REDIRECT_CORP_PASSWORD, so until you mount your own
-# config, connections are refused. That is deliberate: the image fails closed.
+# config, `mcp-redirect run` refuses to start anything (and a process started some other way has
+# every connection refused). That is deliberate: the image fails closed.
+#
+# Programs run as the unprivileged user `mcp` (uid 10001); a mounted config must be readable by it.
+# To add the library to an existing MCP server image instead, see examples/mcp-server.Dockerfile.
+#
+# No container engine runs on the project's CI machine: scripts/integration-test.sh lints this
+# file with hadolint, runs the build stage's command natively, and replays the runtime stage in
+# a chroot of a Debian bookworm root file system (see the README, "Integration tests").
 
 # ---- Build the library and the command (one cargo build makes both) ----
 FROM rust:1-bookworm AS build
@@ -15,24 +27,33 @@ WORKDIR /src
 COPY . .
 RUN cargo build --release --locked
 
-# ---- Runtime: the library, the command, the config, nothing else ----
+# ---- Runtime: the library, the command, the config, an unprivileged user ----
 # Same Debian release as the builder, so the glibc both were linked against is present.
 FROM debian:bookworm-slim
 # The command looks for the library next to itself, then in ../lib/: /usr/local/lib here.
 COPY --from=build /src/target/release/mcp-redirect /usr/local/bin/mcp-redirect
 COPY --from=build /src/target/release/libmcp_redirect.so /usr/local/lib/libmcp_redirect.so
+# The default config path: mount your own config here (or the directory, for hot reload).
 COPY examples/mcp-redirect.toml /etc/mcp-redirect/mcp-redirect.toml
 ENV MCP_REDIRECT_CONFIG=/etc/mcp-redirect/mcp-redirect.toml
+RUN groupadd --gid 10001 mcp && \
+    useradd --no-log-init --uid 10001 --gid 10001 --home-dir /home/mcp --create-home \
+        --shell /usr/sbin/nologin mcp
 
-# LD_PRELOAD is set for the whole image, not per server command. That is the point of this
-# image: every process in the container, including servers started through launchers (npx, uvx,
-# shell scripts), runs under the library without each command having to ask for it. Processes
-# that ignore LD_PRELOAD (static and Go binaries, setuid programs) are not covered.
+# LD_PRELOAD is set for the whole image, not only by the entrypoint. That is the point of this
+# image: every process in the container, including those started by `docker exec` and servers
+# started through launchers (npx, uvx, shell scripts), runs under the library. Processes that
+# ignore LD_PRELOAD (static and Go binaries, setuid programs) are not covered; `mcp-redirect run`
+# warns about those when it starts them.
 #
-# It also applies to RUN steps of images built FROM this one. Install packages without it:
+# It also applies to RUN steps of images built FROM this one. Install packages as root and
+# without it:
+#   USER root
 #   RUN env -u LD_PRELOAD sh -c 'apt-get update && apt-get install -y --no-install-recommends nodejs'
-# or take only the two files into your own image and start servers with
-# `mcp-redirect run --config ... -- CMD` (or set the variables there):
-#   COPY --from=mcp-redirect /usr/local/bin/mcp-redirect /usr/local/bin/mcp-redirect
-#   COPY --from=mcp-redirect /usr/local/lib/libmcp_redirect.so /usr/local/lib/libmcp_redirect.so
+#   USER 10001:10001
+# or take only the two files into your own image (examples/mcp-server.Dockerfile).
 ENV LD_PRELOAD=/usr/local/lib/libmcp_redirect.so
+USER 10001:10001
+WORKDIR /home/mcp
+ENTRYPOINT ["mcp-redirect", "run", "--"]
+CMD ["mcp-redirect", "check"]
