@@ -140,6 +140,22 @@ impl Filter {
     }
 }
 
+/// Asks the kernel to hand the CPU straight from a notifying thread to the supervisor's waiting
+/// one and back (`SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP`, Linux 6.6): a notification then costs a
+/// switch rather than two wake-ups through the scheduler. Without it (older kernels) the
+/// supervisor works the same, slower; the error is ignored.
+pub fn prefer_sync_wake_up(listener: i32) {
+    const SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP: u64 = 1;
+    // SAFETY: the ioctl takes its flags by value.
+    unsafe {
+        libc::ioctl(
+            listener,
+            libc::SECCOMP_IOCTL_NOTIF_SET_FLAGS,
+            SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP,
+        )
+    };
+}
+
 /// Waits for the next notification on `listener`.
 pub fn receive(listener: i32) -> io::Result<libc::seccomp_notif> {
     // SAFETY: seccomp_notif is plain data; the kernel requires it zeroed.

@@ -145,7 +145,10 @@ fn receive_listener(child: u32, report_r: i32) -> Result<i32, String> {
             std::io::Error::from_raw_os_error(-code)
         ));
     }
-    seccomp::copy_fd(child, code).map_err(|e| format!("taking the listener: {e}"))
+    let listener =
+        seccomp::copy_fd(child, code).map_err(|e| format!("taking the listener: {e}"))?;
+    seccomp::prefer_sync_wake_up(listener);
+    Ok(listener)
 }
 
 /// Passes the usual termination signals on to the child, as an `exec`ed `run` would receive
