@@ -5,7 +5,8 @@
 #   cargo build --release && scripts/microbench.sh
 #
 # Cases: connect() to a loopback listener (AF_INET, decided and logged, vs AF_UNIX, untouched),
-# and getaddrinfo() for a direct name (/etc/hosts) and a routed one (fake address, no DNS).
+# and getaddrinfo() for a direct name (/etc/hosts) and a routed one (fake address, no DNS);
+# then static programs under the supervisor (run --mode supervise): connect() and sends.
 # The full comparison with proxychains-ng and torsocks is scripts/bench.sh (planned).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -66,3 +67,49 @@ for i in "${!cases[@]}"; do
 done
 echo "modes: none = no preload; idle = library loaded, nothing configured; active = rules, log to a file;"
 echo "       quiet = the same rules with [log] direct = false (direct connections not logged)"
+
+# The supervisor (run --mode supervise): static programs, no preload, the same config.
+cli="${CARGO_TARGET_DIR:-target}/release/mcp-redirect"
+cc -O2 -static -pthread -o "$work/hotpath-static" benches/hotpath.c 2>/dev/null
+cc -O2 -static -o "$work/sends-static" benches/sends.c
+python3 - "$work/port" <<'PY' &
+import socket, sys, threading
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(64)
+open(sys.argv[1], "w").write(str(s.getsockname()[1]))
+def drain(c):
+    while c.recv(65536):
+        pass
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=drain, args=(c,), daemon=True).start()
+PY
+drain_pid=$!
+trap 'kill $drain_pid 2>/dev/null; rm -rf "$work"' EXIT
+while [[ ! -s $work/port ]]; do sleep 0.05; done
+port=$(cat "$work/port")
+supervised=(
+    "connect AF_INET loopback|$work/hotpath-static connect-inet 5000"
+    "send() on TCP|$work/sends-static tcp-send 20000 $port"
+    "sendmsg() on TCP|$work/sends-static tcp-sendmsg 20000 $port"
+    "sendto() UDP with an address|$work/sends-static udp-sendto 20000 $port"
+)
+: >"$work/supervised"
+for round in $(seq $runs); do
+    for i in "${!supervised[@]}"; do
+        read -r -a command <<<"${supervised[$i]#*|}"
+        echo "$i none $(env LD_PRELOAD= "${command[@]}")" >>"$work/supervised"
+        echo "$i supervise $("$cli" run --mode supervise --config "$work/config.toml" -- "${command[@]}")" >>"$work/supervised"
+    done
+done
+echo
+printf '%-36s %-9s %s\n' "case (static program)" "mode" "ns per call: median (min-max) of $runs runs"
+for i in "${!supervised[@]}"; do
+    for mode in none supervise; do
+        grep "^$i $mode " "$work/supervised" | cut -d' ' -f3 | sort -n |
+            awk -v label="${supervised[$i]%%|*}" -v mode="$mode" \
+                '{v[NR]=$1} END {printf "%-36s %-9s %6d (%d-%d)\n", label, mode, v[int((NR+1)/2)], v[1], v[NR]}'
+    done
+done
+echo "modes: none = the static program alone; supervise = under mcp-redirect run --mode supervise"
