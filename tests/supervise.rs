@@ -420,3 +420,54 @@ fn a_gateway_that_hangs_for_one_thread_does_not_hold_up_another() {
     assert_eq!(connects.len(), 2, "{log:#?}");
     assert!(connects.iter().all(|e| e["pid"] == pid), "{log:#?}");
 }
+
+#[test]
+fn a_static_glibc_program_resolves_routed_names_through_the_supervisor() {
+    let origin = Origin::start("origin");
+    let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
+    let scratch = Scratch::new("supervise-resolve");
+    let binary = compile_static(&scratch, "sresolve");
+    let config = scratch.config(&format!(
+        "default = \"deny\"\n[log]\npath = \"{}\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"{}\"]\n[[rules]]\nhost = \"*.corp.test\"\nvia = \"corp\"\n[[rules]]\nhost = \"denied.test\"\naction = \"deny\"\n",
+        scratch.log_path().display(),
+        proxy.addr,
+    ));
+    let port = origin.addr.port().to_string();
+    // No DNS server runs (the tests' resolv.conf names 127.0.0.1): only the supervisor's
+    // resolver can answer the static resolver's query.
+    let out = cli(&[
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+        "--",
+        binary.to_str().unwrap(),
+        "api.corp.test",
+        &port,
+        "denied.test",
+        &port,
+    ])
+    .output();
+    let lines: Vec<String> = out.success().lines().map(str::to_string).collect();
+    assert_eq!(lines[0], "ok hello from origin", "{}", out.describe());
+    assert_eq!(lines[1], format!("connect {}", libc::EACCES), "{lines:?}");
+    assert_eq!(
+        proxy.request_lines(),
+        [format!("CONNECT api.corp.test:{port} HTTP/1.1")]
+    );
+    let log = scratch.log();
+    let connects = events(&log, "connect");
+    let summary: Vec<_> = connects
+        .iter()
+        .map(|e| {
+            (
+                e["host"].as_str().unwrap_or(""),
+                e["action"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [("api.corp.test", "gateway"), ("denied.test", "deny")],
+        "{log:#?}"
+    );
+}
