@@ -42,9 +42,11 @@ RUN groupadd --gid 10001 mcp && \
 
 # LD_PRELOAD is set for the whole image, not only by the entrypoint. That is the point of this
 # image: every process in the container, including those started by `docker exec` and servers
-# started through launchers (npx, uvx, shell scripts), runs under the library. Processes that
-# ignore LD_PRELOAD (static and Go binaries, setuid programs) are not covered; `mcp-redirect run`
-# warns about those when it starts them.
+# started through launchers (npx, uvx, shell scripts), runs under the library. Static, Go and
+# musl programs ignore LD_PRELOAD: started through the entrypoint (`mcp-redirect run`), they run
+# under its seccomp supervisor instead; started another way (`docker exec` without
+# `mcp-redirect run`, or as children of a preloaded program), they are not covered. Nor are
+# setuid programs; `mcp-redirect run` warns when it starts one.
 #
 # It also applies to RUN steps of images built FROM this one. Install packages as root and
 # without it:
