@@ -22,7 +22,7 @@ use std::ffi::{CString, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 
-use mcp_redirect::config::Config;
+use mcp_redirect::config::{Config, LogTarget, LOG_ENV};
 use mcp_redirect::runtime::Runtime;
 use mcp_redirect::sys::seccomp::{self, Filter};
 
@@ -32,7 +32,7 @@ mod resolver;
 use resolver::Resolver;
 
 /// Runs `command` under the supervisor with `env` set; returns the exit code for `run`.
-pub fn run(config: Config, command: &[OsString], env: &[(&'static str, OsString)]) -> u8 {
+pub fn run(mut config: Config, command: &[OsString], env: &[(&'static str, OsString)]) -> u8 {
     // Everything the child needs is prepared here: after fork it may only make system calls.
     let filter = Filter::new(
         &[libc::SYS_connect, libc::SYS_sendmsg, libc::SYS_sendmmsg],
@@ -51,6 +51,17 @@ pub fn run(config: Config, command: &[OsString], env: &[(&'static str, OsString)
     argv_ptrs.push(std::ptr::null());
     for (name, value) in env {
         std::env::set_var(name, value);
+    }
+    // MCP_REDIRECT_LOG (inherited, or set by --log) overrides log.path here as in the library:
+    // the config was read from its file alone.
+    if let Some(log) = std::env::var(LOG_ENV).ok().filter(|v| !v.is_empty()) {
+        match LogTarget::parse(&log) {
+            Ok(target) => config.log = target,
+            Err(e) => {
+                crate::complain(format!("{LOG_ENV}: {e}"));
+                return 2;
+            }
+        }
     }
     let (report_r, report_w) = pipe();
     let (ack_r, ack_w) = pipe();
