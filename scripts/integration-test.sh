@@ -3,7 +3,7 @@
 # The acceptance test: libmcp_redirect.so and the mcp-redirect command with real gateways, real
 # unmodified clients and real MCP servers from their registries, all on loopback.
 #
-#   scripts/integration-test.sh [--no-install] [--keep] [--only REGEX]
+#   scripts/integration-test.sh [--no-install | --install-only] [--keep] [--only REGEX]
 #
 # Scenarios (each a function below; `--only` picks them by name):
 #   client CLIENT        curl, wget, Python urllib/requests/httpx/aiohttp, Node fetch/https/axios,
@@ -59,6 +59,9 @@
 #
 # Options:
 #   --no-install  fail at once if something is missing instead of installing it
+#   --install-only  install what is missing (and build the release if needed), print the
+#                 versions and stop: scripts/validate-deploy.sh reuses the venv, the npm prefix
+#                 and the Debian root
 #   --keep        keep the work directory (configs, every log) and print its path
 #   --only REGEX  run only the scenarios whose name ("client curl", "mcp_server_fetch") matches
 #
@@ -82,11 +85,13 @@ npm_prefix=$cache/npm
 py=$venv/bin/python
 
 no_install=0
+install_only=0
 keep=0
 only=
 while (($#)); do
     case $1 in
         --no-install) no_install=1 ;;
+        --install-only) install_only=1 ;;
         --keep) keep=1 ;;
         --only)
             only=${2:?--only needs a regular expression}
@@ -275,6 +280,7 @@ if [[ -z ${MCP_REDIRECT_IT_INSIDE:-} ]]; then
     fi
     print_versions
     echo "(installs and checks took $((SECONDS - started)) s)"
+    ((install_only)) && exit 0
     export MCP_REDIRECT_IT_INSIDE=1 MCP_REDIRECT_IT_ONLY=$only MCP_REDIRECT_IT_KEEP=$keep
     # --kill-child: should unshare be killed, the sandbox's first process gets SIGTERM, cleans up
     # and exits, and the kernel then ends every process left in its PID namespace.

@@ -1,0 +1,3 @@
+module mcp-redirect/validate-deploy/go-mcp-server
+
+go 1.19
