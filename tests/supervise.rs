@@ -6,7 +6,7 @@
 mod support;
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -14,21 +14,6 @@ use std::sync::Arc;
 use support::*;
 
 const CLI: &str = env!("CARGO_BIN_EXE_mcp-redirect");
-
-fn compile_static(scratch: &Scratch, name: &str) -> PathBuf {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/c")
-        .join(format!("{name}.c"));
-    let binary = scratch.dir.join(name);
-    let status = Command::new("cc")
-        .args(["-static", "-O1", "-pthread", "-o"])
-        .arg(&binary)
-        .arg(&source)
-        .status()
-        .expect("cc");
-    assert!(status.success(), "cc -static {}", source.display());
-    binary
-}
 
 /// The tool, in the tests' private mount namespace.
 fn cli(args: &[&str]) -> Run {
@@ -470,4 +455,38 @@ fn a_static_glibc_program_resolves_routed_names_through_the_supervisor() {
         [("api.corp.test", "gateway"), ("denied.test", "deny")],
         "{log:#?}"
     );
+}
+
+#[test]
+fn the_supervisor_logs_where_log_and_the_environment_say() {
+    let origin = Origin::start("origin");
+    let scratch = Scratch::new("supervise-log");
+    let binary = compile_static(&scratch, "sconn");
+    // The config logs to stderr; --log and MCP_REDIRECT_LOG override it, as for the library.
+    let config = scratch.config(&format!(
+        "default = \"deny\"\n[log]\npath = \"stderr\"\n[[rules]]\ncidr = \"127.0.0.1/32\"\nport = {}\naction = \"direct\"\n",
+        origin.addr.port()
+    ));
+    let port = origin.addr.port().to_string();
+    let target = [binary.to_str().unwrap(), "127.0.0.1", &port];
+    let by_flag = scratch.dir.join("by-flag.jsonl");
+    let mut args = vec!["run", "--config", config.to_str().unwrap()];
+    args.extend(["--log", by_flag.to_str().unwrap(), "--"]);
+    args.extend(target);
+    let out = cli(&args).output();
+    assert_eq!(out.success().trim_end(), "ok hello from origin");
+    let by_env = scratch.dir.join("by-env.jsonl");
+    let mut args = vec!["run", "--config", config.to_str().unwrap(), "--"];
+    args.extend(target);
+    let out = cli(&args)
+        .env("MCP_REDIRECT_LOG", by_env.to_str().unwrap())
+        .output();
+    assert_eq!(out.success().trim_end(), "ok hello from origin");
+    for file in [by_flag, by_env] {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        let line: serde_json::Value =
+            serde_json::from_str(text.lines().next().unwrap_or("{}")).unwrap();
+        assert_eq!(line["via"], "supervisor", "{}: {text}", file.display());
+        assert_eq!(line["action"], "direct", "{}: {text}", file.display());
+    }
 }
