@@ -33,8 +33,8 @@
 # (Debian 12, Node 20, npx with an npm cache filled beforehand and npm_config_offline=true, as
 # the registry is not reachable from the sandbox); docker.io/mcp/fetch is this machine's root
 # with the integration test's venv (mcp-server-fetch) on PATH; ghcr.io/github/github-mcp-server
-# is a root holding nothing but a static Go MCP server (scripts/deploy/go-mcp-server) at
-# /server/github-mcp-server, CA certificates and /etc/passwd: what distroless/static has.
+# (built on distroless/base-debian12) is the Debian bookworm root with a static Go MCP server
+# (scripts/deploy/go-mcp-server) at /server/github-mcp-server.
 #
 # Needs root. Installs what is missing: Debian packages (python3-seccomp, and containers-common's
 # seccomp.json, unpacked from its package into the cache without installing it), the PyPI
@@ -258,10 +258,6 @@ for _ in $(seq 100); do
 done
 
 # The image stand-ins, by image name as the rendered pods spell it.
-static_root=$work/distroless-static
-mkdir -p "$static_root"/{etc/ssl/certs,proc,dev,tmp,server}
-printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' \
-    >"$static_root/etc/passwd"
 # The test's CA goes into each stand-in's root (the pods' /tmp is an emptyDir, hiding $work).
 pod_ca=/etc/ssl/validate-deploy-ca.pem
 cat >"$work/images.json" <<EOF
@@ -272,7 +268,7 @@ cat >"$work/images.json" <<EOF
   "docker.io/mcp/fetch": {"env": {"PATH": "$it_cache/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                                   "SSL_CERT_FILE": "$pod_ca"},
                           "entrypoint": ["mcp-server-fetch"], "chmod_755": ["/root"], "files": {"$pod_ca": "$ca"}},
-  "ghcr.io/github/github-mcp-server": {"base": "${GO_IMAGE_BASE:-$static_root}", "entrypoint": ["/server/github-mcp-server"],
+  "ghcr.io/github/github-mcp-server": {"base": "$it_cache/bookworm-rootfs", "entrypoint": ["/server/github-mcp-server"],
                                        "cmd": ["stdio"], "env": {"SSL_CERT_FILE": "$pod_ca"},
                                        "files": {"/server/github-mcp-server": "$work/go-mcp-server", "$pod_ca": "$ca"}}
 }
