@@ -14,8 +14,8 @@
 #![forbid(unsafe_code)]
 
 use super::{
-    Config, ConfigError, ConfigSource, Credentials, DnsConfig, Gateway, GatewayKind, LogTarget,
-    OnConfigError, Secret, DEFAULT_CONNECT_TIMEOUT_MS,
+    Config, ConfigError, ConfigSource, Credentials, DnsConfig, Gateway, GatewayKind, LogFormat,
+    LogTarget, OnConfigError, Secret, DEFAULT_CONNECT_TIMEOUT_MS,
 };
 use crate::net::{Cidr, HostPort, PortRange};
 use crate::rules::{Action, HostMatch, Rule, RuleTable};
@@ -39,6 +39,7 @@ pub fn from_environment(getenv: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         message,
         on_error: OnConfigError::Deny,
         log: LogTarget::Stderr,
+        log_format: LogFormat::Native,
     };
     let all = proxy_var(getenv, "all_proxy");
     let https = proxy_var(getenv, "https_proxy");
@@ -51,6 +52,7 @@ pub fn from_environment(getenv: &dyn Fn(&str) -> Option<String>) -> Result<Confi
             dns: DnsConfig::default(),
             discovery: Default::default(),
             log: LogTarget::Off,
+            log_format: LogFormat::Native,
             strict: false,
             log_direct: true,
         });
@@ -119,6 +121,7 @@ pub fn from_environment(getenv: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         dns: DnsConfig::default(),
         discovery: Default::default(),
         log: LogTarget::Stderr,
+        log_format: LogFormat::Native,
         strict: false,
         log_direct: true,
     })

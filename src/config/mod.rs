@@ -20,6 +20,12 @@ use crate::rules::{Action, HostMatch, Rule, RuleTable};
 pub const CONFIG_ENV: &str = "MCP_REDIRECT_CONFIG";
 /// Environment variable overriding the log target (a path or `stderr`).
 pub const LOG_ENV: &str = "MCP_REDIRECT_LOG";
+/// Downward-API variables naming the pod, for the `ecs` log format's `k8s.*` fields. Ours, not
+/// the conventional `POD_NAME`: the library lives in someone else's process, whose own
+/// variables of that name may mean something else.
+pub const POD_NAME_ENV: &str = "MCP_REDIRECT_POD_NAME";
+pub const POD_NAMESPACE_ENV: &str = "MCP_REDIRECT_POD_NAMESPACE";
+pub const POD_UID_ENV: &str = "MCP_REDIRECT_POD_UID";
 /// Largest config file we read; anything bigger is a mistake, not a config.
 const MAX_CONFIG_BYTES: usize = 4 << 20;
 
@@ -31,6 +37,8 @@ pub struct Config {
     pub dns: DnsConfig,
     pub discovery: DiscoveryConfig,
     pub log: LogTarget,
+    /// `[log] format`: how each line names its fields.
+    pub log_format: LogFormat,
     /// Refuse UDP datagrams to routed or denied destinations (and the like); see the README.
     pub strict: bool,
     /// Log direct connections and real lookups too (the default); `false` logs only what is
@@ -76,6 +84,57 @@ impl LogTarget {
             other => Err(format!(
                 "\"{other}\" must be an absolute path, \"stderr\" or \"off\" (a relative path would differ between processes)"
             )),
+        }
+    }
+}
+
+/// How log lines name their fields (`[log] format`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// The project's own line: `ts`, `event`, `rule`, ..., every key on every line.
+    #[default]
+    Native,
+    /// Elastic Common Schema names (`@timestamp`, `event.action`, ...), with the pod's identity
+    /// as read from the environment when the configuration was loaded (boxed: errors carry
+    /// this too, and stay small).
+    Ecs(Box<PodIdentity>),
+}
+
+impl LogFormat {
+    pub fn name(&self) -> &'static str {
+        match self {
+            LogFormat::Native => "native",
+            LogFormat::Ecs(_) => "ecs",
+        }
+    }
+
+    /// `"native"` or `"ecs"` (the pod's identity read with `getenv`).
+    fn parse(text: &str, getenv: &dyn Fn(&str) -> Option<String>) -> Option<LogFormat> {
+        match text {
+            "native" => Some(LogFormat::Native),
+            "ecs" => Some(LogFormat::Ecs(Box::new(PodIdentity::from_env(getenv)))),
+            _ => None,
+        }
+    }
+}
+
+/// The Kubernetes pod a process runs in, as the Downward API puts it in the environment
+/// (`MCP_REDIRECT_POD_NAME`, `_NAMESPACE`, `_UID`); each `None` when unset or empty. Read once
+/// per configuration load, never per line.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodIdentity {
+    pub name: Option<String>,
+    pub namespace: Option<String>,
+    pub uid: Option<String>,
+}
+
+impl PodIdentity {
+    pub fn from_env(getenv: &dyn Fn(&str) -> Option<String>) -> PodIdentity {
+        let read = |name: &str| getenv(name).filter(|value| !value.is_empty());
+        PodIdentity {
+            name: read(POD_NAME_ENV),
+            namespace: read(POD_NAMESPACE_ENV),
+            uid: read(POD_UID_ENV),
         }
     }
 }
@@ -295,6 +354,7 @@ pub struct ConfigError {
     pub message: String,
     pub on_error: OnConfigError,
     pub log: LogTarget,
+    pub log_format: LogFormat,
 }
 
 impl fmt::Display for ConfigError {
@@ -312,6 +372,8 @@ struct FileSchema {
     on_config_error: Option<String>,
     strict: Option<bool>,
     log: Option<LogSchema>,
+    /// The spelling of `log.format`, accepted too.
+    log_format: Option<String>,
     dns: Option<DnsSchema>,
     discovery: Option<DiscoverySchema>,
     #[serde(default)]
@@ -325,6 +387,7 @@ struct FileSchema {
 struct LogSchema {
     path: Option<String>,
     direct: Option<bool>,
+    format: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -400,6 +463,7 @@ pub fn load(getenv: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErr
                 message,
                 on_error: OnConfigError::Deny,
                 log: LogTarget::Stderr,
+                log_format: config.log_format,
             }),
         },
         Err(mut error) => {
@@ -420,6 +484,7 @@ pub fn load_file(
         message,
         on_error: OnConfigError::Deny,
         log: LogTarget::Stderr,
+        log_format: LogFormat::Native,
     };
     if !path.is_absolute() {
         return Err(fail(format!(
@@ -449,18 +514,23 @@ pub fn parse(
         validate(schema, source.clone(), getenv).map_err(|message| with_location(text, message))
     });
     result.map_err(|message| {
-        let (on_error, log) = readable_fallbacks(text);
+        let (on_error, log, log_format) = readable_fallbacks(text, getenv);
         ConfigError {
             source,
             message,
             on_error,
             log,
+            log_format,
         }
     })
 }
 
-/// `on_config_error` and `log.path` from a file that failed validation, if TOML can read them.
-fn readable_fallbacks(text: &str) -> (OnConfigError, LogTarget) {
+/// `on_config_error`, `log.path` and `log.format` from a file that failed validation, if TOML
+/// can read them.
+fn readable_fallbacks(
+    text: &str,
+    getenv: &dyn Fn(&str) -> Option<String>,
+) -> (OnConfigError, LogTarget, LogFormat) {
     let value: Option<toml::Table> = text.parse().ok();
     let on_error = match value
         .as_ref()
@@ -477,7 +547,17 @@ fn readable_fallbacks(text: &str) -> (OnConfigError, LogTarget) {
         .and_then(|p| p.as_str())
         .and_then(|p| LogTarget::parse(p).ok())
         .unwrap_or(LogTarget::Stderr);
-    (on_error, log)
+    let log_format = value
+        .as_ref()
+        .and_then(|t| {
+            t.get("log")
+                .and_then(|l| l.get("format"))
+                .or(t.get("log_format"))
+        })
+        .and_then(|f| f.as_str())
+        .and_then(|f| LogFormat::parse(f, getenv))
+        .unwrap_or_default();
+    (on_error, log, log_format)
 }
 
 /// One line: `rules[3]: line 14, column 1: unknown field `hots`, expected one of ...`.
@@ -718,6 +798,22 @@ fn validate(
         Some(path) => LogTarget::parse(path).map_err(|e| format!("log.path: {e}"))?,
         None => LogTarget::Stderr,
     };
+    let format_key = match (
+        schema.log.as_ref().and_then(|l| l.format.as_deref()),
+        schema.log_format.as_deref(),
+    ) {
+        (Some(_), Some(_)) => {
+            return Err("log_format: give log.format or log_format, not both".to_string())
+        }
+        (Some(text), None) => Some(("log.format", text)),
+        (None, Some(text)) => Some(("log_format", text)),
+        (None, None) => None,
+    };
+    let log_format = match format_key {
+        None => LogFormat::Native,
+        Some((key, text)) => LogFormat::parse(text, getenv)
+            .ok_or_else(|| format!("{key}: \"{text}\" must be \"native\" or \"ecs\""))?,
+    };
     Ok(Config {
         source,
         gateways,
@@ -726,6 +822,7 @@ fn validate(
         discovery,
         log_direct: schema.log.as_ref().and_then(|l| l.direct).unwrap_or(true),
         log,
+        log_format,
         strict: schema.strict.unwrap_or(false),
     })
 }
@@ -1066,6 +1163,48 @@ mod tests {
         let e = parse(text, ConfigSource::Nothing, &no_env).err().unwrap();
         assert_eq!(e.on_error, OnConfigError::Direct);
         assert_eq!(e.log, LogTarget::File("/tmp/l".into()));
+    }
+
+    #[test]
+    fn log_format_takes_either_spelling_and_reads_the_pod_once() {
+        let env = |k: &str| match k {
+            POD_NAME_ENV => Some("fetch-0".to_string()),
+            POD_NAMESPACE_ENV => Some("mcp".to_string()),
+            POD_UID_ENV => Some(String::new()),
+            _ => None,
+        };
+        let pod = PodIdentity {
+            name: Some("fetch-0".into()),
+            namespace: Some("mcp".into()),
+            uid: None,
+        };
+        for text in ["[log]\nformat = \"ecs\"\n", "log_format = \"ecs\"\n"] {
+            let c = parse(text, ConfigSource::Nothing, &env).ok().unwrap();
+            assert_eq!(
+                c.log_format,
+                LogFormat::Ecs(Box::new(pod.clone())),
+                "{text}"
+            );
+        }
+        let c = parse("[log]\nformat = \"native\"\n", ConfigSource::Nothing, &env).ok();
+        assert_eq!(c.unwrap().log_format, LogFormat::Native);
+        let c = parse("", ConfigSource::Nothing, &env).ok().unwrap();
+        assert_eq!(c.log_format, LogFormat::Native);
+
+        let e = parse_err("default = \"direct\"\n[log]\nformat = \"gelf\"\n");
+        assert!(
+            e.contains("log.format: line 3, column 1: \"gelf\" must be \"native\" or \"ecs\""),
+            "{e}"
+        );
+        let e = parse_err("log_format = \"ecs\"\n[log]\nformat = \"ecs\"\n");
+        assert!(
+            e.contains("log_format: line 1, column 1: give log.format or log_format"),
+            "{e}"
+        );
+        // An invalid file still names its format, so that its config_error line is in it.
+        let text = "[log]\npath = \"/tmp/l\"\nformat = \"ecs\"\n[[rules]]\nbogus = 1\n";
+        let e = parse(text, ConfigSource::Nothing, &env).err().unwrap();
+        assert_eq!(e.log_format, LogFormat::Ecs(Box::new(pod)));
     }
 
     #[test]

@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use mcp_redirect::config::{self, Config, ConfigSource, DnsMode, Endpoint, GatewayKind, LogTarget};
+use mcp_redirect::config::{
+    self, Config, ConfigSource, DnsMode, Endpoint, GatewayKind, LogFormat, LogTarget,
+};
 use mcp_redirect::gateway::discovery::SrvCache;
 use mcp_redirect::gateway::{self, Destination};
 use mcp_redirect::net::HostPort;
@@ -74,6 +76,32 @@ pub fn check(args: CheckArgs) -> u8 {
     }
 }
 
+/// `ecs (k8s.pod.name fetch-0, k8s.namespace.name mcp)`: the format and the pod fields every
+/// line will carry, as this environment sets them.
+fn format_text(format: &LogFormat) -> String {
+    let LogFormat::Ecs(pod) = format else {
+        return format.name().to_string();
+    };
+    let fields: Vec<String> = [
+        ("k8s.pod.name", &pod.name),
+        ("k8s.namespace.name", &pod.namespace),
+        ("k8s.pod.uid", &pod.uid),
+    ]
+    .into_iter()
+    .filter_map(|(key, value)| Some(format!("{key} {}", value.as_deref()?)))
+    .collect();
+    if fields.is_empty() {
+        format!(
+            "ecs (no k8s.* fields: {}, {} and {} are unset here)",
+            config::POD_NAME_ENV,
+            config::POD_NAMESPACE_ENV,
+            config::POD_UID_ENV
+        )
+    } else {
+        format!("ecs ({})", fields.join(", "))
+    }
+}
+
 fn print_summary(config: &Config) {
     println!("source: {}", config.source);
     if config.source == ConfigSource::Nothing {
@@ -132,7 +160,12 @@ fn print_summary(config: &Config) {
     } else {
         " (direct connections not logged)"
     };
-    println!("log: {log}{direct}");
+    // The native format is the default and goes unsaid, as direct connections being logged do.
+    let format = match &config.log_format {
+        LogFormat::Native => String::new(),
+        ecs => format!("; format {}", format_text(ecs)),
+    };
+    println!("log: {log}{direct}{format}");
     if config.strict {
         println!(
             "strict: datagrams and raw DNS queries to routed or denied destinations are refused"

@@ -6,12 +6,18 @@
 //! `uvicorn` close every fd) and reuse the number. Before each write we check with `fstat` that
 //! the fd is still the file we opened (device and inode), and reopen it if not; we never write
 //! to, or close, an fd we have not verified.
+//!
+//! A line is written in one of two formats, chosen by `[log] format`: the native one
+//! ([`Event::to_line`]) or Elastic Common Schema names ([`ecs`]). Both are built whole in memory
+//! and handed to one `write(2)`.
 #![deny(unsafe_code)]
+
+pub mod ecs;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 
-use crate::config::LogTarget;
+use crate::config::{LogFormat, LogTarget};
 use crate::sys;
 
 /// One decision, as the log records it. `None` fields are written as `null`.
@@ -150,20 +156,7 @@ impl Event<'_> {
         }
         if let Some(attempts) = self.attempts {
             out.key("attempts");
-            out.raw("[");
-            for (i, attempt) in attempts.iter().enumerate() {
-                if i > 0 {
-                    out.raw(",");
-                }
-                out.raw("{\"endpoint\":");
-                out.string(&attempt.endpoint);
-                out.key("result");
-                out.result(attempt.result);
-                out.key("elapsed_us");
-                out.number(attempt.elapsed_us);
-                out.raw("}");
-            }
-            out.raw("]");
+            out.attempts(attempts, usize::MAX, usize::MAX);
         }
         out.raw("}\n");
         out.0
@@ -205,6 +198,19 @@ impl JsonLine {
     fn number(&mut self, n: u64) {
         self.raw(&n.to_string());
     }
+    /// `s` as a JSON string, cut to at most `limit` bytes (on a character boundary, then `…`).
+    fn bounded_string(&mut self, s: &str, limit: usize) {
+        if s.len() <= limit {
+            return self.string(s);
+        }
+        let mut end = limit;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.string(&s[..end]);
+        self.0.pop();
+        self.raw("…\"");
+    }
     fn string(&mut self, s: &str) {
         self.0.push(b'"');
         for c in s.chars() {
@@ -222,6 +228,24 @@ impl JsonLine {
             }
         }
         self.0.push(b'"');
+    }
+    /// `[{"endpoint":...,"result":...,"elapsed_us":...},...]`: the first `most` attempts, each
+    /// endpoint cut to `text_limit` bytes.
+    fn attempts(&mut self, attempts: &[Attempt], most: usize, text_limit: usize) {
+        self.raw("[");
+        for (i, attempt) in attempts.iter().take(most).enumerate() {
+            if i > 0 {
+                self.raw(",");
+            }
+            self.raw("{\"endpoint\":");
+            self.bounded_string(&attempt.endpoint, text_limit);
+            self.key("result");
+            self.result(attempt.result);
+            self.key("elapsed_us");
+            self.number(attempt.elapsed_us);
+            self.raw("}");
+        }
+        self.raw("]");
     }
     fn result(&mut self, result: LogResult) {
         match result {
@@ -331,6 +355,7 @@ pub fn eai_name(code: i32) -> &'static str {
 /// Where log lines go, and the descriptor we keep for a file target.
 pub struct LogWriter {
     target: LogTarget,
+    format: LineFormat,
     fd: AtomicI32,
     dev: AtomicU64,
     ino: AtomicU64,
@@ -346,10 +371,26 @@ pub struct LogWriter {
 /// How often the path is checked for rotation, and an unreachable log retried.
 const RECHECK_US: u64 = 1_000_000;
 
+/// The line format, with what it needs prepared once per configuration.
+enum LineFormat {
+    Native,
+    /// The `k8s.*` fields, already JSON (see [`ecs::pod_fields`]).
+    Ecs {
+        pod_fields: Box<[u8]>,
+    },
+}
+
 impl LogWriter {
-    pub fn new(target: LogTarget) -> LogWriter {
+    pub fn new(target: LogTarget, format: &LogFormat) -> LogWriter {
+        let format = match format {
+            LogFormat::Native => LineFormat::Native,
+            LogFormat::Ecs(pod) => LineFormat::Ecs {
+                pod_fields: ecs::pod_fields(pod),
+            },
+        };
         LogWriter {
             target,
+            format,
             fd: AtomicI32::new(-1),
             dev: AtomicU64::new(0),
             ino: AtomicU64::new(0),
@@ -379,7 +420,10 @@ impl LogWriter {
             dropped: (lost > 0).then_some(lost),
             ..*event
         };
-        let line = event.to_line(exe);
+        let line = match &self.format {
+            LineFormat::Native => event.to_line(exe),
+            LineFormat::Ecs { pod_fields } => event.to_ecs_line(exe, pod_fields),
+        };
         if !self.write_line(&line) {
             self.dropped.fetch_add(lost + 1, Ordering::Relaxed);
         }
