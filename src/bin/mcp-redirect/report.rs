@@ -7,7 +7,9 @@
 //! and the report says so. A 1 GB log takes the same memory as a 1 MB one.
 //!
 //! Owns: reading and checking log lines, summarising them, and printing the summary (aligned
-//! text, or one JSON object). Does not own the format: `mcp_redirect::log` writes it.
+//! text, or one JSON object). Reads both line formats, native and `ecs`, each line by its own
+//! keys, so a file whose format changed on a reload reads whole. Does not own the formats:
+//! `mcp_redirect::log` writes them (and `log::ecs` maps `event.action` back).
 #![forbid(unsafe_code)]
 
 use std::borrow::Cow;
@@ -15,10 +17,12 @@ use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use mcp_redirect::log::{errno_text, rfc3339_micros};
+use mcp_redirect::log::{ecs, errno_text, rfc3339_micros};
+use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -269,14 +273,36 @@ fn skip_past_newline(reader: &mut impl BufRead) -> io::Result<()> {
 // ---------------------------------------------------------------------------------------------
 // Parsing lines
 
-/// The fields of a log line the report uses; others (`pid`, `port`, ...) are skipped. Strings
-/// borrow from the line unless they hold escapes.
-#[derive(Deserialize)]
+/// The fields of a log line the report uses, in either format the library writes; others
+/// (`pid`, `port`, `event.kind`, ...) are skipped. Strings borrow from the line unless they hold
+/// escapes (or, for an `ecs` line's `dst`, are rebuilt from two fields).
 struct LogLine<'a> {
-    #[serde(borrow)]
     ts: Cow<'a, str>,
-    #[serde(borrow)]
     event: Cow<'a, str>,
+    exe: Option<Cow<'a, str>>,
+    proto: Option<Cow<'a, str>>,
+    host: Option<Cow<'a, str>>,
+    dst: Option<Cow<'a, str>>,
+    rule: Option<Cow<'a, str>>,
+    action: Option<Cow<'a, str>>,
+    gateway: Option<Cow<'a, str>>,
+    endpoint: Option<Cow<'a, str>>,
+    /// Whether a fake address was handed out (`answer`, `dns.resolved_ip`).
+    answer: bool,
+    result: Option<Cow<'a, str>>,
+    error: Option<Cow<'a, str>>,
+    elapsed_us: Option<u64>,
+}
+
+/// A line as serde reads it: the native keys and the `ecs` ones side by side. A line with
+/// `@timestamp` is read by the `ecs` names, any other by the native ones, so each line may be
+/// in either format (a reload can change it in the middle of a file).
+#[derive(Deserialize)]
+struct RawLine<'a> {
+    #[serde(borrow)]
+    ts: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    event: Option<Cow<'a, str>>,
     #[serde(borrow)]
     exe: Option<Cow<'a, str>>,
     #[serde(borrow)]
@@ -293,19 +319,115 @@ struct LogLine<'a> {
     gateway: Option<Cow<'a, str>>,
     #[serde(borrow)]
     endpoint: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    answer: Option<Cow<'a, str>>,
+    answer: Option<IgnoredAny>,
     #[serde(borrow)]
     result: Option<Cow<'a, str>>,
     #[serde(borrow)]
     error: Option<Cow<'a, str>>,
     elapsed_us: Option<u64>,
+
+    #[serde(borrow, rename = "@timestamp")]
+    timestamp: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "event.action")]
+    event_action: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "process.name")]
+    process_name: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "network.transport")]
+    network_transport: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "destination.domain")]
+    destination_domain: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "dns.question.name")]
+    dns_question_name: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "destination.ip")]
+    destination_ip: Option<Cow<'a, str>>,
+    #[serde(rename = "destination.port")]
+    destination_port: Option<u16>,
+    #[serde(borrow, rename = "rule.name")]
+    rule_name: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "mcp_redirect.gateway.name")]
+    gateway_name: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "mcp_redirect.gateway.endpoint")]
+    gateway_endpoint: Option<Cow<'a, str>>,
+    #[serde(rename = "dns.resolved_ip")]
+    dns_resolved_ip: Option<IgnoredAny>,
+    #[serde(borrow, rename = "error.code")]
+    error_code: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "error.message")]
+    error_message: Option<Cow<'a, str>>,
+    /// Nanoseconds, as ECS has it.
+    #[serde(rename = "event.duration")]
+    event_duration: Option<u64>,
 }
 
 #[derive(Deserialize)]
 struct RuleField<'a> {
     #[serde(borrow)]
     pattern: Cow<'a, str>,
+}
+
+impl<'a> RawLine<'a> {
+    /// The event, by the names of the line's format; the error names a missing required key.
+    fn into_line(mut self) -> Result<LogLine<'a>, String> {
+        match self.timestamp.take() {
+            Some(ts) => Ok(Self::from_ecs(ts, self)),
+            None => Self::from_native(self),
+        }
+    }
+
+    fn from_native(raw: RawLine<'a>) -> Result<LogLine<'a>, String> {
+        let (Some(ts), Some(event)) = (raw.ts, raw.event) else {
+            return Err("neither `ts` and `event` (native) nor `@timestamp` (ecs)".to_string());
+        };
+        Ok(LogLine {
+            ts,
+            event,
+            exe: raw.exe,
+            proto: raw.proto,
+            host: raw.host,
+            dst: raw.dst,
+            rule: raw.rule.map(|r| r.pattern),
+            action: raw.action,
+            gateway: raw.gateway,
+            endpoint: raw.endpoint,
+            answer: raw.answer.is_some(),
+            result: raw.result,
+            error: raw.error,
+            elapsed_us: raw.elapsed_us,
+        })
+    }
+
+    /// `event.action` back to the native `event` and `action` (`connect-redirected` is a
+    /// `connect` through a `gateway`); `error.code` is the result, and its absence `ok`.
+    fn from_ecs(ts: Cow<'a, str>, raw: RawLine<'a>) -> LogLine<'a> {
+        let ecs_action = raw.event_action.unwrap_or_default();
+        let (event, action) = match ecs::native_event(&ecs_action) {
+            Some((event, action)) => (Cow::Borrowed(event), action.map(Cow::Borrowed)),
+            None => (ecs_action, None),
+        };
+        let dst = raw.destination_ip.map(|ip| {
+            let port = raw.destination_port.unwrap_or(0);
+            match ip.parse::<IpAddr>() {
+                Ok(ip) => Cow::Owned(SocketAddr::new(ip, port).to_string()),
+                Err(_) => Cow::Owned(format!("{ip}:{port}")),
+            }
+        });
+        LogLine {
+            ts,
+            event,
+            exe: raw.process_name,
+            proto: raw.network_transport,
+            host: raw.destination_domain.or(raw.dns_question_name),
+            dst,
+            rule: raw.rule_name,
+            action,
+            gateway: raw.gateway_name,
+            endpoint: raw.gateway_endpoint,
+            answer: raw.dns_resolved_ip.is_some(),
+            result: Some(raw.error_code.unwrap_or(Cow::Borrowed("ok"))),
+            error: raw.error_message,
+            elapsed_us: raw.event_duration.map(|ns| ns / 1000),
+        }
+    }
 }
 
 /// Why a line was not counted.
@@ -339,7 +461,7 @@ fn parse_line(line: &[u8], end: LineEnd) -> Result<(LogLine<'_>, i64), Flaw> {
     if line.iter().all(u8::is_ascii_whitespace) {
         return Err(Flaw::Empty);
     }
-    let event: LogLine = serde_json::from_slice(line).map_err(|e| {
+    let raw: RawLine = serde_json::from_slice(line).map_err(|e| {
         use serde_json::error::Category;
         // serde's text ends in " at line 1 column N": the line is ours to name, the column is kept.
         let text = e.to_string();
@@ -351,6 +473,7 @@ fn parse_line(line: &[u8], end: LineEnd) -> Result<(LogLine<'_>, i64), Flaw> {
             Category::Data | Category::Io => Flaw::Invalid(text.to_string()),
         }
     })?;
+    let event = raw.into_line().map_err(Flaw::Invalid)?;
     match parse_rfc3339(&event.ts) {
         Some(ts) => Ok((event, ts)),
         None => Err(Flaw::BadTime(bounded(&event.ts, 64).to_string())),
@@ -740,7 +863,7 @@ impl Summary {
 
         if action == Action::Deny {
             self.denials += 1;
-            let pattern = event.rule.as_ref().map_or("(no rule)", |r| &*r.pattern);
+            let pattern = event.rule.as_deref().unwrap_or("(no rule)");
             self.deny_rules.add(pattern);
             self.denied_hosts
                 .add(pair_key(&mut self.key, host, pattern));
@@ -752,7 +875,7 @@ impl Summary {
         let ok = event.result.as_deref() == Some("ok");
         if !ok {
             self.resolves.failed += 1;
-        } else if event.answer.is_some() {
+        } else if event.answer {
             self.resolves.fake += 1;
         } else {
             self.resolves.real += 1;
