@@ -142,6 +142,9 @@ impl Run {
         for var in [
             "MCP_REDIRECT_CONFIG",
             "MCP_REDIRECT_LOG",
+            "MCP_REDIRECT_POD_NAME",
+            "MCP_REDIRECT_POD_NAMESPACE",
+            "MCP_REDIRECT_POD_UID",
             "HTTPS_PROXY",
             "https_proxy",
             "HTTP_PROXY",
