@@ -45,6 +45,23 @@ pub fn library() -> &'static Path {
     })
 }
 
+/// Compiles `tests/c/NAME.c` into a static binary in the scratch directory: a program
+/// `LD_PRELOAD` cannot enter.
+pub fn compile_static(scratch: &Scratch, name: &str) -> PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/c")
+        .join(format!("{name}.c"));
+    let binary = scratch.dir.join(name);
+    let status = Command::new("cc")
+        .args(["-static", "-O1", "-pthread", "-o"])
+        .arg(&binary)
+        .arg(&source)
+        .status()
+        .expect("cc");
+    assert!(status.success(), "cc -static {}", source.display());
+    binary
+}
+
 /// A scratch directory for one test (config, log), removed on drop.
 pub struct Scratch {
     pub dir: PathBuf,
