@@ -4,7 +4,9 @@
 //!
 //! Module map (the shape is "a pure core, a thin skin"):
 //! - [`hooks`]: the only `#[no_mangle] extern "C"` symbols; each converts C arguments, calls one
-//!   safe function, and converts the result back. No decisions are made there.
+//!   safe function, and converts the result back. No decisions are made there. Compiled with the
+//!   `preload` feature (default); without it (the static `mcp-redirect`) the crate exports
+//!   nothing and its calls go to libc directly.
 //! - [`sys`]: the one door to libc: the real functions behind our hooks (`dlsym(RTLD_NEXT)`),
 //!   errno, and deadline-bounded socket I/O on a borrowed fd.
 //! - [`config`]: the TOML schema, the proxy-environment fallback, validation with key paths.
@@ -26,6 +28,7 @@ pub mod config;
 pub mod connect;
 pub mod dns;
 pub mod gateway;
+#[cfg(feature = "preload")]
 pub mod hooks;
 pub mod log;
 pub mod lookup;

@@ -105,7 +105,12 @@ const LOADER_STACK: usize = 4 << 20;
 /// loading thread itself, and in a program that links this crate rather than preloading it:
 /// their calls pass straight through.
 pub fn get() -> Option<Current> {
-    if crate::hooks::inert() {
+    // Without the hooks (built without the `preload` feature) nothing is ever decided here.
+    #[cfg(feature = "preload")]
+    let linked = crate::hooks::inert();
+    #[cfg(not(feature = "preload"))]
+    let linked = true;
+    if linked {
         return None;
     }
     let current = RUNTIME.load();

@@ -3,7 +3,15 @@
 //!
 //! Nothing here takes a lock or allocates on a pass-through path.
 
+#[cfg(feature = "preload")]
 pub mod real;
+/// Without the `preload` feature (the static `mcp-redirect`) there are no hooks in front of libc,
+/// and no `dlsym(RTLD_NEXT)` in a static program: the real functions are libc's own, linked
+/// directly. Only those the crate calls outside the hooks.
+#[cfg(not(feature = "preload"))]
+pub mod real {
+    pub use libc::{connect, freeaddrinfo, getaddrinfo};
+}
 pub mod seccomp;
 pub mod socket;
 
@@ -320,6 +328,7 @@ pub fn write_stderr(bytes: &[u8]) -> io::Result<()> {
 /// such as the `mcp-redirect` tool) rather than to a shared object loaded into it (the preloaded
 /// `libmcp_redirect.so`). Compares the object that holds `addr` with the one that holds the
 /// program's entry point.
+#[cfg(feature = "preload")]
 pub fn in_main_executable(addr: *const libc::c_void) -> bool {
     let object_base = |addr: *const libc::c_void| {
         // SAFETY: Dl_info is plain data; dladdr fills it for any address and only reads `addr`.
