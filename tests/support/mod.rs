@@ -62,6 +62,39 @@ pub fn compile_static(scratch: &Scratch, name: &str) -> PathBuf {
     binary
 }
 
+/// A config that sends `*.example.test` through the HTTP CONNECT gateway at `proxy`, denies the
+/// rest, and logs to the scratch directory's log.
+pub fn example_test_via(scratch: &Scratch, proxy: SocketAddr) -> PathBuf {
+    scratch.config(&format!(
+        "default = \"deny\"\n[log]\npath = \"{}\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"{proxy}\"]\n[[rules]]\nhost = \"*.example.test\"\nvia = \"corp\"\n",
+        scratch.log_path().display()
+    ))
+}
+
+/// What `mcp-redirect install --to DIR` made, used: `DIR/mcp-redirect run --mode MODE --config
+/// DIR/mcp-redirect.toml -- curl http://api.example.test/`.
+pub fn curl_from_install(dir: &Path, mode: &str) -> Finished {
+    let config = dir.join("mcp-redirect.toml");
+    Run::new(
+        dir.join("mcp-redirect").to_str().unwrap(),
+        &[
+            "run",
+            "--mode",
+            mode,
+            "--config",
+            config.to_str().unwrap(),
+            "--",
+            "curl",
+            "-sS",
+            "--max-time",
+            "20",
+            "http://api.example.test/",
+        ],
+    )
+    .without_preload()
+    .output()
+}
+
 /// A scratch directory for one test (config, log), removed on drop.
 pub struct Scratch {
     pub dir: PathBuf,

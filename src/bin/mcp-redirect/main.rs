@@ -1,16 +1,19 @@
 //! `mcp-redirect`: wrap a program with the library (`run`), validate a config (`check`), see
 //! which rule a host hits (`explain`), read the security log (`report`), start a config
-//! (`init`). Thin: every decision comes from the library crate, never a second copy.
+//! (`init`), copy itself and the library into a directory (`install`). Thin: every decision
+//! comes from the library crate, never a second copy.
 //!
 //! Exit codes: 0 success; 1 `check --deny-warnings` found warnings, or `report` met malformed
-//! lines; 2 invalid configuration or usage, an endpoint `check --connect` could not reach, or a
-//! log `report` could not read; 3 `run --strict` refused a program that would ignore the
-//! library; 126/127 the command cannot be run / was not found (as in a shell).
+//! lines; 2 invalid configuration or usage, an endpoint `check --connect` could not reach, a
+//! log `report` could not read, or a file `install` could not write; 3 `run --strict` refused a
+//! program that would ignore the library; 126/127 the command cannot be run / was not found (as
+//! in a shell).
 
 mod check;
 mod elf;
 mod explain;
 mod init;
+mod install;
 mod report;
 mod run;
 mod supervise;
@@ -30,9 +33,9 @@ use clap::{Parser, Subcommand};
         The work is done by libmcp_redirect.so, preloaded into the program. This tool wraps a program \
         with it, validates a configuration, explains decisions and summarises the security log.\n\n\
         Exit codes: 0 ok; 1 warnings (check --deny-warnings) or malformed log lines (report); \
-        2 invalid configuration or usage, an unreachable endpoint (check --connect) or an unreadable \
-        log (report); 3 run --strict refused the program; 126/127 the command \
-        cannot be run / was not found."
+        2 invalid configuration or usage, an unreachable endpoint (check --connect), an unreadable \
+        log (report) or a file install could not write; 3 run --strict refused the program; \
+        126/127 the command cannot be run / was not found."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -66,7 +69,16 @@ enum Command {
         after_help = "Example:\n  HTTPS_PROXY=http://proxy.corp:3128 NO_PROXY=.corp mcp-redirect init --from-env > mcp-redirect.toml"
     )]
     Init(init::InitArgs),
+    /// Copy the library, this program and a config into a directory (an init container's job)
+    #[command(
+        after_help = "Example:\n  mcp-redirect install --to /mcp-redirect --config /etc/mcp-redirect/mcp-redirect.toml"
+    )]
+    Install(install::InstallArgs),
 }
+
+/// Whether this program is statically linked (scripts/build-static-cli.sh): it then runs in any
+/// image, and looks names up in `/etc/hosts` and DNS only.
+pub const STATIC: bool = cfg!(target_feature = "crt-static");
 
 /// The configuration file to use: `--config`, else `MCP_REDIRECT_CONFIG`. `None` means the
 /// proxy environment, as the library itself would read it.
@@ -107,6 +119,7 @@ fn main() -> ExitCode {
         Command::Explain(args) => explain::explain(args),
         Command::Report(args) => report::report(args),
         Command::Init(args) => init::init(args),
+        Command::Install(args) => install::install(args),
     };
     ExitCode::from(code)
 }

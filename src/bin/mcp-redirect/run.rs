@@ -16,7 +16,7 @@ use mcp_redirect::rules::{Action, HostMatch};
 use crate::elf;
 
 /// The library's file name, and the variable that may point at it.
-const LIBRARY: &str = "libmcp_redirect.so";
+pub const LIBRARY: &str = "libmcp_redirect.so";
 const LIBRARY_ENV: &str = "MCP_REDIRECT_LIB";
 
 #[derive(clap::Args)]
@@ -51,7 +51,7 @@ pub enum Mode {
 }
 
 /// Where the library is: next to this binary, then `../lib/`, then `$MCP_REDIRECT_LIB`.
-fn find_library() -> Result<PathBuf, String> {
+pub fn find_library() -> Result<PathBuf, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot locate this program: {e}"))?;
     let dir = exe.parent().unwrap_or(Path::new("/"));
     let mut candidates = vec![dir.join(LIBRARY), dir.join("../lib").join(LIBRARY)];
