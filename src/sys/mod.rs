@@ -324,6 +324,26 @@ pub fn write_stderr(bytes: &[u8]) -> io::Result<()> {
     write_all(2, bytes)
 }
 
+/// Makes host lookups (`getaddrinfo` and the rest) read `/etc/hosts` and DNS only, whatever
+/// `/etc/nsswitch.conf` says; for the statically linked `mcp-redirect`. glibc (2.34 and later)
+/// has those two built in; any other module (`resolve`, `myhostname`, `mdns4_minimal`, `sss`...)
+/// it would load with a static `dlopen`, which glibc supports only with the shared libraries of
+/// the glibc version the program was linked with, and which another image need not have.
+/// Without glibc this does nothing. Returns whether the setting was taken.
+pub fn hosts_from_files_and_dns() -> bool {
+    #[cfg(target_env = "gnu")]
+    {
+        extern "C" {
+            /// glibc's `<nss.h>`: replaces the service list of one database.
+            fn __nss_configure_lookup(db: *const libc::c_char, line: *const libc::c_char) -> i32;
+        }
+        // SAFETY: two NUL-terminated static strings; glibc parses them into its own list.
+        unsafe { __nss_configure_lookup(c"hosts".as_ptr(), c"files dns".as_ptr()) == 0 }
+    }
+    #[cfg(not(target_env = "gnu"))]
+    false
+}
+
 /// Whether the code at `addr` belongs to the main executable (this crate linked into a program,
 /// such as the `mcp-redirect` tool) rather than to a shared object loaded into it (the preloaded
 /// `libmcp_redirect.so`). Compares the object that holds `addr` with the one that holds the

@@ -227,13 +227,14 @@ fn connect_all(config: &Config, probe: Option<&HostPort>) -> usize {
         for endpoint in &gw.endpoints {
             // Every address to try for this entry, with its label: a fixed endpoint's first
             // address, or each target an SRV lookup finds.
-            let targets: Vec<(String, Option<SocketAddr>)> = match endpoint {
+            let targets: Vec<(String, Result<SocketAddr, String>)> = match endpoint {
                 Endpoint::At(fixed) => {
-                    let addr = mcp_redirect::runtime::resolve_endpoint(fixed)
-                        .first()
-                        .copied();
+                    let addr = match fixed.literal() {
+                        Some(addr) => Ok(addr),
+                        None => resolve(&fixed.host, fixed.port),
+                    };
                     let label = match addr {
-                        Some(a) if fixed.literal() != Some(a) => format!("{fixed} ({a})"),
+                        Ok(a) if fixed.literal() != Some(a) => format!("{fixed} ({a})"),
                         _ => fixed.to_string(),
                     };
                     vec![(label, addr)]
@@ -249,7 +250,10 @@ fn connect_all(config: &Config, probe: Option<&HostPort>) -> usize {
                                         "{endpoint} -> {}:{} (priority {}, weight {})",
                                         t.host, t.port, t.priority, t.weight
                                     ),
-                                    t.addrs.first().copied(),
+                                    t.addrs
+                                        .first()
+                                        .copied()
+                                        .ok_or_else(|| unresolved("no address")),
                                 )
                             })
                             .collect(),
@@ -263,10 +267,13 @@ fn connect_all(config: &Config, probe: Option<&HostPort>) -> usize {
             };
             for (label, addr) in targets {
                 let label = format!("  {} {label}", gw.name);
-                let Some(addr) = addr else {
-                    println!("{label}: does not resolve");
-                    failures += 1;
-                    continue;
+                let addr = match addr {
+                    Ok(addr) => addr,
+                    Err(text) => {
+                        println!("{label}: {text}");
+                        failures += 1;
+                        continue;
+                    }
                 };
                 match try_endpoint(gw, addr, probe) {
                     Ok(text) => println!("{label}: {text}"),
@@ -279,6 +286,26 @@ fn connect_all(config: &Config, probe: Option<&HostPort>) -> usize {
         }
     }
     failures
+}
+
+/// A gateway's name, looked up as the library does; the first address, or why there is none.
+fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
+    match mcp_redirect::sys::resolve_real(host, port) {
+        Ok(addrs) => addrs
+            .first()
+            .copied()
+            .ok_or_else(|| unresolved("no address")),
+        Err(code) => Err(unresolved(mcp_redirect::log::eai_name(code))),
+    }
+}
+
+/// `does not resolve (EAI_NONAME)`, and for the static build, where the answer comes from.
+fn unresolved(reason: &str) -> String {
+    if crate::STATIC {
+        format!("does not resolve ({reason}; this mcp-redirect is statically linked and reads /etc/hosts and DNS only, not other /etc/nsswitch.conf sources)")
+    } else {
+        format!("does not resolve ({reason})")
+    }
 }
 
 /// Connects to one endpoint (and, with a probe, completes the gateway's handshake to it with the

@@ -112,6 +112,10 @@ pub fn complain(message: impl std::fmt::Display) {
 }
 
 fn main() -> ExitCode {
+    if STATIC {
+        // Before any lookup: another name service module would need a static dlopen.
+        mcp_redirect::sys::hosts_from_files_and_dns();
+    }
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Run(args) => run::run(args),
