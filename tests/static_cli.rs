@@ -370,3 +370,46 @@ fn the_static_cli_looks_names_up_in_hosts_and_dns_only() {
         out.describe()
     );
 }
+
+#[test]
+fn run_starts_the_static_cli_itself_as_it_is() {
+    // The Docker image's default command is `mcp-redirect run -- mcp-redirect check`: the static
+    // command is not a program to supervise, nor one to warn about. A copy of it is.
+    let scratch = Scratch::new("static-itself");
+    let config = scratch.config("default = \"deny\"\n");
+    let copy = scratch.dir.join("mcp-redirect-copy");
+    copy_executable(static_cli(), &copy);
+    let run = |program: &Path, dry_run: bool| {
+        let mut args = vec!["run", "--config", config.to_str().unwrap()];
+        if dry_run {
+            args.push("--dry-run");
+        }
+        args.extend(["--", program.to_str().unwrap(), "check"]);
+        Run::new(static_cli().to_str().unwrap(), &args)
+            .without_preload()
+            .env("MCP_REDIRECT_LIB", library())
+            .output()
+    };
+
+    let itself = run(static_cli(), true);
+    assert!(
+        !itself.success().contains("mode: supervise") && !itself.stderr.contains("warning"),
+        "{}",
+        itself.describe()
+    );
+    let itself = run(static_cli(), false);
+    assert!(
+        itself
+            .success()
+            .contains(&format!("source: {}", config.display())),
+        "{}",
+        itself.describe()
+    );
+
+    let other = run(&copy, true);
+    assert!(
+        other.success().starts_with("mode: supervise\n"),
+        "{}",
+        other.describe()
+    );
+}

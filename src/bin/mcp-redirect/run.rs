@@ -151,6 +151,10 @@ pub fn run(args: RunArgs) -> u8 {
             };
         }
     };
+    // This very program (the Docker image's default command, `mcp-redirect check`, goes through
+    // its entrypoint, `mcp-redirect run --`): it redirects nothing and reaches only gateways and
+    // DNS, so it starts as it is. The static build is no program to supervise or warn about.
+    let itself = inspection.chain.last().is_some_and(|p| is_this_program(p));
     // auto: the supervisor for what the loader will not preload into, when the supervisor can
     // hold it (not a foreign architecture, and not setuid: no_new_privs would drop privileges).
     let supervise = match args.mode {
@@ -166,7 +170,7 @@ pub fn run(args: RunArgs) -> u8 {
                 .obstacles
                 .iter()
                 .any(|o| matches!(o, Architecture | SetId | Capabilities));
-            needs && !cannot
+            needs && !cannot && !itself
         }
     };
     if supervise {
@@ -197,7 +201,7 @@ pub fn run(args: RunArgs) -> u8 {
             settings.iter().map(|s| (s.name, s.value.clone())).collect();
         return crate::supervise::run(config, &args.command, &env);
     }
-    if !inspection.honours_preload() {
+    if !inspection.honours_preload() && !itself {
         let file = inspection
             .chain
             .last()
@@ -256,6 +260,14 @@ pub fn run(args: RunArgs) -> u8 {
     } else {
         126
     }
+}
+
+/// Whether `path` is the file this process runs (same device and inode).
+fn is_this_program(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let identity = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    let this = std::env::current_exe().ok();
+    this.is_some_and(|exe| identity(&exe).is_some() && identity(&exe) == identity(path))
 }
 
 /// `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY`/`NO_PROXY` equivalent to the config's default gateway
