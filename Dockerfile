@@ -1,7 +1,9 @@
 # An image for running MCP servers behind libmcp_redirect.so: every process in a container
 # started from it has its outbound connections decided by /etc/mcp-redirect/mcp-redirect.toml.
-# It also ships the mcp-redirect command (run, check, explain, report, init), and starts every
-# command through it: ENTRYPOINT ["mcp-redirect", "run", "--"].
+# It also ships the mcp-redirect command (run, check, explain, report, init, install), and starts
+# every command through it: ENTRYPOINT ["mcp-redirect", "run", "--"]. The command is statically
+# linked, so `mcp-redirect install --to DIR` copies one that runs in any image (glibc, musl or
+# distroless) together with the library: what a Kubernetes init container does.
 #
 #   docker build -t mcp-redirect .
 #   docker run --rm -v "$PWD/my.toml:/etc/mcp-redirect/mcp-redirect.toml:ro" mcp-redirect
@@ -18,20 +20,24 @@
 # To add the library to an existing MCP server image instead, see examples/mcp-server.Dockerfile.
 #
 # No container engine runs on the project's CI machine: scripts/integration-test.sh lints this
-# file with hadolint, runs the build stage's command natively, and replays the runtime stage in
+# file with hadolint, runs the build stage's commands natively, and replays the runtime stage in
 # a chroot of a Debian bookworm root file system (see the README, "Integration tests").
 
-# ---- Build the library and the command (one cargo build makes both) ----
+# ---- Build the library, and the command statically linked ----
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked
+# A cargo build of its own, without the library's hooks (see the script); the path does not
+# depend on the architecture.
+RUN scripts/build-static-cli.sh --out target/static/mcp-redirect
 
 # ---- Runtime: the library, the command, the config, an unprivileged user ----
-# Same Debian release as the builder, so the glibc both were linked against is present.
+# Same Debian release as the builder, so the glibc the library was linked against is present
+# (the command needs none).
 FROM debian:bookworm-slim
 # The command looks for the library next to itself, then in ../lib/: /usr/local/lib here.
-COPY --from=build /src/target/release/mcp-redirect /usr/local/bin/mcp-redirect
+COPY --from=build /src/target/static/mcp-redirect /usr/local/bin/mcp-redirect
 COPY --from=build /src/target/release/libmcp_redirect.so /usr/local/lib/libmcp_redirect.so
 # The default config path: mount your own config here (or the directory, for hot reload).
 COPY examples/mcp-redirect.toml /etc/mcp-redirect/mcp-redirect.toml
