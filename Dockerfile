@@ -27,10 +27,10 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked
-# A cargo build of its own, without the library's hooks (see the script); the path does not
-# depend on the architecture.
-RUN scripts/build-static-cli.sh --out target/static/mcp-redirect
+# The static command is a cargo build of its own, without the library's hooks (see the
+# script); --out gives it a path that does not depend on the architecture.
+RUN cargo build --release --locked && \
+    scripts/build-static-cli.sh --out target/static/mcp-redirect
 
 # ---- Runtime: the library, the command, the config, an unprivileged user ----
 # Same Debian release as the builder, so the glibc the library was linked against is present
