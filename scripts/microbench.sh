@@ -31,12 +31,14 @@ action = "direct"
 TOML
 
 sed 's/^\[log\]$/[log]\ndirect = false/' "$work/config.toml" >"$work/quiet.toml"
+sed 's/^\[log\]$/[log]\nformat = "ecs"/' "$work/config.toml" >"$work/ecs.toml"
 
 runs=7
 none=(LD_PRELOAD=)
 idle=(LD_PRELOAD="$lib" MCP_REDIRECT_CONFIG=)
 active=(LD_PRELOAD="$lib" MCP_REDIRECT_CONFIG="$work/config.toml")
 quiet=(LD_PRELOAD="$lib" MCP_REDIRECT_CONFIG="$work/quiet.toml")
+ecs=(LD_PRELOAD="$lib" MCP_REDIRECT_CONFIG="$work/ecs.toml")
 cases=(
     "connect AF_INET loopback|connect-inet 20000"
     "connect AF_UNIX|connect-unix 20000"
@@ -48,17 +50,17 @@ cases=(
 for round in $(seq $runs); do
     for i in "${!cases[@]}"; do
         read -r -a args <<<"${cases[$i]#*|}"
-        for mode in none idle active quiet; do
+        for mode in none idle active quiet ecs; do
             declare -n envs=$mode
             # Without the library a routed name would go to real DNS: skip it.
-            [[ $mode != active && $mode != quiet && ${args[1]} == api.routed.test ]] && continue
+            [[ $mode != active && $mode != quiet && $mode != ecs && ${args[1]} == api.routed.test ]] && continue
             echo "$i $mode $(env "${envs[@]}" "$work/hotpath" "${args[@]}")" >>"$work/results"
         done
     done
 done
 printf '%-36s %-8s %s\n' "case" "mode" "ns per call: median (min-max) of $runs runs"
 for i in "${!cases[@]}"; do
-    for mode in none idle active quiet; do
+    for mode in none idle active quiet ecs; do
         grep -q "^$i $mode " "$work/results" || continue
         grep "^$i $mode " "$work/results" | cut -d' ' -f3 | sort -n |
             awk -v label="${cases[$i]%%|*}" -v mode="$mode" \
@@ -66,7 +68,8 @@ for i in "${!cases[@]}"; do
     done
 done
 echo "modes: none = no preload; idle = library loaded, nothing configured; active = rules, log to a file;"
-echo "       quiet = the same rules with [log] direct = false (direct connections not logged)"
+echo "       quiet = the same rules with [log] direct = false (direct connections not logged);"
+echo "       ecs = the same rules with [log] format = \"ecs\" (Elastic Common Schema lines)"
 
 # The supervisor (run --mode supervise): static programs, no preload, the same config.
 cli="${CARGO_TARGET_DIR:-target}/release/mcp-redirect"
