@@ -167,13 +167,15 @@ fn literal_addresses_are_routed_by_cidr_and_sent_as_addresses() {
     let config = config_with(
         &scratch,
         proxy.addr,
-        "[[rules]]\ncidr = \"127.0.0.0/8\"\naction = \"direct\"\n[[rules]]\ncidr = \"10.0.0.0/8\"\nvia = \"corp\"\n[[rules]]\ncidr = \"192.0.2.0/24\"\naction = \"deny\"\n",
+        "[[rules]]\ncidr = \"127.10.0.0/16\"\nvia = \"corp\"\n[[rules]]\ncidr = \"127.20.0.0/16\"\naction = \"deny\"\n",
         "deny",
     );
+    // Loopback addresses only, so that a broken library could not send a packet anywhere else:
+    // the gateway's, a denied one, and one only the (deny) default matches.
     let out = Run::python(&try_connects(&[
-        ("10.9.8.7", 8080),
-        ("192.0.2.1", 80),
-        ("198.51.100.1", 80),
+        ("127.10.8.7", 8080),
+        ("127.20.0.1", 80),
+        ("127.30.0.1", 80),
     ]))
     .config(&config)
     .output();
@@ -182,7 +184,7 @@ fn literal_addresses_are_routed_by_cidr_and_sent_as_addresses() {
         out.success().lines().collect::<Vec<_>>(),
         ["ok", eacces.as_str(), eacces.as_str()]
     );
-    assert_eq!(proxy.request_lines(), ["CONNECT 10.9.8.7:8080 HTTP/1.1"]);
+    assert_eq!(proxy.request_lines(), ["CONNECT 127.10.8.7:8080 HTTP/1.1"]);
     let log = scratch.log();
     let actions: Vec<_> = events(&log, "connect")
         .iter()

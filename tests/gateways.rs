@@ -318,7 +318,7 @@ endpoints = ["{server}"]
 host = ".example.test"
 via = "socks"
 [[rules]]
-cidr = "10.0.0.0/8"
+cidr = "127.10.0.0/16"
 via = "socks"
 "#,
         log = scratch.log_path().display()
@@ -347,16 +347,17 @@ fn socks5_sends_the_domain_name() {
     );
     assert_eq!(requests[0].methods, vec![0]);
 
-    // A literal address goes as an address (ATYP 1): nothing to resolve. No packet leaves:
-    // the test SOCKS server connects to the origin whatever it is asked.
-    let out = Run::python("import socket\ns = socket.create_connection(('10.1.2.3', 80), timeout=20)\ns.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n')\nprint(s.recv(4096).decode().split('\\r\\n\\r\\n')[1])")
+    // A literal address goes as an address (ATYP 1): nothing to resolve. A loopback one, so
+    // that nothing could leave the machine even if the library let it go direct; the test SOCKS
+    // server connects to the origin whatever it is asked.
+    let out = Run::python("import socket\ns = socket.create_connection(('127.10.2.3', 80), timeout=20)\ns.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n')\nprint(s.recv(4096).decode().split('\\r\\n\\r\\n')[1])")
         .config(&config)
         .output();
     assert_eq!(out.success().trim(), "hello from origin");
     let last = socks.requests().pop().unwrap();
     assert_eq!(
         (last.atyp, last.host.as_str(), last.port),
-        (1, "10.1.2.3", 80)
+        (1, "127.10.2.3", 80)
     );
 }
 

@@ -45,7 +45,7 @@ fn a_static_binary_is_decided_by_the_supervisor() {
     let scratch = Scratch::new("supervise-static");
     let binary = compile_static(&scratch, "sconn");
     let config = scratch.config(&format!(
-        "default = \"deny\"\n[log]\npath = \"{}\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"{}\"]\n[[rules]]\ncidr = \"10.1.0.0/16\"\nvia = \"corp\"\n[[rules]]\ncidr = \"127.0.0.1/32\"\nport = {}\naction = \"direct\"\n",
+        "default = \"deny\"\n[log]\npath = \"{}\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"{}\"]\n[[rules]]\ncidr = \"127.10.0.0/16\"\nvia = \"corp\"\n[[rules]]\ncidr = \"127.0.0.1/32\"\nport = {}\naction = \"direct\"\n",
         scratch.log_path().display(),
         proxy.addr,
         origin.addr.port()
@@ -58,11 +58,11 @@ fn a_static_binary_is_decided_by_the_supervisor() {
         config.to_str().unwrap(),
         "--",
         binary.to_str().unwrap(),
-        "10.1.2.3",
+        "127.10.2.3",
         "80",
         "127.0.0.1",
         &port,
-        "10.9.9.9",
+        "127.9.9.9",
         "80",
     ])
     .output();
@@ -74,7 +74,7 @@ fn a_static_binary_is_decided_by_the_supervisor() {
             &libc::EACCES.to_string()
         ]
     );
-    assert_eq!(proxy.request_lines(), ["CONNECT 10.1.2.3:80 HTTP/1.1"]);
+    assert_eq!(proxy.request_lines(), ["CONNECT 127.10.2.3:80 HTTP/1.1"]);
     let log = scratch.log();
     let connects = events(&log, "connect");
     assert_eq!(connects.len(), 3);
