@@ -7,6 +7,7 @@
 //! hostname (arithmetic for fake addresses), the real `connect`, and one log line (`fstat` +
 //! `write`).
 
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::config::Endpoint;
@@ -159,7 +160,8 @@ pub fn decide_connect(
         pid: caller.pid,
         ..Default::default()
     };
-    let mut error_text = String::new();
+    // Fixed texts are borrowed: a refusal's line is its only allocation.
+    let mut error_text: Cow<'static, str> = Cow::Borrowed("");
     let mut attempts: Vec<Attempt> = Vec::new();
     let result = match chosen.decision.action {
         Action::Direct if chosen.is_fake => {
@@ -194,7 +196,7 @@ pub fn decide_connect(
             match established {
                 Ok(()) => (act.tunneled)(),
                 Err(e) => {
-                    error_text = e.message;
+                    error_text = e.message.into();
                     Err(e.errno)
                 }
             }
@@ -584,12 +586,13 @@ fn direct_to_host(
     host: &str,
     dst: SocketAddr,
     direct: &mut dyn FnMut(&SocketAddr) -> Result<isize, i32>,
-    error_text: &mut String,
+    error_text: &mut Cow<'static, str>,
 ) -> Result<isize, i32> {
     let addrs = match sys::resolve_real(host, dst.port()) {
         Ok(addrs) => addrs,
         Err(code) => {
-            *error_text = format!("{host} does not resolve ({})", crate::log::eai_name(code));
+            *error_text =
+                format!("{host} does not resolve ({})", crate::log::eai_name(code)).into();
             return Err(libc::EHOSTUNREACH);
         }
     };
@@ -599,7 +602,7 @@ fn direct_to_host(
         libc::AF_INET6
     };
     let Some(real) = gateway::endpoint_for_family(&addrs, family) else {
-        *error_text = format!("{host} has no address usable from this socket");
+        *error_text = format!("{host} has no address usable from this socket").into();
         return Err(libc::ENETUNREACH);
     };
     for addr in &addrs {

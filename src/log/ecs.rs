@@ -25,6 +25,9 @@ pub const ECS_VERSION: &str = "8.11.0";
 pub const MAX_STRING: usize = 1024;
 /// Gateway attempts listed on one line; more are counted in `attempts_omitted`.
 pub const MAX_ATTEMPTS: usize = 16;
+/// Room in a line for everything but its text fields and the pod's: keys, numbers,
+/// addresses, the timestamp (see `Event::text_len`; a test holds the widest line to it).
+const ECS_ROOM: usize = 1024;
 
 /// `event.action` for each native `event` and `action`. The report reads it back with
 /// [`native_event`], so the two directions cannot drift apart.
@@ -110,13 +113,14 @@ pub fn pod_fields(pod: &PodIdentity) -> Box<[u8]> {
 impl Event<'_> {
     /// The ECS line, with its newline; `pod` is [`pod_fields`]'s fragment.
     pub fn to_ecs_line(&self, exe: &str, pod: &[u8]) -> Vec<u8> {
-        let mut out = JsonLine::with_capacity(1024);
+        let room = ECS_ROOM + pod.len() + self.text_len(exe, MAX_STRING, MAX_ATTEMPTS);
+        let mut out = JsonLine::with_capacity(room);
         let text = |out: &mut JsonLine, key: &str, value: &str| {
             out.key(key);
             out.bounded_string(value, MAX_STRING);
         };
         out.raw("{\"@timestamp\":\"");
-        out.raw(&super::rfc3339_micros(sys::realtime_us()));
+        out.timestamp(sys::realtime_us());
         out.raw("\"");
         let outcome = outcome(self.result);
         let level = match (self.event, outcome) {
@@ -157,7 +161,7 @@ impl Event<'_> {
             if let Some(answer) = self.answer {
                 out.key("dns.resolved_ip");
                 out.raw("[");
-                out.opt_display(Some(&answer));
+                out.ip(answer);
                 out.raw("]");
             }
         } else {
@@ -170,7 +174,7 @@ impl Event<'_> {
             }
             if let Some(dst) = self.dst {
                 out.key("destination.ip");
-                out.opt_display(Some(&dst.ip()));
+                out.ip(dst.ip());
             }
             if let Some(port) = self.port {
                 out.key("destination.port");
@@ -198,7 +202,7 @@ impl Event<'_> {
         }
         if let Some(endpoint) = self.endpoint {
             out.key("mcp_redirect.gateway.endpoint");
-            out.opt_display(Some(&endpoint));
+            out.socket_addr(endpoint);
         }
         if let Some(attempts) = self.attempts {
             out.key("mcp_redirect.gateway.attempts");
@@ -224,6 +228,9 @@ impl Event<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log::tests::{
+        masked, samples, two_attempts, widest, widest_attempts, HOSTILE, HOSTILE_JSON,
+    };
     use crate::log::Attempt;
     use serde_json::Value;
 
@@ -385,6 +392,77 @@ mod tests {
         let line = parse(&in_progress.to_ecs_line("curl", &[]));
         assert_eq!(line["event.outcome"], "unknown");
         assert_eq!(line["error.code"], "EINPROGRESS");
+    }
+
+    /// The ECS lines of the native test's samples, byte for byte as the formatter that built
+    /// them from `format!` and `to_string` wrote them (`{H}` stands for `HOSTILE_JSON`).
+    #[test]
+    fn lines_keep_their_exact_bytes() {
+        let attempts = two_attempts();
+        let pod = pod_fields(&PodIdentity {
+            name: Some("fetch-0".into()),
+            namespace: Some(HOSTILE.into()),
+            uid: None,
+        });
+        let expected = [
+            r#"{"@timestamp":"TS","log.level":"info","ecs.version":"8.11.0","event.kind":"event","event.category":["network"],"event.type":["connection","allowed"],"event.action":"connect-direct","event.outcome":"success","event.duration":57000,"process.pid":4242,"process.name":"node","network.transport":"tcp","network.type":"ipv4","destination.ip":"93.184.216.34","destination.port":443,"rule.name":"default","k8s.namespace.name":"{H}","k8s.pod.name":"fetch-0"}"#,
+            r#"{"@timestamp":"TS","log.level":"info","ecs.version":"8.11.0","event.kind":"event","event.category":["network"],"event.type":["connection","allowed"],"event.action":"connect-redirected","event.outcome":"success","event.duration":412000,"process.pid":77,"process.name":"node","network.transport":"tcp","network.type":"ipv6","destination.domain":"api.example.test","destination.ip":"fe80::1","destination.port":443,"rule.id":"2","rule.name":"host=*.example.test","mcp_redirect.gateway.name":"corp","mcp_redirect.gateway.endpoint":"[::ffff:127.0.0.1]:1080","mcp_redirect.gateway.attempts":[{"endpoint":"proxy.corp:3128","result":"ECONNREFUSED","elapsed_us":90},{"endpoint":"{H}","result":"ok","elapsed_us":0}],"mcp_redirect.via":"supervisor","mcp_redirect.dropped":3,"k8s.namespace.name":"{H}","k8s.pod.name":"fetch-0"}"#,
+            r#"{"@timestamp":"TS","log.level":"info","ecs.version":"8.11.0","event.kind":"event","event.category":["network"],"event.type":["protocol","allowed"],"event.action":"resolve-redirected","event.outcome":"success","process.pid":1,"process.name":"node","dns.question.name":"api.routed.test","dns.resolved_ip":["198.18.0.7"],"rule.id":"0","rule.name":"host=*.routed.test","mcp_redirect.gateway.name":"s","k8s.namespace.name":"{H}","k8s.pod.name":"fetch-0"}"#,
+            r#"{"@timestamp":"TS","log.level":"warn","ecs.version":"8.11.0","event.kind":"event","event.category":["network"],"event.type":["protocol","allowed"],"event.action":"resolve-redirected","event.outcome":"failure","process.pid":1,"process.name":"node","dns.question.name":"v6.routed.test","dns.resolved_ip":["fd6d:6370:7264::9"],"rule.id":"1","rule.name":"host=v6.routed.test","error.code":"EAI_NONAME","k8s.namespace.name":"{H}","k8s.pod.name":"fetch-0"}"#,
+            r#"{"@timestamp":"TS","log.level":"warn","ecs.version":"8.11.0","event.kind":"event","event.category":["network"],"event.type":["connection","denied"],"event.action":"connect-blocked","event.outcome":"failure","event.duration":18446744073709551615,"process.pid":4294967295,"process.name":"node","network.transport":"udp","network.type":"ipv6","destination.domain":"{H}","destination.ip":"2001:db8::","destination.port":0,"rule.id":"18446744073709551615","rule.name":"{H}","error.code":"E123","error.message":"{H}","mcp_redirect.via":"{H}","mcp_redirect.dropped":18446744073709551615,"k8s.namespace.name":"{H}","k8s.pod.name":"fetch-0"}"#,
+            r#"{"@timestamp":"TS","log.level":"error","ecs.version":"8.11.0","event.kind":"event","event.category":["configuration"],"event.type":["error"],"event.action":"config-error","event.outcome":"failure","process.pid":9,"process.name":"node","error.code":"E-5","error.message":"config /x: rules[0]: bad","k8s.namespace.name":"{H}","k8s.pod.name":"fetch-0"}"#,
+            r#"{"@timestamp":"TS","log.level":"warn","ecs.version":"8.11.0","event.kind":"event","event.category":["network"],"event.type":["protocol"],"event.action":"resolve","event.outcome":"failure","process.pid":9,"process.name":"node","error.code":"EAI_UNKNOWN","k8s.namespace.name":"{H}","k8s.pod.name":"fetch-0"}"#,
+            r#"{"@timestamp":"TS","log.level":"info","ecs.version":"8.11.0","event.kind":"event","event.category":["network"],"event.type":["connection"],"event.action":"connect","event.outcome":"unknown","process.pid":PID,"process.name":"node","network.transport":"tcp","network.type":"ipv4","destination.ip":"0.0.0.0","destination.port":65535,"error.code":"EINPROGRESS","k8s.namespace.name":"{H}","k8s.pod.name":"fetch-0"}"#,
+        ];
+        let events = samples(&attempts);
+        assert_eq!(events.len(), expected.len());
+        for (event, expected) in events.iter().zip(expected) {
+            let expected = format!("{}\n", expected.replace("{H}", HOSTILE_JSON));
+            assert_eq!(masked(&event.to_ecs_line("node", &pod)), expected);
+        }
+
+        // Cut on a character boundary: at MAX_STRING when it is one, one byte short when not.
+        let host = "é".repeat(600);
+        let exe = format!("a{host}");
+        let event = Event {
+            event: "resolve",
+            host: Some(&host),
+            pid: Some(1),
+            ..Default::default()
+        };
+        let expected = format!(
+            concat!(
+                r#"{{"@timestamp":"TS","log.level":"info","ecs.version":"8.11.0","#,
+                r#""event.kind":"event","event.category":["network"],"event.type":["protocol"],"#,
+                r#""event.action":"resolve","event.outcome":"success","process.pid":1,"#,
+                r#""process.name":"a{}…","dns.question.name":"{}…"}}"#,
+                "\n"
+            ),
+            "é".repeat(511),
+            "é".repeat(512)
+        );
+        assert_eq!(masked(&event.to_ecs_line(&exe, &[])), expected);
+    }
+
+    #[test]
+    fn a_line_fits_the_buffer_it_starts_with() {
+        for text in ["", "x", &"x".repeat(5000)] {
+            let pod = pod_fields(&PodIdentity {
+                name: Some(text.into()),
+                namespace: Some(text.into()),
+                uid: Some(text.into()),
+            });
+            for count in [0, 1, 40] {
+                let attempts = widest_attempts(text, count);
+                for event in ["connect", "resolve", "config_rejected"] {
+                    let event = widest(event, text, &attempts);
+                    let room =
+                        ECS_ROOM + pod.len() + event.text_len(text, MAX_STRING, MAX_ATTEMPTS);
+                    let line = event.to_ecs_line(text, &pod);
+                    assert!(line.len() <= room, "{} > {room}", line.len());
+                }
+            }
+        }
     }
 
     #[test]

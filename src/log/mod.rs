@@ -8,13 +8,14 @@
 //! to, or close, an fd we have not verified.
 //!
 //! A line is written in one of two formats, chosen by `[log] format`: the native one
-//! ([`Event::to_line`]) or Elastic Common Schema names ([`ecs`]). Both are built whole in memory
-//! and handed to one `write(2)`.
+//! ([`Event::to_line`]) or Elastic Common Schema names ([`ecs`]). Both are built whole in one
+//! buffer, sized up front so that it is allocated once, and handed to one `write(2)`.
 #![deny(unsafe_code)]
 
 pub mod ecs;
 
-use std::net::{IpAddr, SocketAddr};
+use std::fmt::{self, Write as _};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 
 use crate::config::{LogFormat, LogTarget};
@@ -90,12 +91,19 @@ impl Default for Event<'_> {
     }
 }
 
+/// Room in a native line for everything but its text fields: keys, numbers, addresses, the
+/// timestamp (see [`Event::text_len`]; a test holds the widest line to it).
+const NATIVE_ROOM: usize = 640;
+/// The same for one gateway attempt, in either format, beside its endpoint.
+const ATTEMPT_ROOM: usize = 80;
+
 impl Event<'_> {
     /// The JSON line, with its newline.
     pub fn to_line(&self, exe: &str) -> Vec<u8> {
-        let mut out = JsonLine::with_capacity(512);
+        let mut out =
+            JsonLine::with_capacity(NATIVE_ROOM + self.text_len(exe, usize::MAX, usize::MAX));
         out.raw("{\"ts\":\"");
-        out.raw(&rfc3339_micros(sys::realtime_us()));
+        out.timestamp(sys::realtime_us());
         out.raw("\",\"pid\":");
         out.number(self.pid.unwrap_or_else(sys::pid) as u64);
         out.key("exe");
@@ -112,7 +120,7 @@ impl Event<'_> {
             None => out.raw("null"),
         }
         out.key("dst");
-        out.opt_display(self.dst.as_ref());
+        out.opt_socket_addr(self.dst);
         out.key("rule");
         match self.rule {
             Some((index, pattern)) => {
@@ -132,10 +140,10 @@ impl Event<'_> {
         out.key("gateway");
         out.opt_string(self.gateway);
         out.key("endpoint");
-        out.opt_display(self.endpoint.as_ref());
-        if self.answer.is_some() {
+        out.opt_socket_addr(self.endpoint);
+        if let Some(answer) = self.answer {
             out.key("answer");
-            out.opt_display(self.answer.as_ref());
+            out.ip(answer);
         }
         out.key("result");
         out.result(self.result);
@@ -161,6 +169,27 @@ impl Event<'_> {
         out.raw("}\n");
         out.0
     }
+
+    /// Bytes of the line's free text, each string cut to `text_limit` and at most `most`
+    /// attempts, plus [`ATTEMPT_ROOM`] per attempt: with a format's fixed room, the size of a
+    /// line that needs no escaping, so that its buffer is allocated once and never grows.
+    fn text_len(&self, exe: &str, text_limit: usize, most: usize) -> usize {
+        // A cut string ends with `…` (3 bytes).
+        let cut = |text: &str| text.len().min(text_limit.saturating_add(3));
+        let texts = [
+            Some(exe),
+            self.host,
+            self.rule.map(|(_, pattern)| pattern),
+            self.gateway,
+            self.error,
+            self.via,
+        ];
+        let attempts = self.attempts.unwrap_or_default().iter().take(most);
+        texts.into_iter().flatten().map(cut).sum::<usize>()
+            + attempts
+                .map(|attempt| cut(&attempt.endpoint) + ATTEMPT_ROOM)
+                .sum::<usize>()
+    }
 }
 
 /// The `result` field: `"ok"`, an errno name (`"EACCES"`), or a resolver code (`"EAI_NONAME"`).
@@ -180,7 +209,9 @@ impl From<Result<(), i32>> for LogResult {
     }
 }
 
-/// A tiny JSON writer: strings escaped per RFC 8259, nothing else needed.
+/// A tiny JSON writer: strings escaped per RFC 8259. Numbers, addresses and the timestamp are
+/// written straight into the line, never through a `String` of their own: the line's buffer
+/// is its only allocation.
 struct JsonLine(Vec<u8>);
 
 impl JsonLine {
@@ -196,7 +227,50 @@ impl JsonLine {
         self.raw("\":");
     }
     fn number(&mut self, n: u64) {
-        self.raw(&n.to_string());
+        self.padded(n, 1);
+    }
+    /// `n` in decimal, zero-padded to at least `width` digits (at most 20, all a u64 has).
+    fn padded(&mut self, mut n: u64, width: usize) {
+        let mut digits = [0u8; 20];
+        let mut len = 0;
+        for digit in digits.iter_mut().rev() {
+            *digit = b'0' + (n % 10) as u8;
+            n /= 10;
+            len += 1;
+            if n == 0 && len >= width {
+                break;
+            }
+        }
+        self.0.extend_from_slice(&digits[digits.len() - len..]);
+    }
+    /// `2026-11-27T06:02:41.123456Z` from microseconds since the epoch.
+    fn timestamp(&mut self, us: u64) {
+        let secs = us / 1_000_000;
+        let micros = us % 1_000_000;
+        let days = (secs / 86_400) as i64;
+        let rem = secs % 86_400;
+        // Civil-from-days (Howard Hinnant's algorithm), valid for any date after 1970.
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        for (value, width, separator) in [
+            (year as u64, 4, "-"),
+            (month as u64, 2, "-"),
+            (day as u64, 2, "T"),
+            (rem / 3600, 2, ":"),
+            ((rem / 60) % 60, 2, ":"),
+            (rem % 60, 2, "."),
+            (micros, 6, "Z"),
+        ] {
+            self.padded(value, width);
+            self.raw(separator);
+        }
     }
     /// `s` as a JSON string, cut to at most `limit` bytes (on a character boundary, then `…`).
     fn bounded_string(&mut self, s: &str, limit: usize) {
@@ -213,20 +287,80 @@ impl JsonLine {
     }
     fn string(&mut self, s: &str) {
         self.0.push(b'"');
-        for c in s.chars() {
-            match c {
-                '"' => self.raw("\\\""),
-                '\\' => self.raw("\\\\"),
-                '\n' => self.raw("\\n"),
-                '\r' => self.raw("\\r"),
-                '\t' => self.raw("\\t"),
-                c if (c as u32) < 0x20 => self.raw(&format!("\\u{:04x}", c as u32)),
-                c => {
-                    let mut buf = [0u8; 4];
-                    self.raw(c.encode_utf8(&mut buf));
-                }
+        self.escaped(s);
+        self.0.push(b'"');
+    }
+    /// The inside of a JSON string. Only ASCII bytes are ever escaped, so the text between them
+    /// (UTF-8 included) is copied a run at a time.
+    fn escaped(&mut self, s: &str) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let bytes = s.as_bytes();
+        let mut plain = 0;
+        for (i, &byte) in bytes.iter().enumerate() {
+            let short = match byte {
+                b'"' => b'"',
+                b'\\' => b'\\',
+                b'\n' => b'n',
+                b'\r' => b'r',
+                b'\t' => b't',
+                0..=0x1f => b'u',
+                _ => continue,
+            };
+            self.0.extend_from_slice(&bytes[plain..i]);
+            self.0.extend_from_slice(&[b'\\', short]);
+            if short == b'u' {
+                let high = HEX[usize::from(byte >> 4)];
+                let low = HEX[usize::from(byte & 0xf)];
+                self.0.extend_from_slice(&[b'0', b'0', high, low]);
             }
+            plain = i + 1;
         }
+        self.0.extend_from_slice(&bytes[plain..]);
+    }
+    /// `"1.2.3.4"`, as `Display` writes it; IPv4, the common case, without `fmt`.
+    fn ip(&mut self, ip: IpAddr) {
+        match ip {
+            IpAddr::V4(v4) => {
+                self.raw("\"");
+                self.ipv4(v4);
+                self.raw("\"");
+            }
+            IpAddr::V6(_) => self.display(&ip),
+        }
+    }
+    /// `"1.2.3.4:443"` or `"[::1]:443"`, as `Display` writes it.
+    fn socket_addr(&mut self, addr: SocketAddr) {
+        match addr {
+            SocketAddr::V4(v4) => {
+                self.raw("\"");
+                self.ipv4(*v4.ip());
+                self.raw(":");
+                self.number(v4.port().into());
+                self.raw("\"");
+            }
+            SocketAddr::V6(_) => self.display(&addr),
+        }
+    }
+    fn opt_socket_addr(&mut self, addr: Option<SocketAddr>) {
+        match addr {
+            Some(addr) => self.socket_addr(addr),
+            None => self.raw("null"),
+        }
+    }
+    fn ipv4(&mut self, ip: Ipv4Addr) {
+        for (i, octet) in ip.octets().into_iter().enumerate() {
+            if i > 0 {
+                self.raw(".");
+            }
+            self.number(octet.into());
+        }
+    }
+    /// Any `Display` value as a JSON string, formatted into the line (see the `fmt::Write`
+    /// impl).
+    fn display(&mut self, value: &dyn fmt::Display) {
+        self.0.push(b'"');
+        // Writing into a Vec cannot fail; an address's Display never does either.
+        let _ = write!(self, "{value}");
         self.0.push(b'"');
     }
     /// `[{"endpoint":...,"result":...,"elapsed_us":...},...]`: the first `most` attempts, each
@@ -250,7 +384,17 @@ impl JsonLine {
     fn result(&mut self, result: LogResult) {
         match result {
             LogResult::Ok => self.string("ok"),
-            LogResult::Errno(code) => self.string(&errno_name(code)),
+            LogResult::Errno(code) => match errno_name(code) {
+                Some(name) => self.string(name),
+                None => {
+                    self.raw("\"E");
+                    if code < 0 {
+                        self.raw("-");
+                    }
+                    self.number(code.unsigned_abs().into());
+                    self.raw("\"");
+                }
+            },
             LogResult::Eai(code) => self.string(eai_name(code)),
         }
     }
@@ -260,40 +404,28 @@ impl JsonLine {
             None => self.raw("null"),
         }
     }
-    fn opt_display<T: std::fmt::Display>(&mut self, v: Option<&T>) {
-        match v {
-            Some(v) => self.string(&v.to_string()),
-            None => self.raw("null"),
-        }
+}
+
+/// `write!` into a line escapes what it writes: it makes a JSON string's contents of any
+/// `Display` value, with no `String` in between.
+impl fmt::Write for JsonLine {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.escaped(s);
+        Ok(())
     }
 }
 
 /// `2026-11-27T06:02:41.123456Z` from microseconds since the epoch.
 pub fn rfc3339_micros(us: u64) -> String {
-    let secs = us / 1_000_000;
-    let micros = us % 1_000_000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil-from-days (Howard Hinnant's algorithm), valid for any date after 1970.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
+    let mut text = JsonLine::with_capacity(32);
+    text.timestamp(us);
+    // Digits and separators: always ASCII.
+    String::from_utf8(text.0).unwrap_or_default()
 }
 
-/// `EACCES` for 13: the log and the tests speak in names.
-pub fn errno_name(code: i32) -> String {
+/// `EACCES` for 13: the log and the tests speak in names. `None` for a code not listed here,
+/// which the log writes as `E123`.
+pub fn errno_name(code: i32) -> Option<&'static str> {
     let name = match code {
         libc::EACCES => "EACCES",
         libc::EPERM => "EPERM",
@@ -319,9 +451,9 @@ pub fn errno_name(code: i32) -> String {
         libc::EPIPE => "EPIPE",
         libc::ENOENT => "ENOENT",
         libc::EOPNOTSUPP => "EOPNOTSUPP",
-        _ => return format!("E{code}"),
+        _ => return None,
     };
-    name.to_string()
+    Some(name)
 }
 
 /// An I/O error as a sentence, without Rust's " (os error N)" suffix: the log has `result` for
@@ -539,6 +671,215 @@ mod tests {
             rfc3339_micros(951_782_400_000_001),
             "2000-02-29T00:00:00.000001Z"
         );
+        for (us, text) in [
+            (946_684_799_999_999, "1999-12-31T23:59:59.999999Z"),
+            (4_107_542_400_000_000, "2100-03-01T00:00:00.000000Z"),
+            (253_402_300_799_999_999, "9999-12-31T23:59:59.999999Z"),
+            (253_402_300_800_000_000, "10000-01-01T00:00:00.000000Z"),
+            (u64::MAX, "586524-01-19T08:01:49.551615Z"),
+        ] {
+            assert_eq!(rfc3339_micros(us), text);
+        }
+    }
+
+    /// Text that needs every kind of escape, and some that needs none (DEL, U+2028, é).
+    pub(super) const HOSTILE: &str = "q\"b\\n\nr\rt\tc\u{1}\u{1f}d\u{7f}\u{2028}é";
+
+    /// [`HOSTILE`] as a JSON string's contents.
+    pub(super) const HOSTILE_JSON: &str =
+        concat!(r#"q\"b\\n\nr\rt\tc\u0001\u001fd"#, "\u{7f}\u{2028}é");
+
+    /// Two gateway attempts: a refusal, then a success.
+    pub(super) fn two_attempts() -> Vec<Attempt> {
+        vec![
+            Attempt {
+                endpoint: "proxy.corp:3128".into(),
+                address: Some("10.0.0.1:3128".parse().unwrap()),
+                result: LogResult::Errno(libc::ECONNREFUSED),
+                elapsed_us: 90,
+            },
+            Attempt {
+                endpoint: HOSTILE.into(),
+                address: None,
+                result: LogResult::Ok,
+                elapsed_us: 0,
+            },
+        ]
+    }
+
+    /// Events covering every field and value shape a line has: IPv4 and IPv6 (scoped,
+    /// mapped), errno names, unknown codes, escapes, extreme numbers.
+    pub(super) fn samples(attempts: &[Attempt]) -> Vec<Event<'_>> {
+        let scoped = std::net::SocketAddrV6::new("fe80::1".parse().unwrap(), 8443, 0, 3);
+        vec![
+            Event {
+                proto: Some("tcp"),
+                port: Some(443),
+                dst: Some("93.184.216.34:443".parse().unwrap()),
+                rule: Some((None, "default")),
+                action: Some("direct"),
+                elapsed_us: Some(57),
+                pid: Some(4242),
+                ..Default::default()
+            },
+            Event {
+                proto: Some("tcp"),
+                host: Some("api.example.test"),
+                port: Some(443),
+                dst: Some(SocketAddr::V6(scoped)),
+                rule: Some((Some(2), "host=*.example.test")),
+                action: Some("gateway"),
+                gateway: Some("corp"),
+                endpoint: Some("[::ffff:127.0.0.1]:1080".parse().unwrap()),
+                elapsed_us: Some(412),
+                attempts: Some(attempts),
+                via: Some("supervisor"),
+                dropped: Some(3),
+                pid: Some(77),
+                ..Default::default()
+            },
+            Event {
+                event: "resolve",
+                host: Some("api.routed.test"),
+                rule: Some((Some(0), "host=*.routed.test")),
+                action: Some("gateway"),
+                gateway: Some("s"),
+                answer: Some("198.18.0.7".parse().unwrap()),
+                pid: Some(1),
+                ..Default::default()
+            },
+            Event {
+                event: "resolve",
+                host: Some("v6.routed.test"),
+                rule: Some((Some(1), "host=v6.routed.test")),
+                action: Some("gateway"),
+                answer: Some("fd6d:6370:7264::9".parse().unwrap()),
+                result: LogResult::Eai(libc::EAI_NONAME),
+                pid: Some(1),
+                ..Default::default()
+            },
+            Event {
+                proto: Some("udp"),
+                host: Some(HOSTILE),
+                port: Some(0),
+                dst: Some("[2001:db8::]:0".parse().unwrap()),
+                rule: Some((Some(usize::MAX), HOSTILE)),
+                action: Some("deny"),
+                result: LogResult::Errno(123),
+                error: Some(HOSTILE),
+                elapsed_us: Some(u64::MAX),
+                dropped: Some(u64::MAX),
+                via: Some(HOSTILE),
+                pid: Some(u32::MAX),
+                ..Default::default()
+            },
+            Event {
+                event: "config_error",
+                result: LogResult::Errno(-5),
+                error: Some("config /x: rules[0]: bad"),
+                pid: Some(9),
+                ..Default::default()
+            },
+            Event {
+                event: "resolve",
+                result: LogResult::Eai(12345),
+                pid: Some(9),
+                ..Default::default()
+            },
+            Event {
+                proto: Some("tcp"),
+                port: Some(65535),
+                dst: Some("0.0.0.0:65535".parse().unwrap()),
+                result: LogResult::Errno(libc::EINPROGRESS),
+                ..Default::default()
+            },
+        ]
+    }
+
+    /// An event with every field at its widest: largest numbers, longest names, scoped IPv6
+    /// addresses, and `text` (which should need no escaping) in every text field.
+    pub(super) fn widest<'a>(
+        event: &'static str,
+        text: &'a str,
+        attempts: &'a [Attempt],
+    ) -> Event<'a> {
+        let ip: std::net::Ipv6Addr = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap();
+        let addr = SocketAddr::V6(std::net::SocketAddrV6::new(ip, 65535, 0, u32::MAX));
+        Event {
+            event,
+            proto: Some("tcp"),
+            host: Some(text),
+            port: Some(65535),
+            dst: Some(addr),
+            rule: Some((Some(usize::MAX), text)),
+            action: Some("gateway"),
+            gateway: Some(text),
+            endpoint: Some(addr),
+            answer: Some(IpAddr::V6(ip)),
+            result: LogResult::Errno(libc::EADDRNOTAVAIL),
+            error: Some(text),
+            elapsed_us: Some(u64::MAX),
+            attempts: Some(attempts),
+            dropped: Some(u64::MAX),
+            via: Some(text),
+            pid: Some(u32::MAX),
+        }
+    }
+
+    /// Gateway attempts at their widest, with `text` as the endpoint.
+    pub(super) fn widest_attempts(text: &str, count: usize) -> Vec<Attempt> {
+        let attempt = Attempt {
+            endpoint: text.into(),
+            address: None,
+            result: LogResult::Errno(i32::MIN),
+            elapsed_us: u64::MAX,
+        };
+        vec![attempt; count]
+    }
+
+    #[test]
+    fn a_line_fits_the_buffer_it_starts_with() {
+        for text in ["", "x", &"x".repeat(5000)] {
+            for count in [0, 1, 40] {
+                let attempts = widest_attempts(text, count);
+                let event = widest("config_rejected", text, &attempts);
+                let room = NATIVE_ROOM + event.text_len("node", usize::MAX, usize::MAX);
+                let line = event.to_line("node");
+                assert!(line.len() <= room, "{} > {room}", line.len());
+            }
+        }
+    }
+
+    /// The line with its timestamp replaced by `TS`, and our pid by `PID`.
+    pub(super) fn masked(line: &[u8]) -> String {
+        let text = String::from_utf8(line.to_vec()).unwrap();
+        let start = text.find(":\"").unwrap() + 2;
+        assert_eq!(text.as_bytes()[start + 26], b'Z', "{text}");
+        let pid = format!("pid\":{},", std::process::id());
+        format!("{}TS{}", &text[..start], &text[start + 27..]).replace(&pid, "pid\":PID,")
+    }
+
+    /// The native lines of [`samples`], byte for byte as the formatter that built them from
+    /// `format!` and `to_string` wrote them (`{H}` stands for [`HOSTILE_JSON`]).
+    #[test]
+    fn lines_keep_their_exact_bytes() {
+        let attempts = two_attempts();
+        let expected = [
+            r#"{"ts":"TS","pid":4242,"exe":"node","event":"connect","proto":"tcp","host":null,"port":443,"dst":"93.184.216.34:443","rule":{"index":null,"pattern":"default"},"action":"direct","gateway":null,"endpoint":null,"result":"ok","error":null,"elapsed_us":57}"#,
+            r#"{"ts":"TS","pid":77,"exe":"node","event":"connect","proto":"tcp","host":"api.example.test","port":443,"dst":"[fe80::1%3]:8443","rule":{"index":2,"pattern":"host=*.example.test"},"action":"gateway","gateway":"corp","endpoint":"[::ffff:127.0.0.1]:1080","result":"ok","error":null,"elapsed_us":412,"via":"supervisor","dropped":3,"attempts":[{"endpoint":"proxy.corp:3128","result":"ECONNREFUSED","elapsed_us":90},{"endpoint":"{H}","result":"ok","elapsed_us":0}]}"#,
+            r#"{"ts":"TS","pid":1,"exe":"node","event":"resolve","proto":null,"host":"api.routed.test","port":null,"dst":null,"rule":{"index":0,"pattern":"host=*.routed.test"},"action":"gateway","gateway":"s","endpoint":null,"answer":"198.18.0.7","result":"ok","error":null,"elapsed_us":null}"#,
+            r#"{"ts":"TS","pid":1,"exe":"node","event":"resolve","proto":null,"host":"v6.routed.test","port":null,"dst":null,"rule":{"index":1,"pattern":"host=v6.routed.test"},"action":"gateway","gateway":null,"endpoint":null,"answer":"fd6d:6370:7264::9","result":"EAI_NONAME","error":null,"elapsed_us":null}"#,
+            r#"{"ts":"TS","pid":4294967295,"exe":"node","event":"connect","proto":"udp","host":"{H}","port":0,"dst":"[2001:db8::]:0","rule":{"index":18446744073709551615,"pattern":"{H}"},"action":"deny","gateway":null,"endpoint":null,"result":"E123","error":"{H}","elapsed_us":18446744073709551615,"via":"{H}","dropped":18446744073709551615}"#,
+            r#"{"ts":"TS","pid":9,"exe":"node","event":"config_error","proto":null,"host":null,"port":null,"dst":null,"rule":null,"action":null,"gateway":null,"endpoint":null,"result":"E-5","error":"config /x: rules[0]: bad","elapsed_us":null}"#,
+            r#"{"ts":"TS","pid":9,"exe":"node","event":"resolve","proto":null,"host":null,"port":null,"dst":null,"rule":null,"action":null,"gateway":null,"endpoint":null,"result":"EAI_UNKNOWN","error":null,"elapsed_us":null}"#,
+            r#"{"ts":"TS","pid":PID,"exe":"node","event":"connect","proto":"tcp","host":null,"port":65535,"dst":"0.0.0.0:65535","rule":null,"action":null,"gateway":null,"endpoint":null,"result":"EINPROGRESS","error":null,"elapsed_us":null}"#,
+        ];
+        let events = samples(&attempts);
+        assert_eq!(events.len(), expected.len());
+        for (event, expected) in events.iter().zip(expected) {
+            let expected = format!("{}\n", expected.replace("{H}", HOSTILE_JSON));
+            assert_eq!(masked(&event.to_line("node")), expected);
+        }
     }
 
     #[test]
