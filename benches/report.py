@@ -17,6 +17,7 @@ Helpers used by bench.sh while it runs:
 import argparse
 import glob
 import json
+import math
 import os
 import re
 import statistics
@@ -523,6 +524,104 @@ def machine(run):
     return "\n".join(lines)
 
 
+# ---- charts: hand-written SVG, so that the benchmark needs no plotting package ---------------
+
+SVG_FONT = 'font-family="DejaVu Sans, Arial, sans-serif" font-size="12"'
+
+
+def esc(text):
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def redirect_chart(results):
+    """Client CPU per redirected connection: one bar per mode (median), a line for the range."""
+    rows = []
+    for case, label in (("socks5", "SOCKS5"), ("http", "HTTP CONNECT")):
+        for mode, entry in results.get("redirect", {}).get(case, {}).items():
+            c = entry.get("cpu_us_per_conn")
+            if c and c.get("median") is not None:
+                rows.append((f"{label}: {mode_name(mode)}", c["median"], c["min"], c["max"], mode))
+    if not rows:
+        return None
+    left, bar_h, gap, width = 330, 16, 6, 760
+    top = 40
+    height = top + len(rows) * (bar_h + gap) + 40
+    most = max(r[3] for r in rows) * 1.1
+    x = lambda v: left + (width - left - 20) * v / most
+    colour = {"none": "#888888", "pc4": "#d95f02", "pc4-dns": "#e6ab02", "torsocks": "#7570b3"}
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" {SVG_FONT}>',
+           f'<rect width="{width}" height="{height}" fill="white"/>',
+           '<text x="10" y="20" font-size="14">Redirected connection, client CPU µs per connection '
+           '(median; the line: range over rounds)</text>']
+    for i, (label, med, lo, hi, mode) in enumerate(rows):
+        y = top + i * (bar_h + gap)
+        fill = colour.get(mode, "#1b9e77")
+        out.append(f'<text x="{left - 6}" y="{y + bar_h - 4}" text-anchor="end">{esc(label)}</text>')
+        out.append(f'<rect x="{left}" y="{y}" width="{x(med) - left:.1f}" height="{bar_h}" fill="{fill}"/>')
+        out.append(f'<line x1="{x(lo):.1f}" x2="{x(hi):.1f}" y1="{y + bar_h / 2}" y2="{y + bar_h / 2}" '
+                   f'stroke="black"/>')
+        out.append(f'<text x="{x(hi) + 4:.1f}" y="{y + bar_h - 4}">{med:.1f}</text>')
+    axis_y = top + len(rows) * (bar_h + gap) + 4
+    out.append(f'<line x1="{left}" x2="{width - 20}" y1="{axis_y}" y2="{axis_y}" stroke="black"/>')
+    step = 25 if most > 100 else 10
+    for v in range(0, int(most) + 1, step):
+        out.append(f'<text x="{x(v):.1f}" y="{axis_y + 16}" text-anchor="middle">{v}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def rules_chart(results):
+    """ns per decision against the number of rules, log scale: flat is what an index buys."""
+    rl = results.get("rules", {})
+    sizes = sorted(int(k) for k in rl)
+    if not sizes:
+        return None
+    kinds = (("host", "connect, hostname", "#1b9e77"), ("addr", "connect, literal address", "#d95f02"),
+             ("lookup", "lookup", "#7570b3"))
+    width, height, left, right, top, bottom = 640, 360, 60, 200, 40, 50
+    most = max(v["median_ns"] for k in rl for v in rl[k].values()) * 1.2
+    lo_s, hi_s = math.log10(sizes[0]), math.log10(sizes[-1])
+    x = lambda n: left + (width - left - right) * (math.log10(n) - lo_s) / ((hi_s - lo_s) or 1)
+    y = lambda ns: height - bottom - (height - top - bottom) * ns / most
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" {SVG_FONT}>',
+           f'<rect width="{width}" height="{height}" fill="white"/>',
+           '<text x="10" y="20" font-size="14">Rule decision: ns per decision (Criterion median) '
+           'by number of rules</text>',
+           f'<line x1="{left}" x2="{width - right}" y1="{height - bottom}" y2="{height - bottom}" stroke="black"/>',
+           f'<line x1="{left}" x2="{left}" y1="{top}" y2="{height - bottom}" stroke="black"/>']
+    for n in sizes:
+        out.append(f'<text x="{x(n):.1f}" y="{height - bottom + 16}" text-anchor="middle">{n:,}</text>')
+    out.append(f'<text x="{(left + width - right) / 2}" y="{height - 12}" text-anchor="middle">rules '
+               '(log scale)</text>')
+    step = 50 if most > 200 else 25
+    for v in range(0, int(most) + 1, step):
+        out.append(f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{v}</text>')
+    for i, (kind, label, colour) in enumerate(kinds):
+        points = [(x(n), y(rl[str(n)][kind]["median_ns"])) for n in sizes if kind in rl.get(str(n), {})]
+        if not points:
+            continue
+        out.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="'
+                   + " ".join(f"{a:.1f},{b:.1f}" for a, b in points) + '"/>')
+        for a, b in points:
+            out.append(f'<circle cx="{a:.1f}" cy="{b:.1f}" r="3" fill="{colour}"/>')
+        ly = top + 10 + i * 18
+        out.append(f'<rect x="{width - right + 12}" y="{ly - 9}" width="12" height="4" fill="{colour}"/>')
+        out.append(f'<text x="{width - right + 30}" y="{ly - 4}">{esc(label)}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def write_charts(results, out_dir, doc_dir=None):
+    """target/bench/*.svg, and with --update-doc the copies BENCHMARKS.md shows."""
+    for name, svg in (("redirect.svg", redirect_chart(results)), ("rules.svg", rules_chart(results))):
+        if svg is None:
+            continue
+        open(os.path.join(out_dir, name), "w").write(svg)
+        if doc_dir:
+            os.makedirs(doc_dir, exist_ok=True)
+            open(os.path.join(doc_dir, name), "w").write(svg)
+
+
 def report(args):
     run = Run(args.out)
     results = {}
@@ -541,6 +640,9 @@ def report(args):
     open(os.path.join(args.out, "tables.md"), "w").write(text)
     json.dump({"meta": run.meta, "fence": run.fence, "results": results, "raw": run.rows},
               open(os.path.join(args.out, "results.json"), "w"), indent=1)
+    doc_dir = os.path.join(os.path.dirname(os.path.abspath(args.update_doc)), "docs", "bench") \
+        if args.update_doc else None
+    write_charts(results, args.out, doc_dir)
     print(text)
     if args.update_doc:
         doc = open(args.update_doc).read()
