@@ -139,9 +139,12 @@ pub fn decide_connect(
         dst.port(),
     );
     let host = chosen.host;
-    // A direct connection to a real address that is not to be logged costs no syscall of ours:
-    // the program's own call goes to libc as it made it.
-    if chosen.decision.action == Action::Direct && !chosen.is_fake && !rt.log_direct {
+    // A direct connection to a real address that is not to be logged (`log.direct = false`, or
+    // no log at all) costs no syscall of ours: the program's own call goes to libc as it made it.
+    if chosen.decision.action == Action::Direct
+        && !chosen.is_fake
+        && !(rt.log_direct && rt.log.enabled())
+    {
         return Outcome::PassThrough;
     }
     // The socket type matters from here: UDP cannot use a gateway, and the log says which.

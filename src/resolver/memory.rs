@@ -122,29 +122,47 @@ impl NameMemory {
     }
 
     /// The names remembered for `addr`, most recently remembered first.
+    ///
+    /// Every `connect()` asks, and for most addresses the answer is none: that case touches only
+    /// the bucket's sequence words and keys, and copies no name buffer (a `Recalled` is about
+    /// 1 KiB; sorting or moving it per call was a measurable part of a direct connect).
     pub fn recall(&self, addr: IpAddr) -> Recalled {
-        let mut found: [Option<(u64, HostBuf)>; WAYS] = Default::default();
+        let mut recalled = Recalled {
+            names: Default::default(),
+        };
         let addr_key = key(addr);
-        if let Some(bucket) = self.bucket(addr_key) {
-            for (way, slot) in bucket.enumerate() {
-                let before = slot[0].load(Ordering::Acquire);
-                if before == 0 || before & 1 == 1 {
-                    continue;
-                }
-                let stored = slot_key(slot);
-                let len = slot[3].load(Ordering::Relaxed) as usize;
-                let stamp = slot[4].load(Ordering::Relaxed);
-                let name = load_name(&slot[5..], len);
-                fence(Ordering::Acquire);
-                if slot[0].load(Ordering::Relaxed) == before && stored == addr_key && len > 0 {
-                    found[way] = Some((stamp, name));
-                }
+        let Some(bucket) = self.bucket(addr_key) else {
+            return recalled;
+        };
+        let mut stamps = [0u64; WAYS];
+        let mut count = 0;
+        for slot in bucket {
+            let before = slot[0].load(Ordering::Acquire);
+            // Empty, being written, or another address's: skipped before any name is copied.
+            if before == 0 || before & 1 == 1 || slot_key(slot) != addr_key {
+                continue;
             }
+            let len = slot[3].load(Ordering::Relaxed) as usize;
+            let stamp = slot[4].load(Ordering::Relaxed);
+            let name = load_name(&slot[5..], len);
+            fence(Ordering::Acquire);
+            if slot[0].load(Ordering::Relaxed) != before || len == 0 {
+                continue;
+            }
+            // Insert by stamp, newest first; equal stamps keep the bucket's order.
+            let mut at = count;
+            while at > 0 && stamps[at - 1] < stamp {
+                at -= 1;
+            }
+            for i in (at..count).rev() {
+                recalled.names[i + 1] = recalled.names[i].take();
+                stamps[i + 1] = stamps[i];
+            }
+            recalled.names[at] = Some(name);
+            stamps[at] = stamp;
+            count += 1;
         }
-        found.sort_by(|a, b| b.as_ref().map(|x| x.0).cmp(&a.as_ref().map(|x| x.0)));
-        Recalled {
-            names: found.map(|entry| entry.map(|(_, name)| name)),
-        }
+        recalled
     }
 }
 
