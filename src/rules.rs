@@ -360,11 +360,37 @@ impl Target<'_> {
 }
 
 /// Formats an address without allocating (the connect path runs on other people's threads).
+/// IPv4, what nearly every direct connect has, by hand: `core::fmt` was a visible part of a
+/// direct connect's cost in a profile; IPv6 through `Display`.
 fn format_ip(addr: IpAddr, buf: &mut [u8; 64]) -> &str {
-    use std::io::Write;
-    let mut cursor = std::io::Cursor::new(&mut buf[..]);
-    let _ = write!(cursor, "{}", addr.to_canonical());
-    let len = cursor.position() as usize;
+    let len = match addr.to_canonical() {
+        IpAddr::V4(v4) => {
+            let mut len = 0;
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf[len] = b'.';
+                    len += 1;
+                }
+                if octet >= 100 {
+                    buf[len] = b'0' + octet / 100;
+                    len += 1;
+                }
+                if octet >= 10 {
+                    buf[len] = b'0' + octet / 10 % 10;
+                    len += 1;
+                }
+                buf[len] = b'0' + octet % 10;
+                len += 1;
+            }
+            len
+        }
+        v6 => {
+            use std::io::Write;
+            let mut cursor = std::io::Cursor::new(&mut buf[..]);
+            let _ = write!(cursor, "{v6}");
+            cursor.position() as usize
+        }
+    };
     std::str::from_utf8(&buf[..len]).unwrap_or("")
 }
 
@@ -554,6 +580,10 @@ struct RuleIndex {
     /// Rules that every target is checked against: neither host nor cidr condition (only port
     /// or process), or a host condition the index has no key for. Ascending.
     unkeyed: Vec<usize>,
+    /// `text_hash` of the last label of every keyed name, suffix and apex, sorted: a name whose
+    /// last label is not among them (`127.0.0.1` as text, `api.github.com` against rules for
+    /// `*.example.test`) can match none of them, and skips the probes of the name walk.
+    last_labels: Vec<u64>,
 }
 
 #[derive(Clone, Copy)]
@@ -573,6 +603,7 @@ const REGEX_SET_DENSE_MAX: usize = 512 << 10;
 impl RuleIndex {
     fn build(rules: &[Rule], regex_budget: usize) -> RuleIndex {
         let mut keyed_rules: Vec<(u64, usize)> = Vec::new();
+        let mut last_labels = Vec::new();
         let mut regex_rules: Vec<(usize, &str, usize)> = Vec::new();
         let mut unkeyed = Vec::new();
         let mut v4_lens = [false; 33];
@@ -581,14 +612,17 @@ impl RuleIndex {
             match (&rule.host, &rule.cidr) {
                 (Some(HostMatch::Exact(name)), _) => {
                     keyed_rules.push((key(KeyKind::Exact, text_hash(name)), index));
+                    last_labels.push(last_label_hash(name));
                 }
                 // `*.suffix` is kept with its dot; one without (not made by `parse_host`)
                 // matches where no dot splits the name, which the name walk does not visit.
                 (Some(HostMatch::Subdomains(suffix)), _) if suffix.starts_with('.') => {
                     keyed_rules.push((key(KeyKind::Subdomains, text_hash(suffix)), index));
+                    last_labels.push(last_label_hash(suffix));
                 }
                 (Some(HostMatch::Domain(apex)), _) => {
                     keyed_rules.push((key(KeyKind::Domain, text_hash(apex)), index));
+                    last_labels.push(last_label_hash(apex));
                 }
                 (Some(HostMatch::Regex { source, dfa }), _) => {
                     // What the regex adds to a combined DFA, which is built dense: about
@@ -629,6 +663,8 @@ impl RuleIndex {
         }
         let regex_sets = RegexSet::build_all(&regex_rules, regex_budget, &mut unkeyed);
         unkeyed.sort_unstable();
+        last_labels.sort_unstable();
+        last_labels.dedup();
         let lens = |present: &[bool]| {
             (0u8..)
                 .zip(present)
@@ -642,6 +678,7 @@ impl RuleIndex {
             v6_prefix_lens: lens(&v6_lens),
             regex_sets,
             unkeyed,
+            last_labels,
         }
     }
 
@@ -662,20 +699,28 @@ impl RuleIndex {
         };
         // The name, then each suffix a dot starts, walked from the right so that one pass
         // hashes them all: `a.b.c` probes `c` and `b.c` (apexes), `.c` and `.b.c` (suffixes of
-        // `*.` rules, which need a label before them), and `a.b.c` (exact and apex).
-        let bytes = name.as_bytes();
-        let mut hash = FNV_OFFSET;
-        for (position, &byte) in bytes.iter().enumerate().rev() {
-            if byte == b'.' {
-                self.probe(key(KeyKind::Domain, hash), &mut found);
+        // `*.` rules, which need a label before them), and `a.b.c` (exact and apex). A name
+        // matches an exact name, a `*.` suffix or an apex only if its last label is that
+        // pattern's last label: when no keyed pattern ends like the name, the walk is skipped.
+        if self
+            .last_labels
+            .binary_search(&last_label_hash(name))
+            .is_ok()
+        {
+            let bytes = name.as_bytes();
+            let mut hash = FNV_OFFSET;
+            for (position, &byte) in bytes.iter().enumerate().rev() {
+                if byte == b'.' {
+                    self.probe(key(KeyKind::Domain, hash), &mut found);
+                }
+                hash = fnv_step(hash, byte);
+                if byte == b'.' && position > 0 {
+                    self.probe(key(KeyKind::Subdomains, hash), &mut found);
+                }
             }
-            hash = fnv_step(hash, byte);
-            if byte == b'.' && position > 0 {
-                self.probe(key(KeyKind::Subdomains, hash), &mut found);
-            }
+            self.probe(key(KeyKind::Exact, hash), &mut found);
+            self.probe(key(KeyKind::Domain, hash), &mut found);
         }
-        self.probe(key(KeyKind::Exact, hash), &mut found);
-        self.probe(key(KeyKind::Domain, hash), &mut found);
         found.scan(&self.unkeyed);
         if let Some(addr) = addr {
             // As `Cidr::contains` sees it: an IPv4 prefix holds the IPv6 spellings of its
@@ -888,6 +933,15 @@ fn text_hash(text: &str) -> u64 {
     text.bytes().rev().fold(FNV_OFFSET, fnv_step)
 }
 
+/// `text_hash` of what follows the last dot of `text` (all of it without a dot): the first
+/// hash `RuleIndex::first`'s walk of a name has when it meets a dot.
+fn last_label_hash(text: &str) -> u64 {
+    text.bytes()
+        .rev()
+        .take_while(|&byte| byte != b'.')
+        .fold(FNV_OFFSET, fnv_step)
+}
+
 /// The index key: `hash` and `kind`, mixed (murmur3's finaliser) so that the map can use the
 /// key as its own hash.
 fn key(kind: KeyKind, hash: u64) -> u64 {
@@ -941,6 +995,29 @@ impl Hasher for KeyHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        let mut buf = [0u8; 64];
+        for a in [0u8, 1, 9, 10, 99, 100, 199, 200, 255] {
+            for b in [0u8, 7, 42, 255] {
+                let v4 = std::net::Ipv4Addr::new(a, b, 100 - b % 100, 255 - a);
+                assert_eq!(format_ip(IpAddr::V4(v4), &mut buf), v4.to_string());
+                // An IPv4-mapped IPv6 address reads as the IPv4 address.
+                let mapped = IpAddr::V6(v4.to_ipv6_mapped());
+                assert_eq!(format_ip(mapped, &mut buf), v4.to_string());
+            }
+        }
+        for text in [
+            "::1",
+            "fe80::1",
+            "2001:db8::8a2e:370:7334",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        ] {
+            let ip: IpAddr = text.parse().unwrap();
+            assert_eq!(format_ip(ip, &mut buf), text);
+        }
+    }
 
     fn rule(host: Option<&str>, cidr: Option<&str>, port: Option<&str>, action: Action) -> Rule {
         Rule::new(
