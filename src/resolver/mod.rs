@@ -77,6 +77,9 @@ impl Resolver {
                 return KnownNames::Fake(name);
             }
         }
+        if !self.memory.knows(addr) {
+            return KnownNames::None;
+        }
         let recalled = self.memory.recall(addr);
         if recalled.is_empty() {
             KnownNames::None
