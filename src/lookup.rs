@@ -102,7 +102,7 @@ pub fn plan(rt: &Runtime, host: &str) -> ResolvePlan {
     rt.resolver.plan(&rt.rules, host, &rt.exe)
 }
 
-/// Whether a raw DNS query (`res_query` and kin, `getaddrinfo_a`) may go out for `name`: in
+/// Whether a raw DNS query (`res_query` and kin) may go out for `name`: in
 /// `strict` mode, not for a name the rules route or deny (it would reach DNS, which our
 /// `getaddrinfo` never lets happen); refusals are logged. Outside strict mode, always.
 pub fn raw_dns_allowed(name: &[u8], via: &'static str) -> bool {

@@ -711,7 +711,7 @@ pub unsafe extern "C" fn gethostbyname2_r(
     }
 }
 
-// ---- raw DNS: res_query and kin, getaddrinfo_a ----
+// ---- raw DNS: res_query and kin; getaddrinfo_a ----
 
 /// Refuses a raw DNS query for a routed or denied name in strict mode (h_errno HOST_NOT_FOUND,
 /// as for a name DNS does not know); anything else goes to libc.
@@ -798,13 +798,45 @@ res_n_hooks! {
     res_nsearch, __res_nsearch => res_nsearch;
 }
 
+/// glibc's `struct gaicb` (`<netdb.h>`): one request of a `getaddrinfo_a` batch.
+#[repr(C)]
+struct Gaicb {
+    ar_name: *const c_char,
+    ar_service: *const c_char,
+    ar_request: *const addrinfo,
+    ar_result: *mut addrinfo,
+    /// `__return`, what `gai_error` reads.
+    ret: c_int,
+    reserved: [c_int; 5],
+}
+
+/// The start of glibc's `struct sigevent` on Linux, as far as `getaddrinfo_a` notification reads
+/// it (`sigev_notify_function` and `_attributes` overlay the union after `sigev_notify`).
+#[repr(C)]
+struct SigEvent {
+    value: libc::sigval,
+    signo: c_int,
+    notify: c_int,
+    function: Option<unsafe extern "C" fn(libc::sigval)>,
+    attributes: *const libc::pthread_attr_t,
+}
+
+const GAI_NOWAIT: c_int = 1;
+
+/// A `SIGEV_THREAD` notification: the program's function and its argument.
+type Notification = (unsafe extern "C" fn(libc::sigval), libc::sigval);
+
 /// `getaddrinfo_a(3)`: glibc answers it with its own internal lookups, which our `getaddrinfo`
-/// never sees. In strict mode a batch naming a routed or denied host is refused (`EAI_SYSTEM`,
-/// errno `EACCES`); otherwise it goes to libc.
+/// never sees. Each request whose name the library never sends to DNS (routed or denied:
+/// a fake address; refused names: their `EAI_*` code) is answered here at once, exactly as
+/// `getaddrinfo` would answer it, and marked done (`gai_error` reads it; `gai_suspend` and
+/// `gai_cancel` find it finished, as glibc treats requests no longer in its queue). The other
+/// requests go to libc as a batch of their own, with the program's notification; when none is
+/// left for libc, the notification is delivered here as glibc would deliver it.
 ///
 /// # Safety
-/// Called by C with getaddrinfo_a's contract: `list` holds `nitems` pointers to `struct gaicb`,
-/// whose first field is the name.
+/// Called by C with getaddrinfo_a's contract: `list` holds `nitems` pointers, each null or a
+/// `struct gaicb`; `sevp` null or a `struct sigevent`.
 #[no_mangle]
 pub unsafe extern "C" fn getaddrinfo_a(
     mode: c_int,
@@ -812,28 +844,108 @@ pub unsafe extern "C" fn getaddrinfo_a(
     nitems: c_int,
     sevp: *mut c_void,
 ) -> c_int {
-    let mut allowed = true;
-    if !list.is_null() {
-        for i in 0..nitems.max(0) as usize {
-            // SAFETY: list holds nitems entries, each null or a gaicb whose first field is
-            // `const char *ar_name`.
-            let name = unsafe {
-                let item = *list.add(i);
-                if item.is_null() {
-                    continue;
-                }
-                *item.cast::<*const c_char>()
-            };
-            // SAFETY: ar_name is null or NUL-terminated per the contract.
-            if let Some(bytes) = unsafe { name_arg(name) } {
-                allowed &= shielded(false, || lookup::raw_dns_allowed(bytes, "getaddrinfo_a"));
+    if list.is_null() || nitems <= 0 {
+        // SAFETY: forwarded unchanged under the caller's contract.
+        return unsafe { real::getaddrinfo_a(mode, list, nitems, sevp) };
+    }
+    let caller_errno = sys::errno();
+    let mut to_libc: Vec<*mut c_void> = Vec::with_capacity(nitems as usize);
+    let mut answered = 0;
+    for i in 0..nitems as usize {
+        // SAFETY: list holds nitems entries per the contract.
+        let item = unsafe { *list.add(i) };
+        if item.is_null() {
+            continue;
+        }
+        // SAFETY: a non-null entry is a gaicb the program owns until the request is done.
+        let request = unsafe { &mut *item.cast::<Gaicb>() };
+        // SAFETY: ar_request is null or a valid addrinfo per the contract.
+        let hint = unsafe { request.ar_request.as_ref() };
+        let flags = hint.map_or(0, |h| h.ai_flags);
+        let family = hint.map_or(libc::AF_UNSPEC, |h| h.ai_family);
+        let ours = flags & libc::AI_NUMERICHOST == 0
+            && matches!(family, libc::AF_UNSPEC | libc::AF_INET | libc::AF_INET6);
+        // SAFETY: ar_name is null or NUL-terminated per the contract.
+        let answer = match unsafe { name_arg(request.ar_name) } {
+            Some(name) if ours => plan(name),
+            _ => Answer::PassThrough,
+        };
+        match answer {
+            Answer::Fake { host, fake } => {
+                request.ar_result = null_mut();
+                // SAFETY: ar_result is ours to write; ar_service per the contract.
+                request.ret = unsafe {
+                    fake_addrinfo(
+                        &host,
+                        &fake,
+                        request.ar_service,
+                        hint,
+                        &mut request.ar_result,
+                    )
+                };
+                answered += 1;
             }
+            Answer::Refuse(code) => {
+                request.ar_result = null_mut();
+                request.ret = code;
+                answered += 1;
+            }
+            _ => to_libc.push(item),
         }
     }
-    if !allowed {
-        sys::set_errno(libc::EACCES);
-        return libc::EAI_SYSTEM;
+    sys::set_errno(caller_errno);
+    if answered == 0 {
+        // SAFETY: forwarded unchanged under the caller's contract.
+        return unsafe { real::getaddrinfo_a(mode, list, nitems, sevp) };
     }
-    // SAFETY: forwarded unchanged under the caller's contract.
-    unsafe { real::getaddrinfo_a(mode, list, nitems, sevp) }
+    if !to_libc.is_empty() {
+        // SAFETY: a batch of the caller's own requests; glibc copies the pointers it is given.
+        return unsafe {
+            real::getaddrinfo_a(mode, to_libc.as_mut_ptr(), to_libc.len() as c_int, sevp)
+        };
+    }
+    if mode == GAI_NOWAIT && !sevp.is_null() {
+        // SAFETY: sevp is a struct sigevent per the contract.
+        unsafe { notify(&*sevp.cast::<SigEvent>()) };
+    }
+    0
+}
+
+/// Delivers a finished batch's notification as glibc's `__gai_notify_only` does: a signal
+/// queued to this process, or the function run on a new detached thread.
+///
+/// # Safety
+/// `event` must be the program's `struct sigevent`.
+unsafe fn notify(event: &SigEvent) {
+    match event.notify {
+        libc::SIGEV_SIGNAL => {
+            // SAFETY: sigqueue takes plain values.
+            unsafe { libc::sigqueue(libc::getpid(), event.signo, event.value) };
+        }
+        libc::SIGEV_THREAD => {
+            let Some(function) = event.function else {
+                return;
+            };
+            extern "C" fn run(arg: *mut c_void) -> *mut c_void {
+                // SAFETY: arg is the Box made below, handed to exactly this thread.
+                let (function, value) = *unsafe { Box::from_raw(arg.cast::<Notification>()) };
+                // SAFETY: the program's own notification function, called as it asked.
+                unsafe { function(value) };
+                null_mut()
+            }
+            let arg = Box::into_raw(Box::new((function, event.value))).cast::<c_void>();
+            let mut thread: libc::pthread_t = 0;
+            // SAFETY: attributes is null or the program's pthread_attr_t; run takes arg.
+            let rc = unsafe { libc::pthread_create(&mut thread, event.attributes, run, arg) };
+            if rc != 0 {
+                // SAFETY: the thread never started: the Box is still ours.
+                drop(unsafe { Box::from_raw(arg.cast::<Notification>()) });
+            } else if event.attributes.is_null() {
+                // As glibc: detached unless the program's own attributes say otherwise.
+                // SAFETY: thread was just created and nobody else knows it.
+                unsafe { libc::pthread_detach(thread) };
+            }
+        }
+        _ => {}
+    }
 }
