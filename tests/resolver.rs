@@ -570,6 +570,20 @@ deadline = time.time() + 10
 while not got and time.time() < deadline:
     time.sleep(0.01)
 print("signalled", bool(got), libc.gai_error(ctypes.byref(cbs[0])))
+# GAI_NOWAIT with SIGEV_THREAD: the function runs on a thread of its own, with its value.
+class sigevent_thread(ctypes.Structure):
+    _fields_ = [("value", c_void_p), ("signo", c_int), ("notify", c_int),
+                ("function", c_void_p), ("attributes", c_void_p), ("pad", c_int * 8)]
+called = []
+NOTIFY = ctypes.CFUNCTYPE(None, c_void_p)
+callback = NOTIFY(lambda value: called.append(value))
+cbs2, items2 = batch(b"cdn.example.test")
+event2 = sigevent_thread(value=42, notify=2, function=ctypes.cast(callback, c_void_p))
+print("thread", libc.getaddrinfo_a(1, items2, 1, ctypes.byref(event2)))
+deadline = time.time() + 10
+while not called and time.time() < deadline:
+    time.sleep(0.01)
+print("called", called)
 # gai_suspend and gai_cancel see it as they see a finished request of libc's own.
 print("suspend", libc.gai_suspend(items, 1, None), finished, "cancel", libc.gai_cancel(items[0]))
 # The fake address routes by name.
@@ -587,6 +601,8 @@ print("fetched", s.recv(4096).decode().endswith("hello from origin"))
             "denied True",
             "nowait 0",
             "signalled True 0",
+            "thread 0",
+            "called [42]",
             "suspend -103 -103 cancel -103", // EAI_ALLDONE
             "fetched True",
         ]
