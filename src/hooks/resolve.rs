@@ -40,6 +40,15 @@ unsafe fn name_arg<'a>(name: *const c_char) -> Option<&'a [u8]> {
     Some(unsafe { CStr::from_ptr(name) }.to_bytes())
 }
 
+/// Whether a lookup with these hints is one the library answers: not `AI_NUMERICHOST` (no name
+/// to look up), and for an IP family (other families are libc's business).
+fn ours_to_plan(hint: Option<&addrinfo>) -> bool {
+    let flags = hint.map_or(0, |h| h.ai_flags);
+    let family = hint.map_or(libc::AF_UNSPEC, |h| h.ai_family);
+    flags & libc::AI_NUMERICHOST == 0
+        && matches!(family, libc::AF_UNSPEC | libc::AF_INET | libc::AF_INET6)
+}
+
 /// Plans the answer; a panic of ours refuses the name rather than let it through undecided.
 fn plan(name: &[u8]) -> Answer {
     shielded(Answer::Refuse(libc::EAI_FAIL), || lookup::on_lookup(name))
@@ -93,13 +102,9 @@ pub unsafe extern "C" fn getaddrinfo(
 ) -> c_int {
     // SAFETY: hints is null or a valid addrinfo per the contract.
     let hint = unsafe { hints.as_ref() };
-    let flags = hint.map_or(0, |h| h.ai_flags);
-    let family = hint.map_or(libc::AF_UNSPEC, |h| h.ai_family);
     // SAFETY: node is null or NUL-terminated per the contract.
     let name = unsafe { name_arg(node) };
-    let ours = !res.is_null()
-        && flags & libc::AI_NUMERICHOST == 0
-        && matches!(family, libc::AF_UNSPEC | libc::AF_INET | libc::AF_INET6);
+    let ours = !res.is_null() && ours_to_plan(hint);
     let answer = match name {
         Some(name) if ours => plan(name),
         _ => Answer::PassThrough,
@@ -861,13 +866,9 @@ pub unsafe extern "C" fn getaddrinfo_a(
         let request = unsafe { &mut *item.cast::<Gaicb>() };
         // SAFETY: ar_request is null or a valid addrinfo per the contract.
         let hint = unsafe { request.ar_request.as_ref() };
-        let flags = hint.map_or(0, |h| h.ai_flags);
-        let family = hint.map_or(libc::AF_UNSPEC, |h| h.ai_family);
-        let ours = flags & libc::AI_NUMERICHOST == 0
-            && matches!(family, libc::AF_UNSPEC | libc::AF_INET | libc::AF_INET6);
         // SAFETY: ar_name is null or NUL-terminated per the contract.
         let answer = match unsafe { name_arg(request.ar_name) } {
-            Some(name) if ours => plan(name),
+            Some(name) if ours_to_plan(hint) => plan(name),
             _ => Answer::PassThrough,
         };
         match answer {
