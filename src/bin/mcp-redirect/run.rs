@@ -186,15 +186,7 @@ pub fn run(args: RunArgs) -> u8 {
         settings.push(Setting::plain("LD_PRELOAD", rest));
         if args.dry_run {
             println!("mode: supervise");
-            for setting in &settings {
-                println!("{}={}", setting.name, setting.shown);
-            }
-            let words: Vec<String> = args
-                .command
-                .iter()
-                .map(|w| shell_quote(&w.to_string_lossy()))
-                .collect();
-            println!("exec {}", words.join(" "));
+            print_dry_run(&settings, &args.command);
             return 0;
         }
         let env: Vec<(&'static str, OsString)> =
@@ -237,15 +229,7 @@ pub fn run(args: RunArgs) -> u8 {
         );
     }
     if args.dry_run {
-        for setting in &settings {
-            println!("{}={}", setting.name, setting.shown);
-        }
-        let words: Vec<String> = args
-            .command
-            .iter()
-            .map(|w| shell_quote(&w.to_string_lossy()))
-            .collect();
-        println!("exec {}", words.join(" "));
+        print_dry_run(&settings, &args.command);
         return 0;
     }
     let mut command = std::process::Command::new(program);
@@ -371,6 +355,18 @@ fn shell_quote(word: &str) -> String {
 /// Used by `init --from-env` too: the config the proxy environment stands for.
 pub fn environment_config() -> Result<Config, config::ConfigError> {
     config::env::from_environment(&crate::getenv)
+}
+
+/// `--dry-run`: the variables as they would be set (each as its `shown` text) and the command line.
+fn print_dry_run(settings: &[Setting], command: &[OsString]) {
+    for setting in settings {
+        println!("{}={}", setting.name, setting.shown);
+    }
+    let words: Vec<String> = command
+        .iter()
+        .map(|w| shell_quote(&w.to_string_lossy()))
+        .collect();
+    println!("exec {}", words.join(" "));
 }
 
 #[cfg(test)]
