@@ -123,7 +123,7 @@ pub fn decide_connect(
     let started = sys::monotonic_us();
     let ip = dst.ip().to_canonical();
     let known = rt.resolver.names_of(ip);
-    if matches!(known, KnownNames::None) && rt.resolver.fake.in_range(ip) {
+    if matches!(known, KnownNames::UnknownFake) {
         let Some(proto) = proto_of(fd) else {
             return Outcome::PassThrough;
         };
@@ -246,7 +246,7 @@ pub fn decide_datagram(
     }
     let ip = dst.ip().to_canonical();
     let known = rt.resolver.names_of(ip);
-    if matches!(known, KnownNames::None) && rt.resolver.fake.in_range(ip) {
+    if matches!(known, KnownNames::UnknownFake) {
         return Err(stale_fake(rt, caller, "udp", dst));
     }
     let (names, count, is_fake) = candidates(&known);
@@ -330,7 +330,7 @@ fn severity(action: Action) -> u8 {
 fn candidates(known: &KnownNames) -> ([&str; WAYS], usize, bool) {
     let mut names = [""; WAYS];
     match known {
-        KnownNames::None => (names, 0, false),
+        KnownNames::None | KnownNames::UnknownFake => (names, 0, false),
         KnownNames::Fake(name) => {
             names[0] = name.as_str();
             (names, 1, true)

@@ -37,6 +37,9 @@ pub enum KnownNames {
     None,
     /// The address is one of our fake addresses, handed out for this host.
     Fake(HostBuf),
+    /// The address is in our fake ranges, but neither the fake table nor a real lookup we saw
+    /// names it (another process's fake address, or one evicted since): it must not go out.
+    UnknownFake,
     /// The address came from real lookups we saw, of these hosts (newest first).
     Remembered(memory::Recalled),
 }
@@ -72,19 +75,21 @@ impl Resolver {
 
     /// The hostnames behind a destination address, as far as we know them.
     pub fn names_of(&self, addr: IpAddr) -> KnownNames {
-        if self.fake.in_range(addr) {
+        let in_range = self.fake.in_range(addr);
+        if in_range {
             if let Some(name) = self.fake.host_of(addr) {
                 return KnownNames::Fake(name);
             }
         }
-        if !self.memory.knows(addr) {
-            return KnownNames::None;
-        }
-        let recalled = self.memory.recall(addr);
-        if recalled.is_empty() {
-            KnownNames::None
+        let recalled = if self.memory.knows(addr) {
+            Some(self.memory.recall(addr)).filter(|r| !r.is_empty())
         } else {
-            KnownNames::Remembered(recalled)
+            None
+        };
+        match recalled {
+            Some(recalled) => KnownNames::Remembered(recalled),
+            None if in_range => KnownNames::UnknownFake,
+            None => KnownNames::None,
         }
     }
 }
