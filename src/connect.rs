@@ -18,7 +18,7 @@ use crate::resolver::names::hash_bytes;
 use crate::resolver::KnownNames;
 use crate::rules::{Action, Decision, Target};
 use crate::runtime::{self, Mode, Runtime};
-use crate::sys::socket::Deadline;
+use crate::sys::socket::{Deadline, PollWaiter, Waiter};
 use crate::sys::{self, socket};
 
 /// What the hook should do.
@@ -194,7 +194,15 @@ pub fn decide_connect(
             } else {
                 libc::AF_INET6
             });
-            let established = through_gateway(rt, index, fd, family, &dest, &mut attempts);
+            let established = socket::block_on(through_gateway(
+                &PollWaiter,
+                rt,
+                index,
+                fd,
+                family,
+                &dest,
+                &mut attempts,
+            ));
             event.endpoint = attempts.iter().rev().find_map(|a| a.address);
             match established {
                 Ok(()) => (act.tunneled)(),
@@ -419,7 +427,8 @@ pub fn choose<'a>(
 /// next endpoint only after a fault of the endpoint's own (unreachable, broken reply, 502-504,
 /// SOCKS general failure), never after a refusal that any endpoint would repeat. Every attempt
 /// goes into `attempts` for the log.
-fn through_gateway(
+async fn through_gateway(
+    waiter: &dyn Waiter,
     rt: &Runtime,
     index: usize,
     fd: i32,
@@ -452,7 +461,7 @@ fn through_gateway(
         let share = (budget_end - started) / (order.len() - tried) as u64;
         let deadline = Deadline::after_ms(share.div_ceil(1000));
         let address = addresses[candidate];
-        let outcome = gateway::establish(fd, gw, address, dest, deadline);
+        let outcome = gateway::establish(waiter, fd, gw, address, dest, deadline).await;
         attempts.push(Attempt {
             endpoint: labels[candidate].clone(),
             address: Some(address),

@@ -16,7 +16,7 @@ use mcp_redirect::config::{self, ConfigSource, Gateway, GatewayKind};
 use mcp_redirect::gateway::{http_connect, socks5, Destination};
 use mcp_redirect::net::{self, Cidr, HostPort, PortRange};
 use mcp_redirect::rules::{Action, Decision, HostMatch, ResolvePlan, Rule, RuleTable, Target};
-use mcp_redirect::sys::socket::Deadline;
+use mcp_redirect::sys::socket::{block_on, Deadline, PollWaiter};
 
 fn no_env(_: &str) -> Option<String> {
     Some("pw".into())
@@ -134,7 +134,7 @@ proptest! {
         });
         ours.set_nonblocking(true).unwrap();
         let dest = Destination { host: Some("api.example.test"), addr: None, port: 443 };
-        let result = http_connect::handshake(ours.as_raw_fd(), &gateway(GatewayKind::Http), &dest, Deadline::after_ms(2000));
+        let result = block_on(http_connect::handshake(&PollWaiter, ours.as_raw_fd(), &gateway(GatewayKind::Http), &dest, Deadline::after_ms(2000)));
         writer.join().unwrap();
         if result.is_ok() {
             // Success means a 2xx head ending in a blank line, consumed to the byte: what
@@ -160,7 +160,7 @@ proptest! {
         });
         ours.set_nonblocking(true).unwrap();
         let dest = Destination { host: Some("api.example.test"), addr: None, port: 443 };
-        let _ = socks5::handshake(ours.as_raw_fd(), &gateway(GatewayKind::Socks5), &dest, Deadline::after_ms(2000));
+        let _ = block_on(socks5::handshake(&PollWaiter, ours.as_raw_fd(), &gateway(GatewayKind::Socks5), &dest, Deadline::after_ms(2000)));
         let _ = writer.join();
     }
 }

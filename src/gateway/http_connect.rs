@@ -6,7 +6,7 @@
 
 use super::{Destination, GatewayError};
 use crate::config::Gateway;
-use crate::sys::socket::{recv_some, send_all, Deadline};
+use crate::sys::socket::{recv_some, send_all, Deadline, Waiter};
 
 /// Longest reply head we accept; a gateway sending more is misbehaving.
 pub const MAX_REPLY_HEAD: usize = 16 * 1024;
@@ -30,24 +30,32 @@ pub fn request(gateway: &Gateway, dest: &Destination<'_>) -> Result<Vec<u8>, Gat
     Ok(req.into_bytes())
 }
 
-pub fn handshake(
+pub async fn handshake(
+    waiter: &dyn Waiter,
     fd: i32,
     gateway: &Gateway,
     dest: &Destination<'_>,
     deadline: Deadline,
 ) -> Result<(), GatewayError> {
     let req = request(gateway, dest)?;
-    send_all(fd, &req, deadline).map_err(|e| GatewayError::io("sending CONNECT", e))?;
-    let head = read_reply_head(fd, deadline)?;
+    send_all(waiter, fd, &req, deadline)
+        .await
+        .map_err(|e| GatewayError::io("sending CONNECT", e))?;
+    let head = read_reply_head(waiter, fd, deadline).await?;
     check_status(&head)
 }
 
 /// Reads the reply up to and including `\r\n\r\n`, and not one byte further.
-fn read_reply_head(fd: i32, deadline: Deadline) -> Result<Vec<u8>, GatewayError> {
+async fn read_reply_head(
+    waiter: &dyn Waiter,
+    fd: i32,
+    deadline: Deadline,
+) -> Result<Vec<u8>, GatewayError> {
     let mut head: Vec<u8> = Vec::with_capacity(256);
     let mut chunk = [0u8; 2048];
     loop {
-        let peeked = recv_some(fd, &mut chunk, libc::MSG_PEEK, deadline)
+        let peeked = recv_some(waiter, fd, &mut chunk, libc::MSG_PEEK, deadline)
+            .await
             .map_err(|e| GatewayError::io("reading the CONNECT reply", e))?;
         if peeked == 0 {
             return Err(GatewayError::endpoint_fault(
@@ -68,7 +76,8 @@ fn read_reply_head(fd: i32, deadline: Deadline) -> Result<Vec<u8>, GatewayError>
             Some(pos) => pos + 4 - carry,
             None => peeked,
         };
-        let n = recv_some(fd, &mut chunk[..take], 0, deadline)
+        let n = recv_some(waiter, fd, &mut chunk[..take], 0, deadline)
+            .await
             .map_err(|e| GatewayError::io("reading the CONNECT reply", e))?;
         head.extend_from_slice(&chunk[..n]);
         if head.ends_with(b"\r\n\r\n") {

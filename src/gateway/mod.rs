@@ -20,7 +20,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::config::{Gateway, GatewayKind};
-use crate::sys::socket::{self, Deadline, NonBlocking};
+use crate::sys::socket::{self, Deadline, NonBlocking, Waiter};
 
 /// Where the program wanted to go. The hostname is sent when known, so that the gateway
 /// resolves it and applies its own host ACLs.
@@ -127,8 +127,10 @@ pub fn endpoint_for_family(candidates: &[SocketAddr], family: i32) -> Option<Soc
     None
 }
 
-/// Connects `fd` through `gateway`, via `endpoint`, to `dest`, before `deadline`.
-pub fn establish(
+/// Connects `fd` through `gateway`, via `endpoint`, to `dest`, before `deadline`, waiting the
+/// way `waiter` waits.
+pub async fn establish(
+    waiter: &dyn Waiter,
     fd: i32,
     gateway: &Gateway,
     endpoint: SocketAddr,
@@ -137,7 +139,7 @@ pub fn establish(
 ) -> Result<(), GatewayError> {
     let _flags = NonBlocking::enter(fd)
         .map_err(|e| GatewayError::new(sys_errno(&e), "cannot prepare the socket"))?;
-    match socket::connect_until(fd, &endpoint, deadline) {
+    match socket::connect_until(waiter, fd, &endpoint, deadline).await {
         Ok(()) => {}
         // The program called connect() again on a socket we already connected: say so, and
         // leave the established tunnel alone.
@@ -153,14 +155,15 @@ pub fn establish(
         }
     }
     let result = match gateway.kind {
-        GatewayKind::Http => http_connect::handshake(fd, gateway, dest, deadline),
-        GatewayKind::Socks5 => socks5::handshake(fd, gateway, dest, deadline),
+        GatewayKind::Http => http_connect::handshake(waiter, fd, gateway, dest, deadline).await,
+        GatewayKind::Socks5 => socks5::handshake(waiter, fd, gateway, dest, deadline).await,
         GatewayKind::Rewrite if gateway.proxy_protocol => {
             let source = socket::local_address(fd)
                 .map_err(|e| GatewayError::io("reading the socket's local address", e))?;
             let destination = SocketAddr::new(dest.addr.unwrap_or(endpoint.ip()), dest.port);
             let header = proxy_protocol::header(source, destination, dest.host);
-            socket::send_all(fd, &header, deadline)
+            socket::send_all(waiter, fd, &header, deadline)
+                .await
                 .map_err(|e| GatewayError::io("sending the PROXY protocol header", e))
         }
         GatewayKind::Rewrite => Ok(()),

@@ -7,14 +7,15 @@ use std::net::IpAddr;
 
 use super::{Destination, GatewayError};
 use crate::config::Gateway;
-use crate::sys::socket::{recv_exact, send_all, Deadline};
+use crate::sys::socket::{recv_exact, send_all, Deadline, Waiter};
 
 const VERSION: u8 = 5;
 const NO_AUTH: u8 = 0;
 const USER_PASS: u8 = 2;
 const NO_ACCEPTABLE: u8 = 0xff;
 
-pub fn handshake(
+pub async fn handshake(
+    waiter: &dyn Waiter,
     fd: i32,
     gateway: &Gateway,
     dest: &Destination<'_>,
@@ -28,9 +29,13 @@ pub fn handshake(
     } else {
         &[VERSION, 1, NO_AUTH]
     };
-    send_all(fd, greeting, deadline).map_err(io("sending the SOCKS5 greeting"))?;
+    send_all(waiter, fd, greeting, deadline)
+        .await
+        .map_err(io("sending the SOCKS5 greeting"))?;
     let mut choice = [0u8; 2];
-    recv_exact(fd, &mut choice, deadline).map_err(io("reading the SOCKS5 method"))?;
+    recv_exact(waiter, fd, &mut choice, deadline)
+        .await
+        .map_err(io("reading the SOCKS5 method"))?;
     if choice[0] != VERSION {
         return Err(GatewayError::endpoint_fault(
             libc::ECONNREFUSED,
@@ -51,9 +56,13 @@ pub fn handshake(
             auth.extend_from_slice(user);
             auth.push(pass.len() as u8);
             auth.extend_from_slice(pass);
-            send_all(fd, &auth, deadline).map_err(io("sending SOCKS5 credentials"))?;
+            send_all(waiter, fd, &auth, deadline)
+                .await
+                .map_err(io("sending SOCKS5 credentials"))?;
             let mut status = [0u8; 2];
-            recv_exact(fd, &mut status, deadline).map_err(io("reading the SOCKS5 auth reply"))?;
+            recv_exact(waiter, fd, &mut status, deadline)
+                .await
+                .map_err(io("reading the SOCKS5 auth reply"))?;
             if status[1] != 0 {
                 return Err(GatewayError::new(
                     libc::EACCES,
@@ -75,9 +84,13 @@ pub fn handshake(
         }
     }
 
-    send_all(fd, &request, deadline).map_err(io("sending the SOCKS5 request"))?;
+    send_all(waiter, fd, &request, deadline)
+        .await
+        .map_err(io("sending the SOCKS5 request"))?;
     let mut head = [0u8; 4];
-    recv_exact(fd, &mut head, deadline).map_err(io("reading the SOCKS5 reply"))?;
+    recv_exact(waiter, fd, &mut head, deadline)
+        .await
+        .map_err(io("reading the SOCKS5 reply"))?;
     if head[0] != VERSION {
         return Err(GatewayError::endpoint_fault(
             libc::ECONNREFUSED,
@@ -100,7 +113,9 @@ pub fn handshake(
         4 => 16 + 2,
         3 => {
             let mut len = [0u8; 1];
-            recv_exact(fd, &mut len, deadline).map_err(io("reading the SOCKS5 reply"))?;
+            recv_exact(waiter, fd, &mut len, deadline)
+                .await
+                .map_err(io("reading the SOCKS5 reply"))?;
             len[0] as usize + 2
         }
         other => {
@@ -111,7 +126,9 @@ pub fn handshake(
         }
     };
     let mut bound = [0u8; 257];
-    recv_exact(fd, &mut bound[..rest], deadline).map_err(io("reading the SOCKS5 reply"))?;
+    recv_exact(waiter, fd, &mut bound[..rest], deadline)
+        .await
+        .map_err(io("reading the SOCKS5 reply"))?;
     Ok(())
 }
 

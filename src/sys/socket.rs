@@ -314,6 +314,11 @@ impl Deadline {
         Deadline(monotonic_us().saturating_add(ms.saturating_mul(1000)))
     }
 
+    /// The deadline as a point on [`monotonic_us`]'s clock.
+    pub fn at_us(&self) -> u64 {
+        self.0
+    }
+
     /// Milliseconds left, rounded up so that a wait never spins with a zero timeout.
     fn remaining_ms(&self) -> Option<i32> {
         let now = monotonic_us();
@@ -322,6 +327,73 @@ impl Deadline {
         }
         Some(((self.0 - now).div_ceil(1000)).min(i32::MAX as u64) as i32)
     }
+}
+
+/// How a handshake waits for its socket: [`PollWaiter`] blocks in `poll(2)` on the calling
+/// thread (the synchronous path, the library's own DNS queries); the relay's waiter hands control
+/// back to its event loop, which polls the handshake again when the socket has an event or the
+/// deadline passes. The I/O functions below retry their system call after every wait, so a
+/// waiter may wake them early (an event meant for the other direction) but never late.
+pub trait Waiter {
+    /// `Ready(Ok)` when `fd` may be ready for `events` (`POLLIN`/`POLLOUT`), `Ready(Err)` with
+    /// `ETIMEDOUT` once the deadline has passed, `Pending` to be polled again later.
+    fn poll_ready(
+        &self,
+        fd: i32,
+        events: libc::c_short,
+        deadline: Deadline,
+    ) -> std::task::Poll<io::Result<()>>;
+}
+
+/// Waits in `poll(2)` on the calling thread: never `Pending`.
+pub struct PollWaiter;
+
+impl Waiter for PollWaiter {
+    fn poll_ready(
+        &self,
+        fd: i32,
+        events: libc::c_short,
+        deadline: Deadline,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::task::Poll::Ready(wait(fd, events, deadline))
+    }
+}
+
+/// Runs a future whose waits never return `Pending` (a [`PollWaiter`]'s) to completion on the
+/// calling thread. No executor, no allocation.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let waker = noop_waker();
+    let mut cx = std::task::Context::from_waker(&waker);
+    loop {
+        if let std::task::Poll::Ready(value) = future.as_mut().poll(&mut cx) {
+            return value;
+        }
+    }
+}
+
+/// A waker that does nothing: the futures here are polled again by whoever drives them (the
+/// relay's event loop), never woken. (`Waker::noop` needs a newer Rust than the crate's.)
+pub fn noop_waker() -> std::task::Waker {
+    use std::task::{RawWaker, RawWakerVTable, Waker};
+    fn clone(_: *const ()) -> RawWaker {
+        RawWaker::new(std::ptr::null(), &VTABLE)
+    }
+    fn noop(_: *const ()) {}
+    static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, noop, noop, noop);
+    // SAFETY: every vtable function ignores the (null) data pointer, so the contract of
+    // RawWaker (functions safe to call with this data, from any thread) holds trivially.
+    unsafe { Waker::from_raw(RawWaker::new(std::ptr::null(), &VTABLE)) }
+}
+
+/// Waits for `events` on `fd` the way `waiter` waits.
+async fn ready(
+    waiter: &dyn Waiter,
+    fd: i32,
+    events: libc::c_short,
+    deadline: Deadline,
+) -> io::Result<()> {
+    std::future::poll_fn(|_| waiter.poll_ready(fd, events, deadline)).await
 }
 
 /// Waits until `fd` is ready for `events` (`POLLIN`/`POLLOUT`), or the deadline passes.
@@ -350,7 +422,7 @@ pub fn wait(fd: i32, events: libc::c_short, deadline: Deadline) -> io::Result<()
 }
 
 /// `SO_ERROR`: the outcome of a non-blocking connect (reading it clears it).
-fn pending_error(fd: i32) -> io::Result<()> {
+pub fn pending_error(fd: i32) -> io::Result<()> {
     match socket_option(fd, libc::SO_ERROR) {
         None => Err(os_error(errno())),
         Some(0) => Ok(()),
@@ -359,12 +431,17 @@ fn pending_error(fd: i32) -> io::Result<()> {
 }
 
 /// Connects a non-blocking socket and waits for the outcome until the deadline.
-pub fn connect_until(fd: i32, addr: &SocketAddr, deadline: Deadline) -> io::Result<()> {
+pub async fn connect_until(
+    waiter: &dyn Waiter,
+    fd: i32,
+    addr: &SocketAddr,
+    deadline: Deadline,
+) -> io::Result<()> {
     match connect_once(fd, addr) {
         Ok(()) => Ok(()),
         // After EINTR the connect goes on asynchronously, as after EINPROGRESS.
         Err(e) if matches!(e.raw_os_error(), Some(libc::EINPROGRESS | libc::EINTR)) => {
-            wait(fd, libc::POLLOUT, deadline)?;
+            ready(waiter, fd, libc::POLLOUT, deadline).await?;
             pending_error(fd)?;
             // Linux reports a finished non-blocking connect to the *next* connect() call with
             // 0, and only then EISCONN. Make that call ourselves, so that a program calling
@@ -380,7 +457,12 @@ pub fn connect_until(fd: i32, addr: &SocketAddr, deadline: Deadline) -> io::Resu
 
 /// Sends all of `bytes` before the deadline. `MSG_NOSIGNAL`: a gateway that hangs up must not
 /// kill the host process with `SIGPIPE`.
-pub fn send_all(fd: i32, mut bytes: &[u8], deadline: Deadline) -> io::Result<()> {
+pub async fn send_all(
+    waiter: &dyn Waiter,
+    fd: i32,
+    mut bytes: &[u8],
+    deadline: Deadline,
+) -> io::Result<()> {
     while !bytes.is_empty() {
         // SAFETY: bytes is a valid readable slice for its length.
         let n = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL) };
@@ -390,7 +472,7 @@ pub fn send_all(fd: i32, mut bytes: &[u8], deadline: Deadline) -> io::Result<()>
         }
         match errno() {
             libc::EINTR => {}
-            libc::EAGAIN => wait(fd, libc::POLLOUT, deadline)?,
+            libc::EAGAIN => ready(waiter, fd, libc::POLLOUT, deadline).await?,
             code => return Err(os_error(code)),
         }
     }
@@ -399,7 +481,13 @@ pub fn send_all(fd: i32, mut bytes: &[u8], deadline: Deadline) -> io::Result<()>
 
 /// Receives into `buf` once data is available; `flags` may be `MSG_PEEK`. `Ok(0)` is end of
 /// stream.
-pub fn recv_some(fd: i32, buf: &mut [u8], flags: i32, deadline: Deadline) -> io::Result<usize> {
+pub async fn recv_some(
+    waiter: &dyn Waiter,
+    fd: i32,
+    buf: &mut [u8],
+    flags: i32,
+    deadline: Deadline,
+) -> io::Result<usize> {
     loop {
         // SAFETY: buf is a valid writable slice for its length.
         let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), flags) };
@@ -408,17 +496,22 @@ pub fn recv_some(fd: i32, buf: &mut [u8], flags: i32, deadline: Deadline) -> io:
         }
         match errno() {
             libc::EINTR => {}
-            libc::EAGAIN => wait(fd, libc::POLLIN, deadline)?,
+            libc::EAGAIN => ready(waiter, fd, libc::POLLIN, deadline).await?,
             code => return Err(os_error(code)),
         }
     }
 }
 
 /// Fills `buf` exactly; a gateway that closes early is an `UnexpectedEof`.
-pub fn recv_exact(fd: i32, buf: &mut [u8], deadline: Deadline) -> io::Result<()> {
+pub async fn recv_exact(
+    waiter: &dyn Waiter,
+    fd: i32,
+    buf: &mut [u8],
+    deadline: Deadline,
+) -> io::Result<()> {
     let mut filled = 0;
     while filled < buf.len() {
-        let n = recv_some(fd, &mut buf[filled..], 0, deadline)?;
+        let n = recv_some(waiter, fd, &mut buf[filled..], 0, deadline).await?;
         if n == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -468,24 +561,28 @@ pub fn exchange_udp(
     deadline: Deadline,
 ) -> io::Result<Vec<u8>> {
     let socket = OwnSocket::new(family_of(server), libc::SOCK_DGRAM)?;
-    connect_until(socket.0, server, deadline)?;
-    send_all(socket.0, query, deadline)?;
-    let mut answer = vec![0u8; max];
-    let n = recv_some(socket.0, &mut answer, 0, deadline)?;
-    answer.truncate(n);
-    Ok(answer)
+    block_on(async {
+        connect_until(&PollWaiter, socket.0, server, deadline).await?;
+        send_all(&PollWaiter, socket.0, query, deadline).await?;
+        let mut answer = vec![0u8; max];
+        let n = recv_some(&PollWaiter, socket.0, &mut answer, 0, deadline).await?;
+        answer.truncate(n);
+        Ok(answer)
+    })
 }
 
 /// A DNS-over-TCP exchange (two-byte length prefix each way), before the deadline.
 pub fn exchange_tcp(server: &SocketAddr, query: &[u8], deadline: Deadline) -> io::Result<Vec<u8>> {
     let socket = OwnSocket::new(family_of(server), libc::SOCK_STREAM)?;
-    connect_until(socket.0, server, deadline)?;
     let mut framed = (query.len() as u16).to_be_bytes().to_vec();
     framed.extend_from_slice(query);
-    send_all(socket.0, &framed, deadline)?;
-    let mut length = [0u8; 2];
-    recv_exact(socket.0, &mut length, deadline)?;
-    let mut answer = vec![0u8; u16::from_be_bytes(length) as usize];
-    recv_exact(socket.0, &mut answer, deadline)?;
-    Ok(answer)
+    block_on(async {
+        connect_until(&PollWaiter, socket.0, server, deadline).await?;
+        send_all(&PollWaiter, socket.0, &framed, deadline).await?;
+        let mut length = [0u8; 2];
+        recv_exact(&PollWaiter, socket.0, &mut length, deadline).await?;
+        let mut answer = vec![0u8; u16::from_be_bytes(length) as usize];
+        recv_exact(&PollWaiter, socket.0, &mut answer, deadline).await?;
+        Ok(answer)
+    })
 }

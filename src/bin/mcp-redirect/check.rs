@@ -13,6 +13,7 @@ use mcp_redirect::gateway::discovery::SrvCache;
 use mcp_redirect::gateway::{self, Destination};
 use mcp_redirect::net::HostPort;
 use mcp_redirect::rules::Action;
+use mcp_redirect::sys::socket;
 
 #[derive(clap::Args)]
 pub struct CheckArgs {
@@ -344,8 +345,15 @@ fn try_endpoint(
         addr: literal.map(|a| a.ip()),
         port: handshake.map_or(0, |p| p.port),
     };
-    let deadline = mcp_redirect::sys::socket::Deadline::after_ms(gw.connect_timeout_ms);
-    let result = gateway::establish(fd, &bare, addr, &dest, deadline);
+    let deadline = socket::Deadline::after_ms(gw.connect_timeout_ms);
+    let result = socket::block_on(gateway::establish(
+        &socket::PollWaiter,
+        fd,
+        &bare,
+        addr,
+        &dest,
+        deadline,
+    ));
     // SAFETY: fd is ours, opened above.
     unsafe { libc::close(fd) };
     let elapsed = started.elapsed().as_secs_f64() * 1000.0;
