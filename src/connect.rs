@@ -13,6 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use crate::config::Endpoint;
 use crate::gateway::{self, discovery, Destination};
 use crate::log::{Attempt, Event, LogResult};
+use crate::relay;
 use crate::resolver::memory::WAYS;
 use crate::resolver::names::hash_bytes;
 use crate::resolver::KnownNames;
@@ -37,6 +38,10 @@ pub struct Act<'a> {
     pub direct: &'a mut dyn FnMut(&SocketAddr) -> Result<isize, i32>,
     /// What remains once a gateway tunnel is up (nothing for `connect`; the payload for fast open).
     pub tunneled: &'a mut dyn FnMut() -> Result<isize, i32>,
+    /// For a `connect()` inside the program: the snapshot it was decided with, which a relayed
+    /// handshake keeps (see [`crate::relay`]). `None` where the call cannot return before the
+    /// tunnel is up (fast open carries a payload; the supervisor answers for a blocked thread).
+    pub relay: Option<&'a runtime::Current>,
 }
 
 /// Decides and acts for `connect(fd, dst)`; `dst` is exactly what the program passed.
@@ -47,14 +52,20 @@ pub fn on_connect(fd: i32, dst: SocketAddr) -> Outcome {
             .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
     };
     let mut tunneled = || Ok(0);
-    on_connecting_call(
-        fd,
-        dst,
-        Act {
-            direct: &mut direct,
-            tunneled: &mut tunneled,
-        },
-    )
+    let Some(current) = runtime::get() else {
+        return Outcome::PassThrough;
+    };
+    let caller = Caller {
+        exe: &current.exe,
+        via: None,
+        pid: None,
+    };
+    let act = Act {
+        direct: &mut direct,
+        tunneled: &mut tunneled,
+        relay: Some(&current),
+    };
+    decide_connect(&current, caller, fd, dst, act)
 }
 
 /// Who made the call being decided: the executable (for `process` rules and the log) and, when
@@ -194,6 +205,13 @@ pub fn decide_connect(
             } else {
                 libc::AF_INET6
             });
+            if let Some(current) = act.relay.filter(|_| gw.async_handshake) {
+                match relay(current, caller, fd, dst, index, &chosen, started) {
+                    Ok(()) => return Outcome::Done(Err(libc::EINPROGRESS)),
+                    Err(Some(reason)) => event.handshake = Some(reason),
+                    Err(None) => {}
+                }
+            }
             let established = socket::block_on(through_gateway(
                 &PollWaiter,
                 rt,
@@ -202,6 +220,7 @@ pub fn decide_connect(
                 family,
                 &dest,
                 &mut attempts,
+                started,
             ));
             event.endpoint = attempts.iter().rev().find_map(|a| a.address);
             match established {
@@ -427,6 +446,7 @@ pub fn choose<'a>(
 /// next endpoint only after a fault of the endpoint's own (unreachable, broken reply, 502-504,
 /// SOCKS general failure), never after a refusal that any endpoint would repeat. Every attempt
 /// goes into `attempts` for the log.
+#[allow(clippy::too_many_arguments)]
 async fn through_gateway(
     waiter: &dyn Waiter,
     rt: &Runtime,
@@ -435,6 +455,7 @@ async fn through_gateway(
     family: i32,
     dest: &Destination<'_>,
     attempts: &mut Vec<Attempt>,
+    started: u64,
 ) -> Result<(), gateway::GatewayError> {
     let gw = &rt.gateways[index];
     let health = &rt.health[index];
@@ -452,7 +473,7 @@ async fn through_gateway(
     // The program's own bound on a blocking connect (SO_SNDTIMEO), if tighter, wins.
     let budget_ms = socket::send_timeout_ms(fd)
         .map_or(gw.connect_timeout_ms, |ms| ms.min(gw.connect_timeout_ms));
-    let budget_end = now + budget_ms * 1000;
+    let budget_end = started + budget_ms * 1000;
     for (tried, &candidate) in order.iter().enumerate() {
         let started = sys::monotonic_us();
         if started >= budget_end {
@@ -489,6 +510,97 @@ async fn through_gateway(
             format!("no endpoint of gateway {} answered in time", gw.name),
         )
     }))
+}
+
+/// Hands a routed `connect()` on a non-blocking socket to the relay: `Ok` when the relay has
+/// it (the program gets `EINPROGRESS`, and the handshake's future writes the log line when the
+/// outcome is known); else the handshake runs here, with the reason for the log when the socket
+/// was non-blocking (`Err(Some)`), or without one for a blocking socket (`Err(None)`).
+fn relay(
+    current: &runtime::Current,
+    caller: Caller<'_>,
+    fd: i32,
+    dst: SocketAddr,
+    index: usize,
+    chosen: &Chosen<'_>,
+    started: u64,
+) -> Result<(), Option<&'static str>> {
+    match socket::descriptor_flags(fd) {
+        Some((nonblocking, _)) if !nonblocking => return Err(None),
+        Some((_, true)) => {}
+        Some((_, false)) => return Err(Some("inline: the socket is not close-on-exec")),
+        None => return Err(None),
+    }
+    let rt = current.arc();
+    let family = if dst.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    let host = chosen.host.map(str::to_owned);
+    let addr = (!chosen.is_fake).then_some(dst.ip().to_canonical());
+    let rule_index = chosen.decision.rule_index;
+    let pattern = chosen.pattern.to_owned();
+    let (via, pid) = (caller.via, caller.pid);
+    let handshake: relay::Handshake = Box::new(move |socket, waiter| {
+        Box::pin(async move {
+            let mut attempts = Vec::new();
+            let outcome = match socket {
+                Ok(gateway_fd) => {
+                    let dest = Destination {
+                        host: host.as_deref(),
+                        addr,
+                        port: dst.port(),
+                    };
+                    through_gateway(
+                        &*waiter,
+                        &rt,
+                        index,
+                        gateway_fd,
+                        family,
+                        &dest,
+                        &mut attempts,
+                        started,
+                    )
+                    .await
+                }
+                Err(errno) => Err(gateway::GatewayError::new(
+                    errno,
+                    "the relay has no descriptor for its gateway socket",
+                )),
+            };
+            let error = outcome.as_ref().err().map(|e| e.message.as_str());
+            rt.log.write(
+                &Event {
+                    proto: Some("tcp"),
+                    host: host.as_deref(),
+                    port: Some(dst.port()),
+                    dst: Some(dst),
+                    rule: Some((rule_index, &pattern)),
+                    action: Some("gateway"),
+                    gateway: Some(rt.gateways[index].name.as_str()),
+                    endpoint: attempts.iter().rev().find_map(|a| a.address),
+                    result: outcome.as_ref().map(|_| ()).map_err(|e| e.errno).into(),
+                    error,
+                    elapsed_us: Some(sys::monotonic_us().saturating_sub(started)),
+                    attempts: (!attempts.is_empty()).then_some(&attempts[..]),
+                    via,
+                    pid,
+                    handshake: Some("relay"),
+                    ..Default::default()
+                },
+                &rt.exe,
+            );
+            outcome.map_err(|e| e.errno)
+        })
+    });
+    relay::begin(relay::Request {
+        fd,
+        dst,
+        family,
+        handshake,
+    })
+    .map_err(Some)
 }
 
 /// The addresses gateway `index` can be reached at from a socket of `family`, with the label

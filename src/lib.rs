@@ -17,6 +17,8 @@
 //!   socket, endpoint health and order, and SRV discovery of endpoints.
 //! - [`connect`]: what happens to one intercepted `connect()` (or fast-open send, or datagram in
 //!   strict mode): decide, act, log.
+//! - [`relay`]: routed connects on non-blocking sockets: the handshake on a thread of ours, the
+//!   program's socket held "connecting" until the tunnel is up (`docs/nonblocking.md`).
 //! - [`lookup`]: what happens to one intercepted name lookup: fake or real answer, log.
 //! - [`dns`]: the DNS wire format (SRV discovery, the supervisor's resolver).
 //! - [`log`]: the JSON-lines security event and its `O_APPEND` writer.
@@ -33,6 +35,7 @@ pub mod hooks;
 pub mod log;
 pub mod lookup;
 pub mod net;
+pub mod relay;
 pub mod resolver;
 pub mod rules;
 pub mod runtime;

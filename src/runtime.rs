@@ -83,6 +83,16 @@ const RELOAD_CHECK_US: u64 = 1_000_000;
 /// The snapshot a hooked call works with, held until the call returns.
 pub struct Current(arc_swap::Guard<Option<Arc<Runtime>>>);
 
+impl Current {
+    /// The snapshot itself, for work that outlives the hooked call (a relayed handshake).
+    pub fn arc(&self) -> Arc<Runtime> {
+        self.0
+            .as_ref()
+            .expect("Current holds a loaded snapshot")
+            .clone()
+    }
+}
+
 impl Deref for Current {
     type Target = Runtime;
     fn deref(&self) -> &Runtime {

@@ -229,6 +229,7 @@ pub fn parse_proxy_url(url: &str, name: &str) -> Result<Gateway, String> {
         credentials,
         headers: Vec::new(),
         connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
+        async_handshake: true,
     })
 }
 

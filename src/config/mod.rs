@@ -335,6 +335,9 @@ pub struct Gateway {
     pub headers: Vec<(String, String)>,
     /// Bounds the whole connect + handshake.
     pub connect_timeout_ms: u64,
+    /// On a non-blocking socket, hand the handshake to the relay (`connect()` returns
+    /// `EINPROGRESS` at once; see `docs/nonblocking.md`) rather than run it inside `connect()`.
+    pub async_handshake: bool,
 }
 
 /// What to do when the configuration is invalid.
@@ -371,6 +374,7 @@ struct FileSchema {
     default: Option<String>,
     on_config_error: Option<String>,
     strict: Option<bool>,
+    async_handshake: Option<bool>,
     log: Option<LogSchema>,
     /// The spelling of `log.format`, accepted too.
     log_format: Option<String>,
@@ -424,6 +428,7 @@ struct GatewaySchema {
     max_attempts: Option<i64>,
     cooldown_s: Option<i64>,
     proxy_protocol: Option<String>,
+    async_handshake: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -700,7 +705,12 @@ fn validate(
 ) -> Result<Config, String> {
     let mut gateways = Vec::new();
     for (name, gw) in &schema.gateways {
-        gateways.push(validate_gateway(name, gw, getenv)?);
+        let mut gateway = validate_gateway(name, gw, getenv)?;
+        gateway.async_handshake = gw
+            .async_handshake
+            .or(schema.async_handshake)
+            .unwrap_or(true);
+        gateways.push(gateway);
     }
     let gateway_index = |name: &str, key: &str| -> Result<usize, String> {
         gateways.iter().position(|g| g.name == name).ok_or_else(|| {
@@ -982,6 +992,7 @@ fn validate_gateway(
         credentials,
         headers,
         connect_timeout_ms,
+        async_handshake: true,
     })
 }
 

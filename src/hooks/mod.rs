@@ -4,7 +4,10 @@
 //! [`crate::connect`] or [`crate::lookup`] under `catch_unwind` (a panic must never cross into
 //! C), and turns the outcome back into a C return value and errno.
 
+mod relayed;
 mod resolve;
+
+pub use relayed::{close, close_range, closefrom, getpeername, getsockopt, setsockopt};
 
 pub use resolve::{
     __res_nquery, __res_nsearch, __res_query, __res_search, freeaddrinfo, getaddrinfo,
@@ -98,6 +101,23 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_
         // SAFETY: forwarded unchanged.
         AddrArg::Other => return unsafe { real::connect(fd, addr, len) },
     };
+    // A socket the relay is connecting (EALREADY) or has connected (EISCONN, as after a connect
+    // that completed inside connect()).
+    match shielded(None, || crate::relay::connect_again(fd)) {
+        Some(libc::EISCONN) => {
+            // The kernel says 0 once after a non-blocking connect completes, then EISCONN: take
+            // the 0 here, so that the program gets EISCONN now and ever after.
+            // SAFETY: forwarded unchanged (an AF_INET/AF_INET6 address: no disconnect).
+            unsafe { real::connect(fd, addr, len) };
+            sys::set_errno(libc::EISCONN);
+            return -1;
+        }
+        Some(code) => {
+            sys::set_errno(code);
+            return -1;
+        }
+        None => {}
+    }
     let caller_errno = sys::errno();
     match shielded(PANICKED, || connect::on_connect(fd, dst)) {
         // SAFETY: forwarded unchanged.
@@ -133,7 +153,15 @@ fn fast_open(
         };
     }
     shielded(PANICKED, || {
-        connect::on_connecting_call(fd, dst, Act { direct, tunneled })
+        connect::on_connecting_call(
+            fd,
+            dst,
+            Act {
+                direct,
+                tunneled,
+                relay: None,
+            },
+        )
     })
 }
 

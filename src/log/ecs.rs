@@ -215,6 +215,9 @@ impl Event<'_> {
         if let Some(via) = self.via {
             text(&mut out, "mcp_redirect.via", via);
         }
+        if let Some(handshake) = self.handshake {
+            text(&mut out, "mcp_redirect.handshake", handshake);
+        }
         if let Some(dropped) = self.dropped {
             out.key("mcp_redirect.dropped");
             out.number(dropped);

@@ -54,6 +54,9 @@ pub struct Event<'a> {
     /// The process the line is about, when that is not the one writing it (the supervisor
     /// writes for its children).
     pub pid: Option<u32>,
+    /// How a gateway handshake ran when that is worth saying: `"relay"` (off the program's
+    /// thread, for a non-blocking socket), or why a non-blocking socket's could not.
+    pub handshake: Option<&'a str>,
 }
 
 /// One try of one gateway endpoint.
@@ -87,6 +90,7 @@ impl Default for Event<'_> {
             dropped: None,
             via: None,
             pid: None,
+            handshake: None,
         }
     }
 }
@@ -158,6 +162,10 @@ impl Event<'_> {
             out.key("via");
             out.string(via);
         }
+        if let Some(handshake) = self.handshake {
+            out.key("handshake");
+            out.string(handshake);
+        }
         if let Some(dropped) = self.dropped {
             out.key("dropped");
             out.number(dropped);
@@ -183,6 +191,7 @@ impl Event<'_> {
             self.gateway,
             self.error,
             self.via,
+            self.handshake,
         ];
         let attempts = self.attempts.unwrap_or_default().iter().take(most);
         texts.into_iter().flatten().map(cut).sum::<usize>()
@@ -823,6 +832,7 @@ mod tests {
             dropped: Some(u64::MAX),
             via: Some(text),
             pid: Some(u32::MAX),
+            handshake: Some(text),
         }
     }
 

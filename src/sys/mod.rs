@@ -10,8 +10,9 @@ pub mod real;
 /// directly. Only those the crate calls outside the hooks.
 #[cfg(not(feature = "preload"))]
 pub mod real {
-    pub use libc::{connect, freeaddrinfo, getaddrinfo};
+    pub use libc::{close, connect, freeaddrinfo, getaddrinfo, getsockopt, setsockopt};
 }
+pub mod epoll;
 pub mod seccomp;
 pub mod socket;
 
@@ -238,12 +239,131 @@ pub fn open_append(path: &std::path::Path) -> io::Result<i32> {
     Ok(fd)
 }
 
-/// Closes an fd we opened ourselves; errno is preserved.
+/// Closes an fd we opened ourselves (the real `close`, never the hook, which keeps the relay's
+/// descriptors from the program); errno is preserved.
 pub fn close(fd: i32) {
     let saved = errno();
     // SAFETY: closing an fd has no memory-safety preconditions; callers pass only their own.
-    unsafe { libc::close(fd) };
+    unsafe { real::close(fd) };
     set_errno(saved);
+}
+
+/// The inode of what `fd` refers to (for a socket: the socket's own, unique while it lives), or
+/// `None` if `fd` is not open.
+pub fn inode(fd: i32) -> Option<u64> {
+    file_identity(fd).map(|(_, ino)| ino)
+}
+
+/// `len` bytes of zeroed, private, anonymous memory that the kernel backs with pages only where
+/// they are written (`MAP_NORESERVE`), or `None`. Never freed: for tables that live as long as the
+/// process.
+pub fn map_zeroed(len: usize) -> Option<std::ptr::NonNull<u8>> {
+    // SAFETY: an anonymous private mapping at an address of the kernel's choosing touches no
+    // existing memory.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return None;
+    }
+    std::ptr::NonNull::new(ptr.cast())
+}
+
+/// A table of `len` zeroed atomic words that lives as long as the process, mapped on first use
+/// ([`map_zeroed`]: pages cost memory only once written). Lock-free: threads that race to map it
+/// each map one, the first to publish wins, the others unmap theirs.
+pub struct LazyWords {
+    ptr: std::sync::atomic::AtomicPtr<std::sync::atomic::AtomicU64>,
+    len: usize,
+}
+
+impl LazyWords {
+    pub const fn new(len: usize) -> LazyWords {
+        LazyWords {
+            ptr: std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()),
+            len,
+        }
+    }
+
+    /// The table, if it has been mapped.
+    pub fn get(&self) -> Option<&[std::sync::atomic::AtomicU64]> {
+        let ptr = self.ptr.load(std::sync::atomic::Ordering::Acquire);
+        if ptr.is_null() {
+            return None;
+        }
+        // SAFETY: a non-null pointer here came from map_zeroed for `len` words, is never
+        // unmapped, and all-zero bytes are valid AtomicU64 values.
+        Some(unsafe { std::slice::from_raw_parts(ptr, self.len) })
+    }
+
+    /// The table, mapped now if it was not; `None` if the kernel gives no memory.
+    pub fn get_or_map(&self) -> Option<&[std::sync::atomic::AtomicU64]> {
+        use std::sync::atomic::Ordering;
+        if let Some(words) = self.get() {
+            return Some(words);
+        }
+        let bytes = self.len * 8;
+        let fresh = map_zeroed(bytes)?
+            .as_ptr()
+            .cast::<std::sync::atomic::AtomicU64>();
+        match self.ptr.compare_exchange(
+            std::ptr::null_mut(),
+            fresh,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => {}
+            // SAFETY: `fresh` is our own mapping of `bytes` bytes, never published.
+            Err(_) => unsafe {
+                libc::munmap(fresh.cast(), bytes);
+            },
+        }
+        self.get()
+    }
+
+    /// Makes every word zero again by giving the pages back to the kernel: one system call,
+    /// async-signal-safe, for a fork handler (the only thread there is).
+    pub fn forget(&self) {
+        let ptr = self.ptr.load(std::sync::atomic::Ordering::Acquire);
+        if !ptr.is_null() {
+            // SAFETY: the range is this table's own private anonymous mapping; its words are
+            // atomics, and zero pages are valid values for them.
+            unsafe { libc::madvise(ptr.cast(), self.len * 8, libc::MADV_DONTNEED) };
+        }
+    }
+}
+
+/// Runs `spawn` with every signal blocked, so that a thread it starts inherits a full signal
+/// mask (signals meant for the program are never delivered to a thread of ours), then restores
+/// the caller's mask.
+pub fn with_signals_blocked<T>(spawn: impl FnOnce() -> T) -> T {
+    // SAFETY: sigset_t is plain data, filled by sigfillset before use.
+    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut previous: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: all is a valid sigset_t; pthread_sigmask only reads `all` and writes `previous`.
+    unsafe {
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut previous);
+    }
+    let value = spawn();
+    // SAFETY: previous holds the mask pthread_sigmask returned above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &previous, std::ptr::null_mut()) };
+    value
+}
+
+/// Registers `child` to run in the child after every `fork()` (`pthread_atfork`).
+pub fn on_fork_child(child: unsafe extern "C" fn()) -> bool {
+    // SAFETY: pthread_atfork stores the function pointers; `child` stays valid for the life of
+    // the process (the library is never unloaded while preloaded).
+    unsafe { libc::pthread_atfork(None, None, Some(child)) == 0 }
 }
 
 /// Resolves `host` for real through libc's own `getaddrinfo` (never our hook), for gateway

@@ -104,6 +104,24 @@ real_functions! {
     /// `freeaddrinfo(3)`; without a libc symbol the list leaks rather than crash.
     fn freeaddrinfo(res: *mut addrinfo) -> (),
         ours = crate::hooks::freeaddrinfo, fallback = ();
+    /// `getsockopt(2)`.
+    fn getsockopt(fd: c_int, level: c_int, name: c_int, value: *mut c_void, len: *mut socklen_t) -> c_int,
+        ours = crate::hooks::getsockopt, fallback = raw_getsockopt(fd, level, name, value, len);
+    /// `setsockopt(2)`.
+    fn setsockopt(fd: c_int, level: c_int, name: c_int, value: *const c_void, len: socklen_t) -> c_int,
+        ours = crate::hooks::setsockopt, fallback = raw_setsockopt(fd, level, name, value, len);
+    /// `getpeername(2)`.
+    fn getpeername(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int,
+        ours = crate::hooks::getpeername, fallback = raw_getpeername(fd, addr, len);
+    /// `close(2)`.
+    fn close(fd: c_int) -> c_int,
+        ours = crate::hooks::close, fallback = raw_close(fd);
+    /// `close_range(2)` (glibc 2.34).
+    fn close_range(first: libc::c_uint, last: libc::c_uint, flags: c_int) -> c_int,
+        ours = crate::hooks::close_range, fallback = raw_close_range(first, last, flags);
+    /// `closefrom(3)` (glibc 2.34); without it, `close_range` up to the last descriptor.
+    fn closefrom(lowest: c_int) -> (),
+        ours = crate::hooks::closefrom, fallback = { raw_close_range(lowest as libc::c_uint, libc::c_uint::MAX, 0); };
     /// `getnameinfo(3)`.
     fn getnameinfo(addr: *const sockaddr, addrlen: socklen_t, host: *mut c_char, hostlen: socklen_t, serv: *mut c_char, servlen: socklen_t, flags: c_int) -> c_int,
         ours = crate::hooks::getnameinfo, fallback = libc::EAI_SYSTEM;
@@ -151,4 +169,46 @@ fn raw_sendmsg(fd: c_int, msg: *const libc::msghdr, flags: c_int) -> isize {
 fn raw_sendmmsg(fd: c_int, msgvec: *mut libc::mmsghdr, vlen: libc::c_uint, flags: c_int) -> c_int {
     // SAFETY: as for raw_sendto.
     unsafe { libc::syscall(libc::SYS_sendmmsg, fd, msgvec, vlen, flags) as c_int }
+}
+
+/// The `getsockopt` system call itself (see `raw_connect`).
+fn raw_getsockopt(
+    fd: c_int,
+    level: c_int,
+    name: c_int,
+    value: *mut c_void,
+    len: *mut socklen_t,
+) -> c_int {
+    // SAFETY: as for raw_sendto.
+    unsafe { libc::syscall(libc::SYS_getsockopt, fd, level, name, value, len) as c_int }
+}
+
+/// The `setsockopt` system call itself (see `raw_connect`).
+fn raw_setsockopt(
+    fd: c_int,
+    level: c_int,
+    name: c_int,
+    value: *const c_void,
+    len: socklen_t,
+) -> c_int {
+    // SAFETY: as for raw_sendto.
+    unsafe { libc::syscall(libc::SYS_setsockopt, fd, level, name, value, len) as c_int }
+}
+
+/// The `getpeername` system call itself (see `raw_connect`).
+fn raw_getpeername(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
+    // SAFETY: as for raw_sendto.
+    unsafe { libc::syscall(libc::SYS_getpeername, fd, addr, len) as c_int }
+}
+
+/// The `close` system call itself (see `raw_connect`).
+fn raw_close(fd: c_int) -> c_int {
+    // SAFETY: close takes no pointer.
+    unsafe { libc::syscall(libc::SYS_close, fd) as c_int }
+}
+
+/// The `close_range` system call itself (see `raw_connect`); also `closefrom`'s fallback.
+fn raw_close_range(first: libc::c_uint, last: libc::c_uint, flags: c_int) -> c_int {
+    // SAFETY: close_range takes no pointer.
+    unsafe { libc::syscall(libc::SYS_close_range, first, last, flags) as c_int }
 }

@@ -19,7 +19,7 @@ fn socket_option(fd: i32, option: libc::c_int) -> Option<i32> {
     let mut len = size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: value and len are valid for writes of the sizes given.
     let rc = unsafe {
-        libc::getsockopt(
+        real::getsockopt(
             fd,
             libc::SOL_SOCKET,
             option,
@@ -56,7 +56,7 @@ pub fn send_timeout_ms(fd: i32) -> Option<u64> {
     let mut len = size_of::<libc::timeval>() as libc::socklen_t;
     // SAFETY: tv and len are valid for writes of the sizes given.
     let rc = unsafe {
-        libc::getsockopt(
+        real::getsockopt(
             fd,
             libc::SOL_SOCKET,
             libc::SO_SNDTIMEO,
@@ -521,6 +521,253 @@ pub async fn recv_exact(
         filled += n;
     }
     Ok(())
+}
+
+/// An integer socket option at any level, read with the real `getsockopt`.
+pub fn int_option(fd: i32, level: i32, name: i32) -> io::Result<i32> {
+    let mut value: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: value and len are valid for writes of the sizes given.
+    let rc = unsafe {
+        real::getsockopt(
+            fd,
+            level,
+            name,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if rc == 0 {
+        Ok(value)
+    } else {
+        Err(os_error(errno()))
+    }
+}
+
+/// Sets an integer socket option with the real `setsockopt`.
+pub fn set_int_option(fd: i32, level: i32, name: i32, value: i32) -> io::Result<()> {
+    // SAFETY: value is a valid c_int for the size given.
+    let rc = unsafe {
+        real::setsockopt(
+            fd,
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(os_error(errno()))
+    }
+}
+
+/// `(O_NONBLOCK, FD_CLOEXEC)` of `fd`, or `None` if it is not open.
+pub fn descriptor_flags(fd: i32) -> Option<(bool, bool)> {
+    // SAFETY: F_GETFL and F_GETFD take no argument.
+    let (status, descriptor) = unsafe {
+        (
+            libc::fcntl(fd, libc::F_GETFL),
+            libc::fcntl(fd, libc::F_GETFD),
+        )
+    };
+    (status >= 0 && descriptor >= 0).then_some((
+        status & libc::O_NONBLOCK != 0,
+        descriptor & libc::FD_CLOEXEC != 0,
+    ))
+}
+
+/// A new descriptor for what `fd` refers to (close-on-exec).
+pub fn duplicate(fd: i32) -> io::Result<i32> {
+    // SAFETY: F_DUPFD_CLOEXEC takes an int argument.
+    let copy = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+    if copy < 0 {
+        Err(os_error(errno()))
+    } else {
+        Ok(copy)
+    }
+}
+
+/// A new TCP socket of `family`, non-blocking and close-on-exec.
+pub fn tcp_socket(family: i32) -> io::Result<i32> {
+    // SAFETY: socket(2) has no memory preconditions.
+    let fd = unsafe {
+        libc::socket(
+            family,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            0,
+        )
+    };
+    if fd < 0 {
+        Err(os_error(errno()))
+    } else {
+        Ok(fd)
+    }
+}
+
+/// A listening TCP socket on `127.0.0.1` with a port of the kernel's choosing (non-blocking,
+/// close-on-exec), and that port.
+pub fn listen_loopback(backlog: i32) -> io::Result<(i32, u16)> {
+    let fd = tcp_socket(libc::AF_INET)?;
+    let setup = || -> io::Result<u16> {
+        let raw = RawSockAddr::new(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+        // SAFETY: raw holds a valid socket address of the stated length.
+        if unsafe { libc::bind(fd, raw.as_ptr(), raw.len()) } < 0 {
+            return Err(os_error(errno()));
+        }
+        // SAFETY: no pointer arguments.
+        if unsafe { libc::listen(fd, backlog) } < 0 {
+            return Err(os_error(errno()));
+        }
+        Ok(local_address(fd)?.port())
+    };
+    match setup() {
+        Ok(port) => Ok((fd, port)),
+        Err(e) => {
+            super::close(fd);
+            Err(e)
+        }
+    }
+}
+
+/// `accept4` (non-blocking, close-on-exec): the new socket and its peer's address.
+pub fn accept(listener: i32) -> io::Result<(i32, SocketAddr)> {
+    // SAFETY: sockaddr_storage is plain data; all-zero is valid.
+    let mut storage: libc::sockaddr_storage = unsafe { zeroed() };
+    let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: storage and len are valid for writes of the sizes given.
+    let fd = unsafe {
+        libc::accept4(
+            listener,
+            (&mut storage as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+            libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+        )
+    };
+    if fd < 0 {
+        return Err(os_error(errno()));
+    }
+    // SAFETY: accept4 wrote len bytes of a socket address into storage.
+    match unsafe { read_sockaddr((&storage as *const libc::sockaddr_storage).cast(), len) } {
+        Some(peer) => Ok((fd, peer)),
+        None => {
+            super::close(fd);
+            Err(os_error(libc::EAFNOSUPPORT))
+        }
+    }
+}
+
+/// Resets a connection (`SO_LINGER` of zero, then close: the peer gets `RST`, not `FIN`) and
+/// closes our descriptor.
+pub fn reset(fd: i32) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: linger is a valid struct linger for the size given.
+    unsafe {
+        real::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    super::close(fd);
+}
+
+/// `shutdown(SHUT_WR)`: passes an end of stream on.
+pub fn shutdown_write(fd: i32) {
+    // SAFETY: no pointer arguments.
+    unsafe { libc::shutdown(fd, libc::SHUT_WR) };
+}
+
+/// Receives what is there now, without waiting (`Ok(0)`: end of stream).
+pub fn recv_now(fd: i32, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: buf is a valid writable slice for its length.
+    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+    if n < 0 {
+        Err(os_error(errno()))
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Discards up to `len` received bytes without copying them (`MSG_TRUNC` on TCP), without
+/// waiting (`Ok(0)`: end of stream).
+pub fn discard_now(fd: i32, len: usize) -> io::Result<usize> {
+    // SAFETY: with MSG_TRUNC on a TCP socket the kernel copies nothing: no buffer is read or
+    // written, so a null pointer is never dereferenced.
+    let n = unsafe {
+        libc::recv(
+            fd,
+            std::ptr::null_mut(),
+            len,
+            libc::MSG_TRUNC | libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        Err(os_error(errno()))
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Sends what the socket takes now, without waiting; never `SIGPIPE`.
+pub fn send_now(fd: i32, bytes: &[u8]) -> io::Result<usize> {
+    // SAFETY: bytes is a valid readable slice for its length.
+    let n = unsafe {
+        libc::send(
+            fd,
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    if n < 0 {
+        Err(os_error(errno()))
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Whether `fd` is ready for any of `events` right now (a zero-timeout `poll`).
+pub fn ready_now(fd: i32, events: libc::c_short) -> libc::c_short {
+    let mut pfd = libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
+    // SAFETY: pfd is one valid pollfd.
+    let rc = unsafe { libc::poll(&mut pfd, 1, 0) };
+    if rc > 0 {
+        pfd.revents
+    } else {
+        0
+    }
+}
+
+/// Writes a C socket address for `addr` into a caller's `sockaddr` buffer of `*len` bytes, as
+/// the kernel does for `getpeername`: truncated to the buffer, `*len` set to the full size.
+///
+/// # Safety
+/// `out` must point to `*len` writable bytes and `len` to a writable `socklen_t`.
+pub unsafe fn write_sockaddr(
+    addr: &SocketAddr,
+    out: *mut libc::sockaddr,
+    len: *mut libc::socklen_t,
+) {
+    let raw = RawSockAddr::new(addr);
+    // SAFETY: per the contract.
+    let room = unsafe { *len } as usize;
+    let n = room.min(raw.len() as usize);
+    // SAFETY: raw.bytes() has raw.len() readable bytes; out has room for n per the contract.
+    unsafe {
+        std::ptr::copy_nonoverlapping(raw.bytes().as_ptr(), out.cast::<u8>(), n);
+        *len = raw.len();
+    }
 }
 
 /// A socket of our own (close-on-exec, non-blocking), closed on drop.

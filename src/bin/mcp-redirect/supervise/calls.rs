@@ -225,7 +225,11 @@ fn decide(
     direct: &mut dyn FnMut(&SocketAddr) -> Result<isize, i32>,
     tunneled: &mut dyn FnMut() -> Result<isize, i32>,
 ) -> Result<isize, i32> {
-    let act = Act { direct, tunneled };
+    let act = Act {
+        direct,
+        tunneled,
+        relay: None,
+    };
     match connect::decide_connect(rt, caller, fd, dst, act) {
         Outcome::Done(result) => result,
         // Nothing to decide (nothing configured, or not logged): still ours to make, with the
