@@ -525,11 +525,8 @@ fn relay(
     chosen: &Chosen<'_>,
     started: u64,
 ) -> Result<(), Option<&'static str>> {
-    match socket::descriptor_flags(fd) {
-        Some((nonblocking, _)) if !nonblocking => return Err(None),
-        Some((_, true)) => {}
-        Some((_, false)) => return Err(Some("inline: the socket is not close-on-exec")),
-        None => return Err(None),
+    if !socket::is_nonblocking(fd) {
+        return Err(None);
     }
     let rt = current.arc();
     let family = if dst.is_ipv4() {

@@ -1,16 +1,330 @@
-//! Non-blocking sockets (event loops: Python asyncio, Node, libuv) get a connected socket or a
-//! proper errno through a gateway, and the flags they set are the flags they keep.
+//! Non-blocking sockets (event loops: Node, Python asyncio, curl, tokio): a routed `connect()`
+//! returns `EINPROGRESS` at once and the gateway handshake runs on the relay's thread
+//! (`docs/nonblocking.md`). Real programs through gateways of the tests' own that wait before
+//! answering and count how many handshakes they hold at once: a program whose event loop is
+//! blocked inside `connect()` never has more than one waiting.
 
 mod support;
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
 use support::*;
 
-fn config(scratch: &Scratch, proxy: std::net::SocketAddr) -> std::path::PathBuf {
-    scratch.config(&format!(
-        "[log]\npath = \"{}\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"{}\"]\n[[rules]]\nhost = \"*.example.test\"\nvia = \"corp\"\n[[rules]]\nhost = \"denied.example\"\naction = \"deny\"\n",
-        scratch.log_path().display(),
-        proxy
-    ))
+/// How long the slow gateways hold each handshake.
+const DELAY_MS: u64 = 1000;
+
+/// An origin behind slow gateways of each kind, and gateways that fail in each way.
+struct Slow {
+    _origin: Origin,
+    http: ConnectProxy,
+    socks: Socks5Server,
+    scratch: Scratch,
+    config: PathBuf,
+}
+
+/// `*.http.test` through a CONNECT proxy and `*.socks.test` through a SOCKS5 server, both
+/// holding each handshake `DELAY_MS`; `*.refused.test` through one that answers 403 after the
+/// delay, `*.hang.test` through one that never answers (`connect_timeout_ms` 1500),
+/// `*.closing.test` through one that closes mid-reply; `top` starts the config.
+fn slow(name: &str, top: &str) -> Slow {
+    let origin = Origin::start("origin");
+    let delayed = |then| ProxyBehaviour::Delayed(DELAY_MS, Box::new(then));
+    let http = ConnectProxy::start(origin.addr, delayed(ProxyBehaviour::Tunnel));
+    let refusing = ConnectProxy::start(
+        origin.addr,
+        delayed(ProxyBehaviour::Refuse("HTTP/1.1 403 Forbidden")),
+    );
+    let socks = Socks5Server::start_delayed(origin.addr, None, 0, DELAY_MS);
+    let scratch = Scratch::new(name);
+    let gateway = |name: &str, kind: &str, at: SocketAddr, more: &str| {
+        format!("[gateways.{name}]\nkind = \"{kind}\"\nendpoints = [\"{at}\"]\n{more}")
+    };
+    let rule = |host: &str, via: &str| format!("[[rules]]\nhost = \"{host}\"\nvia = \"{via}\"\n");
+    let text = [
+        top.to_string(),
+        format!("[log]\npath = \"{}\"\n", scratch.log_path().display()),
+        gateway("http", "http", http.addr, ""),
+        gateway("socks", "socks5", socks.addr, ""),
+        gateway("refusing", "http", refusing.addr, ""),
+        gateway(
+            "hanging",
+            "http",
+            silent_listener(),
+            "connect_timeout_ms = 1500\n",
+        ),
+        gateway(
+            "closing",
+            "http",
+            raw_responder(b"HTTP/1.1 200 Conn".to_vec()),
+            "",
+        ),
+        rule("*.http.test", "http"),
+        rule("*.socks.test", "socks"),
+        rule("*.refused.test", "refusing"),
+        rule("*.hang.test", "hanging"),
+        rule("*.closing.test", "closing"),
+    ]
+    .concat();
+    let config = scratch.config(&text);
+    Slow {
+        _origin: origin,
+        http,
+        socks,
+        scratch,
+        config,
+    }
+}
+
+#[test]
+fn node_fetch_and_http_wait_together_and_the_event_loop_keeps_running() {
+    let world = slow("node", "");
+    let script = r#"
+const http = require("http");
+const { monitorEventLoopDelay } = require("perf_hooks");
+const get = (url) => new Promise((resolve, reject) => {
+  http.get(url, (res) => { let body = ""; res.on("data", (d) => body += d); res.on("end", () => resolve(body)); })
+    .on("error", (e) => reject(e));
+});
+const code = (e) => (e.cause && e.cause.code) || e.code;
+(async () => {
+  const delay = monitorEventLoopDelay({ resolution: 10 });
+  delay.enable();
+  const fetches = [...Array(8).keys()].map((i) => fetch(`http://a${i}.http.test/`).then((r) => r.text()));
+  const gets = [...Array(4).keys()].map((i) => get(`http://b${i}.socks.test/`));
+  const bodies = await Promise.all([...fetches, ...gets]);
+  delay.disable();
+  console.log(bodies.filter((b) => b === "hello from origin").length);
+  console.log(`loop delay ${Math.round(delay.max / 1e6)} ms`);
+  for (const url of ["http://x.refused.test/", "http://x.hang.test/", "http://x.closing.test/"]) {
+    await fetch(url).then(() => console.log("connected?!"), (e) => console.log(code(e)));
+  }
+  await get("http://y.refused.test/").then(() => console.log("connected?!"), (e) => console.log(e.code));
+})();
+"#;
+    let out = Run::node(script).config(&world.config).output();
+    let lines: Vec<&str> = out.success().lines().collect();
+    assert_eq!(lines[0], "12", "{}", out.describe());
+    // Sequential handshakes would hold at most one at a time, and stall the loop a second each.
+    assert_eq!(world.http.waiting.most(), 8, "{}", out.describe());
+    assert_eq!(world.socks.waiting.most(), 4, "{}", out.describe());
+    let stalled: u64 = lines[1]
+        .trim_start_matches("loop delay ")
+        .trim_end_matches(" ms")
+        .parse()
+        .unwrap();
+    assert!(stalled < DELAY_MS / 2, "{}", out.describe());
+    assert_eq!(
+        lines[2..],
+        ["ECONNREFUSED", "ETIMEDOUT", "ECONNREFUSED", "ECONNREFUSED"]
+    );
+    let log = world.scratch.log();
+    let connects = events(&log, "connect");
+    assert_eq!(connects.len(), 16);
+    for line in &connects {
+        assert_eq!(line["handshake"], "relay", "{line}");
+    }
+    let refused = connects
+        .iter()
+        .find(|l| l["host"] == "x.refused.test")
+        .unwrap();
+    assert_eq!(refused["result"], "ECONNREFUSED");
+    assert!(
+        refused["error"].as_str().unwrap().contains("403"),
+        "{refused}"
+    );
+    // The whole handshake, the gateway's delay included.
+    assert!(refused["elapsed_us"].as_u64().unwrap() >= DELAY_MS * 1000);
+    let hung = connects
+        .iter()
+        .find(|l| l["host"] == "x.hang.test")
+        .unwrap();
+    assert_eq!(hung["result"], "ETIMEDOUT", "{hung}");
+}
+
+#[test]
+fn python_asyncio_connects_in_parallel_and_sees_each_failure_as_its_own_error() {
+    let world = slow("asyncio", "");
+    let script = r#"
+import asyncio
+async def fetch(host):
+    reader, writer = await asyncio.open_connection(host, 80)
+    writer.write(b"GET / HTTP/1.0\r\n\r\n")
+    body = (await reader.read()).decode().split("\r\n\r\n")[1]
+    writer.close()
+    return body
+async def failure(host):
+    try:
+        await asyncio.open_connection(host, 443)
+        return "connected?!"
+    except OSError as e:
+        return type(e).__name__
+async def main():
+    bodies = await asyncio.gather(*[fetch(f"a{i}.socks.test") for i in range(8)],
+                                  *[fetch(f"b{i}.http.test") for i in range(8)])
+    print(sum(b == "hello from origin" for b in bodies))
+    for host in ("x.refused.test", "x.hang.test", "x.closing.test"):
+        print(await failure(host))
+asyncio.run(main())
+"#;
+    let out = Run::python(script).config(&world.config).output();
+    assert_eq!(
+        out.success().lines().collect::<Vec<_>>(),
+        [
+            "16",
+            "ConnectionRefusedError",
+            "TimeoutError",
+            "ConnectionRefusedError"
+        ]
+    );
+    assert_eq!(world.socks.waiting.most(), 8, "{}", out.describe());
+    assert_eq!(world.http.waiting.most(), 8, "{}", out.describe());
+}
+
+#[test]
+fn cpython_sockets_with_a_timeout_connect_through_the_relay() {
+    // CPython makes a socket with a timeout non-blocking and waits in poll(): what `requests`
+    // and `urllib3` do.
+    let world = slow("timeouts", "");
+    let script = r#"
+import socket
+s = socket.create_connection(("a.http.test", 80), timeout=10)
+s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+print(s.recv(4096).decode().split("\r\n\r\n")[1])
+for host in ("x.refused.test", "x.closing.test"):
+    try:
+        socket.create_connection((host, 80), timeout=10)
+    except OSError as e:
+        print(type(e).__name__)
+# The program's own timeout ends the wait first; the relay finishes the handshake alone.
+try:
+    socket.create_connection(("y.http.test", 80), timeout=0.2)
+except TimeoutError as e:
+    print("timed out")
+"#;
+    let out = Run::python(script).config(&world.config).output();
+    assert_eq!(
+        out.success().lines().collect::<Vec<_>>(),
+        [
+            "hello from origin",
+            "ConnectionRefusedError",
+            "ConnectionRefusedError",
+            "timed out"
+        ]
+    );
+}
+
+#[test]
+fn curl_parallel_transfers_wait_together() {
+    let world = slow("curl", "");
+    let urls: Vec<String> = (0..4).map(|i| format!("http://c{i}.http.test/")).collect();
+    let mut args = vec!["-sS", "--max-time", "20", "-Z", "--parallel-immediate"];
+    args.extend(urls.iter().map(String::as_str));
+    let out = Run::new("curl", &args).config(&world.config).output();
+    assert_eq!(out.success(), "hello from origin".repeat(4));
+    assert_eq!(world.http.waiting.most(), 4, "{}", out.describe());
+    let refused = Run::curl("http://x.refused.test/")
+        .config(&world.config)
+        .output();
+    // curl's "Couldn't connect to server": a failed connect, not a reset after a success.
+    assert_eq!(refused.code, Some(7), "{}", refused.describe());
+}
+
+#[test]
+fn a_stalled_handshake_costs_the_program_no_cpu() {
+    let world = slow("cpu", "");
+    let script = r#"
+import resource, select, socket, errno
+addr = socket.getaddrinfo("x.hang.test", 80, socket.AF_INET)[0][4]
+s = socket.socket()
+s.setblocking(False)
+assert s.connect_ex(addr) == errno.EINPROGRESS
+before = resource.getrusage(resource.RUSAGE_SELF)
+ready = select.select([], [s], [], 1.0)[1]
+after = resource.getrusage(resource.RUSAGE_SELF)
+cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+print("writable" if ready else "not writable", "%.3f" % cpu)
+select.select([], [s], [], 5)
+print(errno.errorcode[s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)])
+"#;
+    let out = Run::python(script).config(&world.config).output();
+    let lines: Vec<&str> = out.success().lines().collect();
+    let (state, cpu) = lines[0].rsplit_once(' ').unwrap();
+    assert_eq!(state, "not writable", "{}", out.describe());
+    // The process's whole CPU time (the relay's thread included) over a second of waiting:
+    // busy waiting would be the whole second.
+    let cpu: f64 = cpu.parse().unwrap();
+    assert!(cpu < 0.1, "{}", out.describe());
+    assert_eq!(lines[1], "ETIMEDOUT");
+}
+
+#[test]
+fn a_relayed_socket_answers_getpeername_connect_and_keeps_its_options() {
+    let world = slow("sockapi", "");
+    let script = r#"
+import ctypes, errno, select, socket, struct, subprocess
+libc = ctypes.CDLL(None, use_errno=True)
+addr = socket.getaddrinfo("a.http.test", 80, socket.AF_INET)[0][4]
+s = socket.socket()
+s.setblocking(False)
+assert s.connect_ex(addr) == errno.EINPROGRESS
+def again():
+    sa = struct.pack("<H", socket.AF_INET) + struct.pack(">H", addr[1]) + socket.inet_aton(addr[0]) + bytes(8)
+    rc = libc.connect(s.fileno(), sa, len(sa))
+    return "0" if rc == 0 else errno.errorcode[ctypes.get_errno()]
+def peer():
+    try:
+        return "%s:%d" % s.getpeername()
+    except OSError as e:
+        return errno.errorcode[e.errno]
+print(peer(), again())
+assert select.select([], [s], [], 10)[1]
+assert s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+print(peer() == "%s:%d" % addr, again(), again())
+TCP_NOTSENT_LOWAT = 25
+print("lowat", s.getsockopt(socket.IPPROTO_TCP, TCP_NOTSENT_LOWAT))
+def keepalive_timers():
+    out = subprocess.run(["ss", "-tnoH", "state", "established", "dst", "%s"], capture_output=True, text=True).stdout
+    return out.count("keepalive")
+before = keepalive_timers()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 600)
+import time; time.sleep(0.3)
+print("keepalive towards the gateway", before, keepalive_timers())
+s.setblocking(True)
+s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+print(s.recv(4096).decode().split("\r\n\r\n")[1])
+"#
+    .replace("%s\"], capture", &format!("{}\"], capture", world.http.addr));
+    let out = Run::python(&script).config(&world.config).output();
+    assert_eq!(
+        out.success().lines().collect::<Vec<_>>(),
+        [
+            "ENOTCONN EALREADY",
+            "True EISCONN EISCONN",
+            "lowat 0",
+            "keepalive towards the gateway 0 1",
+            "hello from origin",
+        ]
+    );
+}
+
+#[test]
+fn setting_async_handshake_off_keeps_the_handshake_inside_connect() {
+    let world = slow("inline", "async_handshake = false\n");
+    let script = r#"
+import errno, socket
+addr = socket.getaddrinfo("a.http.test", 80, socket.AF_INET)[0][4]
+s = socket.socket()
+s.setblocking(False)
+print(errno.errorcode.get(s.connect_ex(addr), "0"))
+"#;
+    let out = Run::python(script).config(&world.config).output();
+    assert_eq!(out.success().trim(), "0");
+    let log = world.scratch.log();
+    let connect = events(&log, "connect")[0];
+    assert_eq!(connect["result"], "ok");
+    assert!(connect.get("handshake").is_none(), "{connect}");
 }
 
 #[test]
@@ -29,12 +343,6 @@ except BlockingIOError:
     select.select([], [s], [], 20)
 assert s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
 assert fcntl.fcntl(s.fileno(), fcntl.F_GETFL) & os.O_NONBLOCK, "still non-blocking"
-# connect() again on a connected non-blocking socket: EISCONN, as libc says (called through
-# ctypes: CPython's own connect() hides EISCONN).
-import ctypes, struct
-libc = ctypes.CDLL(None, use_errno=True)
-sa = struct.pack("<H", socket.AF_INET) + struct.pack(">H", addr[1]) + socket.inet_aton(addr[0]) + bytes(8)
-assert libc.connect(s.fileno(), sa, len(sa)) == -1 and ctypes.get_errno() == errno.EISCONN, ctypes.get_errno()
 s.setblocking(True)
 s.sendall(b"GET / HTTP/1.0\r\n\r\n")
 print(s.recv(4096).decode().split("\r\n\r\n")[1])
@@ -43,47 +351,29 @@ b.connect(addr)
 assert not fcntl.fcntl(b.fileno(), fcntl.F_GETFL) & os.O_NONBLOCK, "a blocking socket stays blocking"
 "#;
     let out = Run::python(script)
-        .config(&config(&scratch, proxy.addr))
+        .config(&example_test_via(&scratch, proxy.addr))
         .output();
     assert_eq!(out.success().trim(), "hello from origin");
+    let log = scratch.log();
+    let connects = events(&log, "connect");
+    assert_eq!(connects[0]["handshake"], "relay");
+    // The blocking socket's handshake ran inside connect(), as before.
+    assert!(connects[1].get("handshake").is_none(), "{}", connects[1]);
 }
 
 #[test]
-fn asyncio_open_connection_through_the_gateway_and_a_denied_host() {
-    let origin = Origin::start("origin");
-    let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
-    let scratch = Scratch::new("asyncio");
-    let script = r#"
-import asyncio
-async def main():
-    reader, writer = await asyncio.open_connection("api.example.test", 80)
-    writer.write(b"GET / HTTP/1.0\r\n\r\n")
-    body = (await reader.read()).decode().split("\r\n\r\n")[1]
-    try:
-        await asyncio.open_connection("denied.example", 443)
-        print("denied host connected!")
-    except PermissionError:
-        print("denied")
-    return body
-print(asyncio.run(main()))
-"#;
-    let out = Run::python(script)
-        .config(&config(&scratch, proxy.addr))
-        .output();
-    assert_eq!(
-        out.success().lines().collect::<Vec<_>>(),
-        ["denied", "hello from origin"]
-    );
-}
-
-#[test]
-fn node_net_socket_and_a_refused_gateway_reach_the_event_loop_as_errors() {
+fn node_net_socket_and_a_denied_host_reach_the_event_loop_as_errors() {
     let origin = Origin::start("origin");
     let proxy = ConnectProxy::start(
         origin.addr,
         ProxyBehaviour::Refuse("HTTP/1.1 403 Forbidden"),
     );
     let scratch = Scratch::new("node-refused");
+    let config = scratch.config(&format!(
+        "[log]\npath = \"{}\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"{}\"]\n[[rules]]\nhost = \"*.example.test\"\nvia = \"corp\"\n[[rules]]\nhost = \"denied.example\"\naction = \"deny\"\n",
+        scratch.log_path().display(),
+        proxy.addr
+    ));
     let script = r#"
 const net = require("net");
 const s = net.connect(443, "api.example.test");
@@ -92,9 +382,7 @@ s.on("error", e => { console.log(e.code); });
 const d = net.connect(443, "denied.example");
 d.on("error", e => { console.log(e.code); });
 "#;
-    let out = Run::node(script)
-        .config(&config(&scratch, proxy.addr))
-        .output();
+    let out = Run::node(script).config(&config).output();
     let mut codes: Vec<_> = out.success().lines().collect();
     codes.sort();
     assert_eq!(codes, ["EACCES", "ECONNREFUSED"]);

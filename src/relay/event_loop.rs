@@ -26,6 +26,7 @@ use crate::sys::{self, epoll};
 /// The descriptors the relay starts with.
 pub struct Descriptors {
     pub listener: i32,
+    pub compact: i32,
     pub epoll: i32,
     pub wake: i32,
     pub reserve: i32,
@@ -37,6 +38,9 @@ const LISTENER: u64 = 2 << 56;
 const APP: u64 = 3 << 56;
 const GATEWAY: u64 = 4 << 56;
 const UNMATCHED: u64 = 5 << 56;
+const COMPACT_LISTENER: u64 = 6 << 56;
+/// In an `UNMATCHED` token: the connection came to the compact listener.
+const COMPACT_BIT: u64 = 1 << 16;
 const KIND: u64 = 0xff << 56;
 
 const EDGE: u32 = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
@@ -123,10 +127,11 @@ struct Relay {
     connections: Vec<Option<Connection>>,
     free: Vec<usize>,
     generation: u64,
-    /// Requests whose connection has not been accepted yet, by the program socket's port.
-    waiting: HashMap<u16, Job>,
-    /// Accepted connections whose request has not arrived yet, by port.
-    unmatched: HashMap<u16, Unmatched>,
+    /// Requests whose connection has not been accepted yet, by the program socket's port and
+    /// whether it went to the compact listener.
+    waiting: HashMap<(u16, bool), Job>,
+    /// Accepted connections whose request has not arrived yet, likewise.
+    unmatched: HashMap<(u16, bool), Unmatched>,
     by_fd: HashMap<i32, usize>,
     timers: BinaryHeap<Reverse<(u64, usize, u64)>>,
     accept_blocked: bool,
@@ -200,14 +205,16 @@ impl Relay {
                     }
                 }
             }
-            LISTENER => self.accept_all(),
+            LISTENER => self.accept_all(false),
+            COMPACT_LISTENER => self.accept_all(true),
             APP => self.app_event(value as usize),
             GATEWAY => self.gateway_event(value as usize),
             // Only errors and hang-ups are registered for: the peer went away unclaimed.
             UNMATCHED
                 if flags & (libc::EPOLLERR | libc::EPOLLHUP | libc::EPOLLRDHUP) as u32 != 0 =>
             {
-                if let Some(gone) = self.unmatched.remove(&(value as u16)) {
+                let key = (value as u16, value & COMPACT_BIT != 0);
+                if let Some(gone) = self.unmatched.remove(&key) {
                     self.close_ours(gone.app);
                 }
             }
@@ -228,14 +235,14 @@ impl Relay {
                 self.poll_handshake(index);
             }
         }
-        let stale: Vec<u16> = self
+        let stale: Vec<(u16, bool)> = self
             .unmatched
             .iter()
             .filter(|(_, u)| now.saturating_sub(u.since_us) > UNMATCHED_US)
-            .map(|(port, _)| *port)
+            .map(|(key, _)| *key)
             .collect();
-        for port in stale {
-            if let Some(gone) = self.unmatched.remove(&port) {
+        for key in stale {
+            if let Some(gone) = self.unmatched.remove(&key) {
                 self.close_ours(gone.app);
             }
         }
@@ -246,22 +253,28 @@ impl Relay {
             }
         }
         if self.accept_blocked {
-            self.accept_all();
+            self.accept_all(false);
+            self.accept_all(true);
         }
     }
 
-    fn accept_all(&mut self) {
+    fn accept_all(&mut self, compact: bool) {
         self.accept_blocked = false;
+        let listener = if compact {
+            self.fds.compact
+        } else {
+            self.fds.listener
+        };
         loop {
-            match socket::accept(self.fds.listener) {
+            match socket::accept(listener) {
                 Ok((app, peer)) => {
                     sockets::mark_ours(app);
-                    self.accepted(app, peer.ip(), peer.port(), None);
+                    self.accepted(app, peer.ip(), (peer.port(), compact), None);
                 }
                 Err(e) => match e.raw_os_error() {
                     Some(libc::EINTR | libc::ECONNABORTED) => continue,
                     Some(code @ (libc::EMFILE | libc::ENFILE)) => {
-                        if !self.accept_with_reserve(code) {
+                        if !self.accept_with_reserve(listener, compact, code) {
                             self.accept_blocked = true;
                             return;
                         }
@@ -274,16 +287,16 @@ impl Relay {
 
     /// Out of descriptors: give up the spare one to take the waiting connection, and fail it
     /// with `errno` (the program sees a failed connect, not a hang). `false` if there is no spare.
-    fn accept_with_reserve(&mut self, errno: i32) -> bool {
+    fn accept_with_reserve(&mut self, listener: i32, compact: bool, errno: i32) -> bool {
         if self.fds.reserve < 0 {
             return false;
         }
         self.close_ours(self.fds.reserve);
         self.fds.reserve = -1;
-        let taken = socket::accept(self.fds.listener);
+        let taken = socket::accept(listener);
         if let Ok((app, peer)) = taken {
             sockets::mark_ours(app);
-            self.accepted(app, peer.ip(), peer.port(), Some(errno));
+            self.accepted(app, peer.ip(), (peer.port(), compact), Some(errno));
         }
         self.fds.reserve = socket::duplicate(self.fds.wake).unwrap_or(-1);
         if self.fds.reserve >= 0 {
@@ -292,18 +305,19 @@ impl Relay {
         true
     }
 
-    fn accepted(&mut self, app: i32, peer: IpAddr, port: u16, doomed: Option<i32>) {
+    fn accepted(&mut self, app: i32, peer: IpAddr, key: (u16, bool), doomed: Option<i32>) {
         if !peer.to_canonical().is_loopback() {
             self.close_ours(app);
             return;
         }
-        match self.waiting.remove(&port) {
+        match self.waiting.remove(&key) {
             Some(job) => self.start(job, app, doomed),
             None => {
                 let watched = (libc::EPOLLRDHUP | libc::EPOLLET) as u32;
-                let _ = epoll::add(self.fds.epoll, app, watched, UNMATCHED | port as u64);
+                let token = UNMATCHED | key.0 as u64 | if key.1 { COMPACT_BIT } else { 0 };
+                let _ = epoll::add(self.fds.epoll, app, watched, token);
                 let earlier = self.unmatched.insert(
-                    port,
+                    key,
                     Unmatched {
                         app,
                         since_us: sys::monotonic_us(),
@@ -318,15 +332,17 @@ impl Relay {
     }
 
     fn requested(&mut self, job: Job) {
-        match self.unmatched.remove(&job.port) {
+        let key = (job.port, job.compact);
+        match self.unmatched.remove(&key) {
             Some(found) => {
                 epoll::remove(self.fds.epoll, found.app);
                 self.start(job, found.app, found.doomed);
             }
             None => {
-                if let Some(earlier) = self.waiting.insert(job.port, job) {
+                if let Some(earlier) = self.waiting.insert(key, job) {
                     // Cannot happen (a port names one live connection); never leave it hanging.
                     self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+                    self.shared.handshaking.fetch_sub(1, Ordering::AcqRel);
                     drop(earlier);
                 }
             }
@@ -405,6 +421,7 @@ impl Relay {
         let Some(connection) = self.connections[index].as_mut() else {
             return;
         };
+        self.shared.handshaking.fetch_sub(1, Ordering::AcqRel);
         sockets::settle(connection.fd, connection.ino, Phase::Up);
         for fd in [connection.app, connection.gateway] {
             let _ = socket::set_int_option(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
@@ -420,6 +437,7 @@ impl Relay {
     /// reset, so that its `SO_ERROR` (hooked) reads `errno`.
     fn failed(&mut self, index: usize, errno: i32) {
         if let Some(connection) = self.connections[index].as_ref() {
+            self.shared.handshaking.fetch_sub(1, Ordering::AcqRel);
             sockets::settle(connection.fd, connection.ino, Phase::Failed(errno));
         }
         self.finish(index, true);

@@ -47,8 +47,13 @@ pub struct Request {
 /// Relayed connections one process may have at once (established ones included); past this,
 /// connects take the synchronous path.
 const MAX_IN_FLIGHT: usize = 16_384;
-/// The listener's backlog: connects that arrive faster than the relay accepts wait here.
+/// The listeners' backlog: connects that arrive faster than the relay accepts wait here.
 const BACKLOG: i32 = 4096;
+/// Handshakes in flight above which new connections go to the compact listener: its connections
+/// are born with the smallest receive buffer, so that the filler that holds a socket back is
+/// about 2 KiB instead of 128 KiB of kernel memory; the price is a smaller window for the life of
+/// the connection (about half the loopback throughput; still above what a gateway carries).
+const COMPACT_ABOVE: usize = 64;
 /// Filler written at most: more means the socket is not behaving as expected (see `withhold`).
 const MAX_FILLER: usize = 8 << 20;
 /// A page-sized run of zero bytes to write the filler from (in `.bss`: the kernel's zero page).
@@ -58,8 +63,12 @@ static ZEROS: [u8; 65536] = [0; 65536];
 struct Shared {
     /// The process the relay runs in (a fork child has none until it starts its own).
     owner: u32,
-    /// The listener's port on 127.0.0.1.
+    /// The listeners' ports on 127.0.0.1: the usual one, and the compact one (see
+    /// `COMPACT_ABOVE`).
     port: u16,
+    compact_port: u16,
+    /// Handshakes handed over and not finished.
+    handshaking: AtomicUsize,
     /// Bumped to wake the relay's event loop.
     wake: i32,
     /// Requests handed over and not yet taken (a lock-free stack; the relay takes all at once).
@@ -83,8 +92,10 @@ struct Message {
 struct Job {
     request: Request,
     ino: u64,
-    /// The program socket's local port: how the relay recognises its connection.
+    /// The program socket's local port and whether it went to the compact listener: how the
+    /// relay recognises its connection.
     port: u16,
+    compact: bool,
     filler: usize,
 }
 
@@ -160,9 +171,12 @@ fn start() -> Result<&'static Shared, &'static str> {
         return Err("inline: cannot register a fork handler");
     }
     let mut owned: Vec<i32> = Vec::with_capacity(4);
-    let made = (|| -> std::io::Result<(i32, u16, i32, i32, i32)> {
-        let (listener, port) = socket::listen_loopback(BACKLOG)?;
+    let made = (|| -> std::io::Result<(i32, u16, i32, u16, i32, i32, i32)> {
+        let (listener, port) = socket::listen_loopback(BACKLOG, None)?;
         owned.push(listener);
+        // The kernel takes any SO_RCVBUF below its minimum as its minimum.
+        let (compact, compact_port) = socket::listen_loopback(BACKLOG, Some(1))?;
+        owned.push(compact);
         let epoll_fd = epoll::create()?;
         owned.push(epoll_fd);
         let wake = epoll::eventfd()?;
@@ -170,9 +184,17 @@ fn start() -> Result<&'static Shared, &'static str> {
         // A spare descriptor, given up when the process runs out of them (see `event_loop`).
         let reserve = socket::duplicate(wake)?;
         owned.push(reserve);
-        Ok((listener, port, epoll_fd, wake, reserve))
+        Ok((
+            listener,
+            port,
+            compact,
+            compact_port,
+            epoll_fd,
+            wake,
+            reserve,
+        ))
     })();
-    let (listener, port, epoll_fd, wake, reserve) = match made {
+    let (listener, port, compact, compact_port, epoll_fd, wake, reserve) = match made {
         Ok(made) => made,
         Err(_) => {
             owned.into_iter().for_each(sys::close);
@@ -183,12 +205,15 @@ fn start() -> Result<&'static Shared, &'static str> {
     let shared: &'static Shared = Box::leak(Box::new(Shared {
         owner: sys::pid(),
         port,
+        compact_port,
+        handshaking: AtomicUsize::new(0),
         wake,
         inbox: AtomicPtr::new(std::ptr::null_mut()),
         in_flight: AtomicUsize::new(0),
     }));
     let fds = event_loop::Descriptors {
         listener,
+        compact,
         epoll: epoll_fd,
         wake,
         reserve,
@@ -274,10 +299,16 @@ pub fn begin(request: Request) -> Result<(), &'static str> {
     if shared.in_flight.load(Ordering::Relaxed) >= MAX_IN_FLIGHT {
         return Err("inline: too many relayed connections");
     }
-    let relay = if request.family == libc::AF_INET6 {
-        SocketAddr::new(Ipv4Addr::LOCALHOST.to_ipv6_mapped().into(), shared.port)
+    let compact = shared.handshaking.load(Ordering::Relaxed) >= COMPACT_ABOVE;
+    let relay_port = if compact {
+        shared.compact_port
     } else {
-        SocketAddr::new(Ipv4Addr::LOCALHOST.into(), shared.port)
+        shared.port
+    };
+    let relay = if request.family == libc::AF_INET6 {
+        SocketAddr::new(Ipv4Addr::LOCALHOST.to_ipv6_mapped().into(), relay_port)
+    } else {
+        SocketAddr::new(Ipv4Addr::LOCALHOST.into(), relay_port)
     };
     match socket::connect_once(fd, &relay) {
         Ok(()) => {}
@@ -316,12 +347,14 @@ pub fn begin(request: Request) -> Result<(), &'static str> {
     };
     sockets::publish(fd, ino, request.dst, lowat, &options);
     shared.in_flight.fetch_add(1, Ordering::AcqRel);
+    shared.handshaking.fetch_add(1, Ordering::AcqRel);
     push(
         shared,
         Note::Connect(Job {
             request,
             ino,
             port,
+            compact,
             filler,
         }),
     );

@@ -563,19 +563,11 @@ pub fn set_int_option(fd: i32, level: i32, name: i32, value: i32) -> io::Result<
     }
 }
 
-/// `(O_NONBLOCK, FD_CLOEXEC)` of `fd`, or `None` if it is not open.
-pub fn descriptor_flags(fd: i32) -> Option<(bool, bool)> {
-    // SAFETY: F_GETFL and F_GETFD take no argument.
-    let (status, descriptor) = unsafe {
-        (
-            libc::fcntl(fd, libc::F_GETFL),
-            libc::fcntl(fd, libc::F_GETFD),
-        )
-    };
-    (status >= 0 && descriptor >= 0).then_some((
-        status & libc::O_NONBLOCK != 0,
-        descriptor & libc::FD_CLOEXEC != 0,
-    ))
+/// Whether `fd` is in non-blocking mode (`O_NONBLOCK`); `false` if it is not open.
+pub fn is_nonblocking(fd: i32) -> bool {
+    // SAFETY: F_GETFL takes no argument.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    flags >= 0 && flags & libc::O_NONBLOCK != 0
 }
 
 /// A new descriptor for what `fd` refers to (close-on-exec).
@@ -607,10 +599,14 @@ pub fn tcp_socket(family: i32) -> io::Result<i32> {
 }
 
 /// A listening TCP socket on `127.0.0.1` with a port of the kernel's choosing (non-blocking,
-/// close-on-exec), and that port.
-pub fn listen_loopback(backlog: i32) -> io::Result<(i32, u16)> {
+/// close-on-exec), and that port. `receive_buffer`: the `SO_RCVBUF` its connections are born
+/// with (which bounds the receive window they first offer).
+pub fn listen_loopback(backlog: i32, receive_buffer: Option<i32>) -> io::Result<(i32, u16)> {
     let fd = tcp_socket(libc::AF_INET)?;
     let setup = || -> io::Result<u16> {
+        if let Some(bytes) = receive_buffer {
+            set_int_option(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, bytes)?;
+        }
         let raw = RawSockAddr::new(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
         // SAFETY: raw holds a valid socket address of the stated length.
         if unsafe { libc::bind(fd, raw.as_ptr(), raw.len()) } < 0 {

@@ -3,15 +3,42 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
 use super::read_head;
 
+/// How many handshakes a gateway holds unanswered at once, and the most it ever held: a
+/// program whose connects run one after the other (an event loop blocked inside `connect()`)
+/// never has more than one waiting.
+#[derive(Default, Debug)]
+pub struct Waiting {
+    now: AtomicUsize,
+    most: AtomicUsize,
+}
+
+impl Waiting {
+    /// Holds one handshake for `ms` milliseconds, counted.
+    fn hold(&self, ms: u64) {
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+        thread::sleep(Duration::from_millis(ms));
+        self.now.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// The most handshakes held at the same time.
+    pub fn most(&self) -> usize {
+        self.most.load(Ordering::SeqCst)
+    }
+}
+
 /// How the CONNECT proxy answers.
 #[derive(Clone, Debug)]
 pub enum ProxyBehaviour {
+    /// Waits this long after the request, then behaves as `then` (see [`Waiting`]).
+    Delayed(u64, Box<ProxyBehaviour>),
     /// `200 Connection established`, then a tunnel to the origin.
     Tunnel,
     /// Answers with this status line (e.g. `HTTP/1.1 403 Forbidden`) and closes.
@@ -32,6 +59,8 @@ pub enum ProxyBehaviour {
 pub struct ConnectProxy {
     pub addr: SocketAddr,
     requests: Arc<Mutex<Vec<String>>>,
+    /// Handshakes held by `Delayed`.
+    pub waiting: Arc<Waiting>,
 }
 
 impl ConnectProxy {
@@ -45,14 +74,21 @@ impl ConnectProxy {
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let seen = requests.clone();
+        let waiting = Arc::new(Waiting::default());
+        let held = waiting.clone();
         thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 let seen = seen.clone();
                 let behaviour = behaviour.clone();
-                thread::spawn(move || serve_connect(client, origin, behaviour, seen));
+                let held = held.clone();
+                thread::spawn(move || serve_connect(client, origin, behaviour, seen, &held));
             }
         });
-        ConnectProxy { addr, requests }
+        ConnectProxy {
+            addr,
+            requests,
+            waiting,
+        }
     }
 
     /// Every request head received, in order.
@@ -72,8 +108,9 @@ impl ConnectProxy {
 fn serve_connect(
     mut client: TcpStream,
     origin: SocketAddr,
-    behaviour: ProxyBehaviour,
+    mut behaviour: ProxyBehaviour,
     seen: Arc<Mutex<Vec<String>>>,
+    waiting: &Waiting,
 ) {
     let _ = client.set_read_timeout(Some(Duration::from_secs(10)));
     let head = read_head(&mut client);
@@ -82,7 +119,12 @@ fn serve_connect(
         let _ = client.write_all(b"HTTP/1.1 405 Method Not Allowed\r\n\r\n");
         return;
     }
+    while let ProxyBehaviour::Delayed(ms, then) = behaviour {
+        waiting.hold(ms);
+        behaviour = *then;
+    }
     match behaviour {
+        ProxyBehaviour::Delayed(..) => unreachable!("unwrapped above"),
         ProxyBehaviour::Refuse(status) => {
             let _ = client.write_all(format!("{status}\r\nContent-Length: 0\r\n\r\n").as_bytes());
         }
@@ -159,27 +201,46 @@ pub struct SocksRequest {
 pub struct Socks5Server {
     pub addr: SocketAddr,
     requests: Arc<Mutex<Vec<SocksRequest>>>,
+    /// Requests held before the reply (see `start_delayed`).
+    pub waiting: Arc<Waiting>,
 }
 
 impl Socks5Server {
     /// `credentials`: require RFC 1929 auth with these; `reply`: the reply code to send (0 =
     /// success, then a tunnel to the origin).
     pub fn start(origin: SocketAddr, credentials: Option<(&str, &str)>, reply: u8) -> Socks5Server {
+        Self::start_delayed(origin, credentials, reply, 0)
+    }
+
+    /// As `start`, holding each request `delay_ms` before replying (see [`Waiting`]).
+    pub fn start_delayed(
+        origin: SocketAddr,
+        credentials: Option<(&str, &str)>,
+        reply: u8,
+        delay_ms: u64,
+    ) -> Socks5Server {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let seen = requests.clone();
+        let waiting = Arc::new(Waiting::default());
+        let held = waiting.clone();
         let credentials = credentials.map(|(u, p)| (u.to_string(), p.to_string()));
         thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 let seen = seen.clone();
                 let credentials = credentials.clone();
+                let held = held.clone();
                 thread::spawn(move || {
-                    let _ = serve_socks(client, origin, credentials, reply, seen);
+                    let _ = serve_socks(client, origin, credentials, reply, seen, &held, delay_ms);
                 });
             }
         });
-        Socks5Server { addr, requests }
+        Socks5Server {
+            addr,
+            requests,
+            waiting,
+        }
     }
 
     pub fn requests(&self) -> Vec<SocksRequest> {
@@ -193,6 +254,8 @@ fn serve_socks(
     required: Option<(String, String)>,
     reply: u8,
     seen: Arc<Mutex<Vec<SocksRequest>>>,
+    waiting: &Waiting,
+    delay_ms: u64,
 ) -> std::io::Result<()> {
     client.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut head = [0u8; 2];
@@ -257,6 +320,9 @@ fn serve_socks(
         atyp: req[3],
         port: u16::from_be_bytes(port),
     });
+    if delay_ms > 0 {
+        waiting.hold(delay_ms);
+    }
     if reply != 0 {
         client.write_all(&[5, reply, 0, 1, 0, 0, 0, 0, 0, 0])?;
         return Ok(());
