@@ -457,6 +457,8 @@ pub fn errno_name(code: i32) -> Option<&'static str> {
         libc::EINTR => "EINTR",
         libc::EAGAIN => "EAGAIN",
         libc::ENOMEM => "ENOMEM",
+        libc::EMFILE => "EMFILE",
+        libc::ENFILE => "ENFILE",
         libc::EPIPE => "EPIPE",
         libc::ENOENT => "ENOENT",
         libc::EOPNOTSUPP => "EOPNOTSUPP",

@@ -161,6 +161,14 @@ pub fn run(shared: &'static Shared, fds: Descriptors) {
                 libc::EPOLLIN as u32,
                 LISTENER,
             )
+        })
+        .and_then(|()| {
+            epoll::add(
+                relay.fds.epoll,
+                relay.fds.compact,
+                libc::EPOLLIN as u32,
+                COMPACT_LISTENER,
+            )
         });
     if registered.is_err() {
         return;
@@ -168,7 +176,13 @@ pub fn run(shared: &'static Shared, fds: Descriptors) {
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
     loop {
         let timeout = relay.timeout_ms();
-        let n = epoll::wait(relay.fds.epoll, &mut events, timeout);
+        let Ok(n) = epoll::wait(relay.fds.epoll, &mut events, timeout) else {
+            // Our epoll descriptor was closed or replaced behind our back (a raw system call:
+            // the close family is hooked). Its number may be the program's now, and so may the
+            // others': touch none of them, and let new connects take the synchronous path.
+            super::abandon();
+            return;
+        };
         for event in &events[..n] {
             let (token, flags) = (event.u64, event.events);
             let _ = catch_unwind(AssertUnwindSafe(|| relay.dispatch(token, flags)));

@@ -54,6 +54,9 @@ const BACKLOG: i32 = 4096;
 /// about 2 KiB instead of 128 KiB of kernel memory; the price is a smaller window for the life of
 /// the connection (about half the loopback throughput; still above what a gateway carries).
 const COMPACT_ABOVE: usize = 64;
+/// How long `connect()` waits, at most, for the relay's listener to take a connection when its
+/// queue is full, before the handshake runs inside `connect()` instead.
+const ESTABLISH_WAIT_MS: i32 = 20;
 /// Filler written at most: more means the socket is not behaving as expected (see `withhold`).
 const MAX_FILLER: usize = 8 << 20;
 /// A page-sized run of zero bytes to write the filler from (in `.bss`: the kernel's zero page).
@@ -252,6 +255,14 @@ unsafe extern "C" fn after_fork_in_child() {
     IN_USE.store(false, Ordering::Release);
 }
 
+/// The relay thread is gone (see `event_loop::run`): no connect is handed to it again in this
+/// process. Relayed sockets it held learn nothing more; their programs' own timeouts end them.
+fn abandon() {
+    RETRY_AFTER_US.store(u64::MAX, Ordering::Relaxed);
+    STATE.store(BROKEN, Ordering::Release);
+    SHARED.store(std::ptr::null_mut(), Ordering::Release);
+}
+
 fn push(shared: &Shared, note: Note) {
     let message = Box::into_raw(Box::new(Message {
         note,
@@ -315,8 +326,9 @@ pub fn begin(request: Request) -> Result<(), &'static str> {
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
         Err(_) => return Err("inline: cannot connect the socket to the relay"),
     }
-    // A loopback connect is complete when connect() returns, unless the listener's queue is full.
-    let ready = socket::ready_now(fd, libc::POLLOUT);
+    // A loopback connect is complete when connect() returns, unless the listener's queue is
+    // full; then the relay is emptying it, which takes microseconds, not the handshake's time.
+    let ready = socket::ready_within(fd, libc::POLLOUT, ESTABLISH_WAIT_MS);
     if ready & libc::POLLOUT == 0 || ready & (libc::POLLERR | libc::POLLHUP) != 0 {
         socket::disconnect(fd);
         return Err("inline: the relay's listener did not take the connection at once");

@@ -34,8 +34,8 @@ pub fn remove(epoll: i32, fd: i32) {
 }
 
 /// Waits up to `timeout_ms` (-1: no limit) and fills `events`; returns how many are ready
-/// (0 after a timeout or a signal).
-pub fn wait(epoll: i32, events: &mut [libc::epoll_event], timeout_ms: i32) -> usize {
+/// (0 after a timeout or a signal), or the errno of a descriptor that is no epoll instance.
+pub fn wait(epoll: i32, events: &mut [libc::epoll_event], timeout_ms: i32) -> Result<usize, i32> {
     // SAFETY: events is a valid writable slice of its length.
     let n = unsafe {
         libc::epoll_wait(
@@ -45,7 +45,11 @@ pub fn wait(epoll: i32, events: &mut [libc::epoll_event], timeout_ms: i32) -> us
             timeout_ms,
         )
     };
-    n.max(0) as usize
+    match n {
+        n if n >= 0 => Ok(n as usize),
+        _ if errno() == libc::EINTR => Ok(0),
+        _ => Err(errno()),
+    }
 }
 
 /// `eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)`: a counter other threads bump to wake the loop.

@@ -729,20 +729,25 @@ pub fn send_now(fd: i32, bytes: &[u8]) -> io::Result<usize> {
     }
 }
 
-/// Whether `fd` is ready for any of `events` right now (a zero-timeout `poll`).
-pub fn ready_now(fd: i32, events: libc::c_short) -> libc::c_short {
+/// What `fd` is ready for among `events` within `timeout_ms` (0: right now); 0 if nothing.
+pub fn ready_within(fd: i32, events: libc::c_short, timeout_ms: i32) -> libc::c_short {
     let mut pfd = libc::pollfd {
         fd,
         events,
         revents: 0,
     };
     // SAFETY: pfd is one valid pollfd.
-    let rc = unsafe { libc::poll(&mut pfd, 1, 0) };
+    let rc = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
     if rc > 0 {
         pfd.revents
     } else {
         0
     }
+}
+
+/// What `fd` is ready for among `events` right now.
+pub fn ready_now(fd: i32, events: libc::c_short) -> libc::c_short {
+    ready_within(fd, events, 0)
 }
 
 /// Writes a C socket address for `addr` into a caller's `sockaddr` buffer of `*len` bytes, as

@@ -8,6 +8,7 @@
 
 pub mod dns;
 pub mod gateways;
+pub mod slow;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
