@@ -165,6 +165,27 @@ fn curl_parallel_transfers_wait_together() {
 }
 
 #[test]
+fn a_tokio_program_connects_in_parallel_on_edge_triggered_epoll() {
+    let world = slow("tokio", "");
+    let client = example("tokio-client");
+    let mut hosts: Vec<String> = (0..6).map(|i| format!("t{i}.http.test")).collect();
+    hosts.extend((0..6).map(|i| format!("u{i}.socks.test")));
+    hosts.extend(["x.refused.test", "x.hang.test", "x.closing.test"].map(String::from));
+    let args: Vec<&str> = hosts.iter().map(String::as_str).collect();
+    let out = Run::new(client.to_str().unwrap(), &args)
+        .config(&world.config)
+        .output();
+    let lines: Vec<&str> = out.success().lines().collect();
+    assert_eq!(lines[..12], ["hello from origin"; 12], "{}", out.describe());
+    assert_eq!(
+        lines[12..],
+        ["ConnectionRefused", "TimedOut", "ConnectionRefused"]
+    );
+    assert_eq!(world.http.waiting.most(), 6, "{}", out.describe());
+    assert_eq!(world.socks.waiting.most(), 6, "{}", out.describe());
+}
+
+#[test]
 fn a_stalled_handshake_costs_the_program_no_cpu() {
     let world = slow("cpu", "");
     let script = r#"

@@ -46,6 +46,26 @@ pub fn library() -> &'static Path {
     })
 }
 
+/// A program of the crate's examples (`tests/programs/`), built with the tests' profile.
+pub fn example(name: &str) -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let release = !cfg!(debug_assertions);
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args(["build", "--quiet", "--example", name])
+        .current_dir(manifest);
+    if release {
+        cmd.arg("--release");
+    }
+    assert!(cmd.status().expect("run cargo build").success());
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| manifest.join("target"));
+    target
+        .join(if release { "release" } else { "debug" })
+        .join("examples")
+        .join(name)
+}
+
 /// Compiles `tests/c/NAME.c` into a static binary in the scratch directory: a program
 /// `LD_PRELOAD` cannot enter.
 pub fn compile_static(scratch: &Scratch, name: &str) -> PathBuf {
