@@ -19,7 +19,7 @@ use crate::resolver::names::hash_bytes;
 use crate::resolver::KnownNames;
 use crate::rules::{Action, Decision, Target};
 use crate::runtime::{self, Mode, Runtime};
-use crate::sys::socket::{Deadline, PollWaiter, Waiter};
+use crate::sys::socket::{ConnectMode, Deadline, PollWaiter, Waiter};
 use crate::sys::{self, socket};
 
 /// What the hook should do.
@@ -200,16 +200,20 @@ pub fn decide_connect(
                 addr: (!chosen.is_fake).then_some(ip),
                 port: dst.port(),
             };
-            let family = socket::socket_domain(fd).unwrap_or(if dst.is_ipv4() {
+            // A TCP socket's family is its destination's (an AF_INET6 socket takes only
+            // AF_INET6 addresses, v4-mapped ones included).
+            let family = if dst.is_ipv4() {
                 libc::AF_INET
             } else {
                 libc::AF_INET6
-            });
-            if let Some(current) = act.relay.filter(|_| gw.async_handshake) {
+            };
+            let mode = ConnectMode::of(fd);
+            if let (ConnectMode::NonBlocking, Some(current)) =
+                (mode, act.relay.filter(|_| gw.async_handshake))
+            {
                 match relay(current, caller, fd, dst, index, &chosen, started) {
                     Ok(()) => return Outcome::Done(Err(libc::EINPROGRESS)),
-                    Err(Some(reason)) => event.handshake = Some(reason),
-                    Err(None) => {}
+                    Err(reason) => event.handshake = Some(reason),
                 }
             }
             let established = socket::block_on(through_gateway(
@@ -221,6 +225,7 @@ pub fn decide_connect(
                 &dest,
                 &mut attempts,
                 started,
+                mode,
             ));
             event.endpoint = attempts.iter().rev().find_map(|a| a.address);
             match established {
@@ -456,6 +461,7 @@ async fn through_gateway(
     dest: &Destination<'_>,
     attempts: &mut Vec<Attempt>,
     started: u64,
+    mode: ConnectMode,
 ) -> Result<(), gateway::GatewayError> {
     let gw = &rt.gateways[index];
     let health = &rt.health[index];
@@ -471,7 +477,8 @@ async fn through_gateway(
         gateway_candidates(rt, index, family, random, attempts, &mut last_error);
     let order = health.order(gw.strategy, &addresses, gw.max_attempts, key, random, now);
     // The program's own bound on a blocking connect (SO_SNDTIMEO), if tighter, wins.
-    let budget_ms = socket::send_timeout_ms(fd)
+    let budget_ms = mode
+        .program_timeout_ms()
         .map_or(gw.connect_timeout_ms, |ms| ms.min(gw.connect_timeout_ms));
     let budget_end = started + budget_ms * 1000;
     for (tried, &candidate) in order.iter().enumerate() {
@@ -482,7 +489,7 @@ async fn through_gateway(
         let share = (budget_end - started) / (order.len() - tried) as u64;
         let deadline = Deadline::after_ms(share.div_ceil(1000));
         let address = addresses[candidate];
-        let outcome = gateway::establish(waiter, fd, gw, address, dest, deadline).await;
+        let outcome = gateway::establish(waiter, fd, mode, gw, address, dest, deadline).await;
         attempts.push(Attempt {
             endpoint: labels[candidate].clone(),
             address: Some(address),
@@ -514,8 +521,7 @@ async fn through_gateway(
 
 /// Hands a routed `connect()` on a non-blocking socket to the relay: `Ok` when the relay has
 /// it (the program gets `EINPROGRESS`, and the handshake's future writes the log line when the
-/// outcome is known); else the handshake runs here, with the reason for the log when the socket
-/// was non-blocking (`Err(Some)`), or without one for a blocking socket (`Err(None)`).
+/// outcome is known); else why not, for the log (the handshake then runs here).
 fn relay(
     current: &runtime::Current,
     caller: Caller<'_>,
@@ -524,10 +530,7 @@ fn relay(
     index: usize,
     chosen: &Chosen<'_>,
     started: u64,
-) -> Result<(), Option<&'static str>> {
-    if !socket::is_nonblocking(fd) {
-        return Err(None);
-    }
+) -> Result<(), &'static str> {
     let rt = current.arc();
     let family = if dst.is_ipv4() {
         libc::AF_INET
@@ -558,6 +561,7 @@ fn relay(
                         &dest,
                         &mut attempts,
                         started,
+                        ConnectMode::NonBlocking,
                     )
                     .await
                 }
@@ -597,7 +601,6 @@ fn relay(
         family,
         handshake,
     })
-    .map_err(Some)
 }
 
 /// The addresses gateway `index` can be reached at from a socket of `family`, with the label

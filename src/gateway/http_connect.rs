@@ -54,7 +54,9 @@ async fn read_reply_head(
     let mut head: Vec<u8> = Vec::with_capacity(256);
     let mut chunk = [0u8; 2048];
     loop {
-        let peeked = recv_some(waiter, fd, &mut chunk, libc::MSG_PEEK, deadline)
+        // The first read follows the request: its answer cannot be there yet.
+        let first = head.is_empty();
+        let peeked = recv_some(waiter, fd, &mut chunk, libc::MSG_PEEK, first, deadline)
             .await
             .map_err(|e| GatewayError::io("reading the CONNECT reply", e))?;
         if peeked == 0 {
@@ -76,7 +78,7 @@ async fn read_reply_head(
             Some(pos) => pos + 4 - carry,
             None => peeked,
         };
-        let n = recv_some(waiter, fd, &mut chunk[..take], 0, deadline)
+        let n = recv_some(waiter, fd, &mut chunk[..take], 0, false, deadline)
             .await
             .map_err(|e| GatewayError::io("reading the CONNECT reply", e))?;
         head.extend_from_slice(&chunk[..n]);

@@ -3,9 +3,10 @@
 //! PROXY v2 header ([`proxy_protocol`]). Which endpoint to try, and in what order, is
 //! [`health`]'s; `srv:` endpoints are found by [`discovery`].
 //!
-//! The handshake runs on the caller's own fd (borrowed, never replaced), non-blocking under a
-//! deadline of `connect_timeout_ms` for the whole exchange, with the caller's file flags given
-//! back afterwards. On failure the socket is disconnected again (`AF_UNSPEC`), so the caller
+//! The handshake runs on the caller's own fd (borrowed, never replaced) under a deadline of
+//! `connect_timeout_ms` for the whole exchange, without changing its file flags (a blocking
+//! socket connects with `SO_SNDTIMEO` as the bound, and every read and write is `MSG_DONTWAIT`
+//! after a wait). On failure the socket is disconnected again (`AF_UNSPEC`), so the caller
 //! holds an unconnected socket and an errno, as after any refused `connect()`.
 #![deny(unsafe_code)]
 
@@ -20,7 +21,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::config::{Gateway, GatewayKind};
-use crate::sys::socket::{self, Deadline, NonBlocking, Waiter};
+use crate::sys::socket::{self, ConnectMode, Deadline, Waiter};
 
 /// Where the program wanted to go. The hostname is sent when known, so that the gateway
 /// resolves it and applies its own host ACLs.
@@ -101,10 +102,6 @@ impl fmt::Display for GatewayError {
     }
 }
 
-fn sys_errno(e: &io::Error) -> i32 {
-    e.raw_os_error().unwrap_or(libc::EIO)
-}
-
 /// The endpoint address to use for a socket of `family`: the same family, or an IPv4 endpoint
 /// mapped into IPv6 for an `AF_INET6` socket.
 pub fn endpoint_for_family(candidates: &[SocketAddr], family: i32) -> Option<SocketAddr> {
@@ -128,18 +125,23 @@ pub fn endpoint_for_family(candidates: &[SocketAddr], family: i32) -> Option<Soc
 }
 
 /// Connects `fd` through `gateway`, via `endpoint`, to `dest`, before `deadline`, waiting the
-/// way `waiter` waits.
+/// way `waiter` waits (and inside `connect()` for a blocking socket: `mode`).
 pub async fn establish(
     waiter: &dyn Waiter,
     fd: i32,
+    mode: ConnectMode,
     gateway: &Gateway,
     endpoint: SocketAddr,
     dest: &Destination<'_>,
     deadline: Deadline,
 ) -> Result<(), GatewayError> {
-    let _flags = NonBlocking::enter(fd)
-        .map_err(|e| GatewayError::new(sys_errno(&e), "cannot prepare the socket"))?;
-    match socket::connect_until(waiter, fd, &endpoint, deadline).await {
+    let connected = match mode {
+        ConnectMode::Blocking(program) => {
+            socket::connect_blocking(fd, &endpoint, deadline, program)
+        }
+        ConnectMode::NonBlocking => socket::connect_until(waiter, fd, &endpoint, deadline).await,
+    };
+    match connected {
         Ok(()) => {}
         // The program called connect() again on a socket we already connected: say so, and
         // leave the established tunnel alone.

@@ -33,7 +33,7 @@ pub async fn handshake(
         .await
         .map_err(io("sending the SOCKS5 greeting"))?;
     let mut choice = [0u8; 2];
-    recv_exact(waiter, fd, &mut choice, deadline)
+    recv_exact(waiter, fd, &mut choice, true, deadline)
         .await
         .map_err(io("reading the SOCKS5 method"))?;
     if choice[0] != VERSION {
@@ -60,7 +60,7 @@ pub async fn handshake(
                 .await
                 .map_err(io("sending SOCKS5 credentials"))?;
             let mut status = [0u8; 2];
-            recv_exact(waiter, fd, &mut status, deadline)
+            recv_exact(waiter, fd, &mut status, true, deadline)
                 .await
                 .map_err(io("reading the SOCKS5 auth reply"))?;
             if status[1] != 0 {
@@ -88,7 +88,7 @@ pub async fn handshake(
         .await
         .map_err(io("sending the SOCKS5 request"))?;
     let mut head = [0u8; 4];
-    recv_exact(waiter, fd, &mut head, deadline)
+    recv_exact(waiter, fd, &mut head, true, deadline)
         .await
         .map_err(io("reading the SOCKS5 reply"))?;
     if head[0] != VERSION {
@@ -113,7 +113,7 @@ pub async fn handshake(
         4 => 16 + 2,
         3 => {
             let mut len = [0u8; 1];
-            recv_exact(waiter, fd, &mut len, deadline)
+            recv_exact(waiter, fd, &mut len, false, deadline)
                 .await
                 .map_err(io("reading the SOCKS5 reply"))?;
             len[0] as usize + 2
@@ -126,7 +126,7 @@ pub async fn handshake(
         }
     };
     let mut bound = [0u8; 257];
-    recv_exact(waiter, fd, &mut bound[..rest], deadline)
+    recv_exact(waiter, fd, &mut bound[..rest], false, deadline)
         .await
         .map_err(io("reading the SOCKS5 reply"))?;
     Ok(())

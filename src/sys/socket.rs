@@ -40,32 +40,78 @@ pub fn socket_domain(fd: i32) -> Option<i32> {
     socket_option(fd, libc::SO_DOMAIN)
 }
 
-/// `SO_SNDTIMEO` of a blocking socket, in milliseconds: the kernel bounds a blocking
-/// `connect()` by it, so a gateway handshake must be bounded by it too. `None` if unset (or the
-/// socket is non-blocking, where it does not apply).
-pub fn send_timeout_ms(fd: i32) -> Option<u64> {
-    // SAFETY: F_GETFL takes no pointer argument.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    if flags < 0 || flags & libc::O_NONBLOCK != 0 {
-        return None;
+/// How a handshake's socket connects, chosen once per connection from the socket's file flags.
+#[derive(Clone, Copy, Debug)]
+pub enum ConnectMode {
+    /// Non-blocking: `connect()` returns at once and the waiter waits for the outcome.
+    NonBlocking,
+    /// Blocking: `connect()` itself waits, bounded by `SO_SNDTIMEO` (as the kernel bounds any
+    /// blocking connect), which is then put back to the program's own value, this one.
+    Blocking(libc::timeval),
+}
+
+impl ConnectMode {
+    /// The mode for the program's socket `fd`: one `fcntl`, and for a blocking socket one
+    /// `getsockopt` of its `SO_SNDTIMEO`.
+    pub fn of(fd: i32) -> ConnectMode {
+        if is_nonblocking(fd) {
+            ConnectMode::NonBlocking
+        } else {
+            ConnectMode::Blocking(timeval_option(fd, libc::SO_SNDTIMEO).unwrap_or(ZERO_TIME))
+        }
     }
-    let mut tv = libc::timeval {
-        tv_sec: 0,
-        tv_usec: 0,
-    };
+
+    /// The program's own bound on a blocking connect, in milliseconds, if it set one: a gateway
+    /// handshake is bounded by it too.
+    pub fn program_timeout_ms(&self) -> Option<u64> {
+        match self {
+            ConnectMode::Blocking(tv) => {
+                let ms = (tv.tv_sec as u64) * 1000 + (tv.tv_usec as u64).div_ceil(1000);
+                (ms > 0).then_some(ms)
+            }
+            ConnectMode::NonBlocking => None,
+        }
+    }
+}
+
+const ZERO_TIME: libc::timeval = libc::timeval {
+    tv_sec: 0,
+    tv_usec: 0,
+};
+
+/// A `timeval` socket option (`SO_SNDTIMEO`, `SO_RCVTIMEO`).
+fn timeval_option(fd: i32, option: libc::c_int) -> Option<libc::timeval> {
+    let mut tv = ZERO_TIME;
     let mut len = size_of::<libc::timeval>() as libc::socklen_t;
     // SAFETY: tv and len are valid for writes of the sizes given.
     let rc = unsafe {
         real::getsockopt(
             fd,
             libc::SOL_SOCKET,
-            libc::SO_SNDTIMEO,
+            option,
             (&mut tv as *mut libc::timeval).cast(),
             &mut len,
         )
     };
-    let ms = (tv.tv_sec as u64) * 1000 + (tv.tv_usec as u64).div_ceil(1000);
-    (rc == 0 && ms > 0).then_some(ms)
+    (rc == 0).then_some(tv)
+}
+
+fn set_timeval_option(fd: i32, option: libc::c_int, tv: &libc::timeval) -> io::Result<()> {
+    // SAFETY: tv is a valid timeval for the size given.
+    let rc = unsafe {
+        real::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            option,
+            (tv as *const libc::timeval).cast(),
+            size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(os_error(errno()))
+    }
 }
 
 /// What a socket-address argument holds, as far as routing goes.
@@ -270,41 +316,6 @@ pub fn disconnect(fd: i32) {
     super::set_errno(saved);
 }
 
-/// Keeps a socket non-blocking while we drive a handshake, and gives the caller's flags back
-/// on drop, whatever happened.
-pub struct NonBlocking {
-    fd: i32,
-    caller_flags: i32,
-}
-
-impl NonBlocking {
-    pub fn enter(fd: i32) -> io::Result<Self> {
-        // SAFETY: F_GETFL takes no pointer argument.
-        let caller_flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-        if caller_flags < 0 {
-            return Err(os_error(errno()));
-        }
-        if caller_flags & libc::O_NONBLOCK == 0 {
-            // SAFETY: F_SETFL takes an int argument.
-            if unsafe { libc::fcntl(fd, libc::F_SETFL, caller_flags | libc::O_NONBLOCK) } < 0 {
-                return Err(os_error(errno()));
-            }
-        }
-        Ok(NonBlocking { fd, caller_flags })
-    }
-}
-
-impl Drop for NonBlocking {
-    fn drop(&mut self) {
-        if self.caller_flags & libc::O_NONBLOCK == 0 {
-            let saved = errno();
-            // SAFETY: F_SETFL takes an int argument.
-            unsafe { libc::fcntl(self.fd, libc::F_SETFL, self.caller_flags) };
-            super::set_errno(saved);
-        }
-    }
-}
-
 /// An absolute point on the monotonic clock after which every wait fails with `ETIMEDOUT`.
 #[derive(Clone, Copy, Debug)]
 pub struct Deadline(u64);
@@ -455,7 +466,42 @@ pub async fn connect_until(
     }
 }
 
-/// Sends all of `bytes` before the deadline. `MSG_NOSIGNAL`: a gateway that hangs up must not
+/// Connects a blocking socket, waiting inside `connect()` no longer than the deadline (set as
+/// its `SO_SNDTIMEO` for the call, then `program` again): no change of file flags, and no second
+/// `connect()` to settle the socket's state, as the non-blocking way needs.
+pub fn connect_blocking(
+    fd: i32,
+    addr: &SocketAddr,
+    deadline: Deadline,
+    program: libc::timeval,
+) -> io::Result<()> {
+    let Some(remaining_ms) = deadline.remaining_ms() else {
+        return Err(os_error(libc::ETIMEDOUT));
+    };
+    let bound = libc::timeval {
+        tv_sec: (remaining_ms / 1000) as libc::time_t,
+        tv_usec: ((remaining_ms % 1000) * 1000) as libc::suseconds_t,
+    };
+    set_timeval_option(fd, libc::SO_SNDTIMEO, &bound)?;
+    let result = connect_once(fd, addr);
+    let _ = set_timeval_option(fd, libc::SO_SNDTIMEO, &program);
+    match result {
+        Ok(()) => Ok(()),
+        // SO_SNDTIMEO expired: the connect goes on in the background; the caller disconnects.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINPROGRESS | libc::EAGAIN)) => {
+            Err(os_error(libc::ETIMEDOUT))
+        }
+        // A signal: the connect goes on asynchronously; wait for its outcome.
+        Err(e) if e.raw_os_error() == Some(libc::EINTR) => {
+            wait(fd, libc::POLLOUT, deadline)?;
+            pending_error(fd)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Sends all of `bytes` before the deadline, without waiting inside `send()` (`MSG_DONTWAIT`,
+/// so that a blocking socket stays bounded too). `MSG_NOSIGNAL`: a gateway that hangs up must not
 /// kill the host process with `SIGPIPE`.
 pub async fn send_all(
     waiter: &dyn Waiter,
@@ -465,7 +511,14 @@ pub async fn send_all(
 ) -> io::Result<()> {
     while !bytes.is_empty() {
         // SAFETY: bytes is a valid readable slice for its length.
-        let n = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL) };
+        let n = unsafe {
+            libc::send(
+                fd,
+                bytes.as_ptr().cast(),
+                bytes.len(),
+                libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+            )
+        };
         if n >= 0 {
             bytes = &bytes[n as usize..];
             continue;
@@ -479,18 +532,31 @@ pub async fn send_all(
     Ok(())
 }
 
-/// Receives into `buf` once data is available; `flags` may be `MSG_PEEK`. `Ok(0)` is end of
-/// stream.
+/// Receives into `buf` once data is available, never waiting inside `recv()` itself
+/// (`MSG_DONTWAIT`); `flags` may add `MSG_PEEK`. `wait_first`: the data cannot be there yet (a
+/// reply to what was just sent), so wait before the first `recv()` rather than after its
+/// `EAGAIN`: one system call fewer. `Ok(0)` is end of stream.
 pub async fn recv_some(
     waiter: &dyn Waiter,
     fd: i32,
     buf: &mut [u8],
     flags: i32,
+    wait_first: bool,
     deadline: Deadline,
 ) -> io::Result<usize> {
+    if wait_first {
+        ready(waiter, fd, libc::POLLIN, deadline).await?;
+    }
     loop {
         // SAFETY: buf is a valid writable slice for its length.
-        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), flags) };
+        let n = unsafe {
+            libc::recv(
+                fd,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                flags | libc::MSG_DONTWAIT,
+            )
+        };
         if n >= 0 {
             return Ok(n as usize);
         }
@@ -502,16 +568,19 @@ pub async fn recv_some(
     }
 }
 
-/// Fills `buf` exactly; a gateway that closes early is an `UnexpectedEof`.
+/// Fills `buf` exactly; a gateway that closes early is an `UnexpectedEof`. `wait_first` as for
+/// [`recv_some`].
 pub async fn recv_exact(
     waiter: &dyn Waiter,
     fd: i32,
     buf: &mut [u8],
+    wait_first: bool,
     deadline: Deadline,
 ) -> io::Result<()> {
     let mut filled = 0;
     while filled < buf.len() {
-        let n = recv_some(waiter, fd, &mut buf[filled..], 0, deadline).await?;
+        let first = wait_first && filled == 0;
+        let n = recv_some(waiter, fd, &mut buf[filled..], 0, first, deadline).await?;
         if n == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -813,7 +882,7 @@ pub fn exchange_udp(
         connect_until(&PollWaiter, socket.0, server, deadline).await?;
         send_all(&PollWaiter, socket.0, query, deadline).await?;
         let mut answer = vec![0u8; max];
-        let n = recv_some(&PollWaiter, socket.0, &mut answer, 0, deadline).await?;
+        let n = recv_some(&PollWaiter, socket.0, &mut answer, 0, true, deadline).await?;
         answer.truncate(n);
         Ok(answer)
     })
@@ -828,9 +897,9 @@ pub fn exchange_tcp(server: &SocketAddr, query: &[u8], deadline: Deadline) -> io
         connect_until(&PollWaiter, socket.0, server, deadline).await?;
         send_all(&PollWaiter, socket.0, &framed, deadline).await?;
         let mut length = [0u8; 2];
-        recv_exact(&PollWaiter, socket.0, &mut length, deadline).await?;
+        recv_exact(&PollWaiter, socket.0, &mut length, true, deadline).await?;
         let mut answer = vec![0u8; u16::from_be_bytes(length) as usize];
-        recv_exact(&PollWaiter, socket.0, &mut answer, deadline).await?;
+        recv_exact(&PollWaiter, socket.0, &mut answer, false, deadline).await?;
         Ok(answer)
     })
 }

@@ -349,6 +349,7 @@ fn try_endpoint(
     let result = socket::block_on(gateway::establish(
         &socket::PollWaiter,
         fd,
+        socket::ConnectMode::of(fd),
         &bare,
         addr,
         &dest,
