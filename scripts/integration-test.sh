@@ -10,6 +10,11 @@
 #                        Java's HttpClient and Ruby's Net::HTTP fetch an https page, once under
 #                        `mcp-redirect run` through squid, once under raw LD_PRELOAD through
 #                        dante with username auth
+#   event_loop CLIENT    Node fetch, Java's HttpClient (sendAsync), httpx and aiohttp ask for 8
+#                        pages at once through a gateway that answers each CONNECT after 1 s
+#                        (scripts/integration/slow_gateway.py, which counts how many it holds at
+#                        once), then for a refused host; `requests` (a socket with a timeout:
+#                        non-blocking inside) once: every handshake on the library's relay
 #   squid_* dante_* microsocks_* haproxy_* mitmproxy_*
 #                        what each gateway does with the library's handshake: squid's ACL (403)
 #                        and Basic auth (407 for a wrong password), dante with and without auth,
@@ -725,6 +730,13 @@ start_mitmproxy() {
     [[ -s $mitm_ca ]]
 }
 
+start_slow_gateway() {
+    setsid python3 "$here/slow_gateway.py" --listen 127.0.0.1:3140 --origin "$origin_address:80" \
+        --delay 1 --peaks "$work/slow_gateway_peaks.json" >"$work/slow_gateway.out" 2>&1 &
+    track slow_gateway $! TERM
+    wait_port 127.0.0.1 3140 slow_gateway $!
+}
+
 # service LABEL LOG FUNCTION [ARGS...]: starts a service with `set -e`; when it fails, records a
 # FAIL with the end of its LOG and goes on (the scenarios that need it fail in turn).
 service() {
@@ -758,6 +770,7 @@ service "squid       127.0.0.1:3128 (open), 127.0.0.1:3129 (Basic auth)" "$work/
 service "danted      127.0.0.1:1080 (no auth)" "$work/dante.log" start_dante dante 1080 none
 service "danted      127.0.0.1:1081 (username auth)" "$work/dante_auth.log" start_dante dante_auth 1081 username
 service "microsocks  127.0.0.1:1082" "$work/microsocks.out" start_microsocks
+service "slow gateway 127.0.0.1:3140 (answers each CONNECT after 1 s)" "$work/slow_gateway.out" start_slow_gateway
 service "haproxy     127.0.0.1:4000 (PROXY v2, routes on AUTHORITY), 127.0.0.1:4001 (routes on SNI)" \
     "$work/haproxy.log" start_haproxy
 service "mitmdump    127.0.0.1:8080 (TLS inspection; its CA: $mitm_ca)" "$work/mitm/mitmdump.out" start_mitmproxy
@@ -804,7 +817,7 @@ trust() {
 
 if command -v javac >/dev/null; then
     mkdir -p "$work/java"
-    javac -d "$work/java" "$here/Fetch.java" 2>"$work/javac.err" || true
+    javac -d "$work/java" "$here/Fetch.java" "$here/Parallel.java" 2>"$work/javac.err" || true
 fi
 
 # client_command CLIENT URL: sets the array `cmd` to an unmodified client fetching URL and
@@ -1007,6 +1020,121 @@ client() {
         fi
         pass "$name" "got the origin's page; $evidence; the origin saw it come from ${egress[$gateway]}; the library logged gateway $gateway, ok"
     done
+}
+
+# ---- Event loops: non-blocking connects through a gateway that takes a second per CONNECT ----
+# Each client asks for 8 pages at once (one request where the client has no concurrency of its
+# own), then for one host the gateway refuses. The library hands each handshake to its relay, so
+# the gateway holds all 8 CONNECTs at the same time (a loop blocked inside connect() would send
+# them one at a time), and the refusal reaches the client as a failed connect, in its own words.
+
+cfg_event_loops=$(config event-loops <<EOF
+default = "deny"
+
+[gateways.slow]
+kind = "http"
+endpoints = ["127.0.0.1:3140"]
+connect_timeout_ms = 10000
+
+[[rules]]
+host = ".eventloop.example.org"
+via = "slow"
+EOF
+)
+
+# event_loop_command CLIENT URL...: sets `cmd` to CLIENT fetching every URL at once, printing one
+# line per URL: the body, or the name of the error the client raised.
+event_loop_command() {
+    local client=$1
+    shift
+    case $client in
+        node)
+            cmd=(node -e 'Promise.all(process.argv.slice(1).map(u => fetch(u).then(r => r.text(), e => (e.cause && e.cause.code) || e.name)))
+  .then(lines => lines.forEach(l => console.log(l.trim())))' "$@")
+            ;;
+        java)
+            cmd=(java -cp "$work/java" Parallel "$@")
+            ;;
+        httpx)
+            cmd=("$py" -c 'import asyncio, sys, httpx
+async def one(client, url):
+    try:
+        return (await client.get(url)).text.strip()
+    except Exception as e:
+        return type(e).__module__.split(".")[0] + "." + type(e).__name__
+async def main():
+    async with httpx.AsyncClient(timeout=20) as client:
+        for line in await asyncio.gather(*[one(client, u) for u in sys.argv[1:]]):
+            print(line)
+asyncio.run(main())' "$@")
+            ;;
+        aiohttp)
+            cmd=("$py" -c 'import asyncio, sys, aiohttp
+async def one(session, url):
+    try:
+        async with session.get(url) as r:
+            return (await r.text()).strip()
+    except Exception as e:
+        return type(e).__module__.split(".")[0] + "." + type(e).__name__
+async def main():
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
+        for line in await asyncio.gather(*[one(session, u) for u in sys.argv[1:]]):
+            print(line)
+asyncio.run(main())' "$@")
+            ;;
+        requests)
+            cmd=("$py" -c 'import sys, requests
+for url in sys.argv[1:]:
+    try:
+        print(requests.get(url, timeout=20).text.strip())
+    except Exception as e:
+        print(type(e).__module__.split(".")[0] + "." + type(e).__name__)' "$@")
+            ;;
+        *) die "event_loop_command: unknown client $client" ;;
+    esac
+}
+
+event_loop() {
+    local client=$1 parallel=8 refusal name out peak i served
+    case $client in
+        node) refusal=ECONNREFUSED ;;
+        java) refusal=java.net.ConnectException ;;
+        httpx) refusal=httpx.ConnectError ;;
+        aiohttp) refusal=aiohttp.ClientConnectorError ;;
+        requests) refusal=requests.ConnectionError parallel=1 ;;
+    esac
+    name="event loop: $client, $parallel request(s) at once through a gateway that waits 1 s"
+    if [[ $client == java ]] && ! command -v javac >/dev/null; then
+        skip "$name" "no JDK (javac) on this machine"
+        return 0
+    elif [[ $client == java && ! -f $work/java/Parallel.class ]]; then
+        fail "$name" "javac failed: $(short 300 <"$work/javac.err")"
+        return 0
+    fi
+    local -a urls=()
+    for ((i = 0; i < parallel; i++)); do
+        urls+=("http://$client-$i.eventloop.example.org/event-loop/$client/$i")
+    done
+    urls+=("http://refused$client.eventloop.example.org/")
+    event_loop_command "$client" "${urls[@]}"
+    if ! out=$(under preload "$cfg_event_loops" "${cmd[@]}" 2>"$work/event-loop-$client.err"); then
+        fail "$name" "failed: $(tail -n 2 "$work/event-loop-$client.err" | tr '\n' ' ')"
+        return 0
+    fi
+    served=$(grep -c "origin: served /event-loop/$client/" <<<"$out" || true)
+    peak=$("$py" -c 'import json, sys; print(json.load(open(sys.argv[1])).get(sys.argv[2], 0))' \
+        "$work/slow_gateway_peaks.json" "$client")
+    if ((served != parallel)); then
+        fail "$name" "$served of $parallel pages came back: $(short 300 <<<"$out")"
+    elif ((peak != parallel)); then
+        fail "$name" "the gateway held at most $peak CONNECT(s) at once, not $parallel"
+    elif [[ $(tail -n 1 <<<"$out") != "$refusal" ]]; then
+        fail "$name" "the refused connect came back as \"$(tail -n 1 <<<"$out")\", not $refusal"
+    elif (($(jsonl count "$(log_of "$cfg_event_loops")" event=connect handshake=relay host~"$client") < parallel + 1)); then
+        fail "$name" "the library's log has fewer than $((parallel + 1)) relayed connects for $client"
+    else
+        pass "$name" "$parallel page(s); the gateway held $peak CONNECT(s) at once; the refusal came back as $refusal; every handshake ran on the relay"
+    fi
 }
 
 # ---- Gateways: what each one does with the library's handshake ------------------------------
@@ -2016,6 +2144,9 @@ step "Scenarios"
 export MCP_IT_SQUID_PASSWORD=$squid_password MCP_IT_SOCKS_PASSWORD=$socks_password
 for client_name in "${clients[@]}"; do
     scenario client "$client_name"
+done
+for client_name in node java httpx aiohttp requests; do
+    scenario event_loop "$client_name"
 done
 scenario squid_acl
 scenario squid_basic_auth
