@@ -46,6 +46,16 @@ def fds():
         except OSError:
             pass
     return found
+def settled_fds(seconds=3):
+    """How many descriptors the process has once the relay has closed what it is done with."""
+    count, deadline = len(fds()), time.time() + seconds
+    while time.time() < deadline:
+        time.sleep(0.1)
+        now = len(fds())
+        if now == count:
+            return now
+        count = now
+    return count
 def relay_kinds(table):
     return sorted(v for v in table.values() if v.startswith("anon_inode:"))
 "#;
@@ -253,7 +263,7 @@ except (ValueError, OSError):
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     count = min(10000, (hard - 200) // 3)
 print(finish(start("warm.http.test")))
-base_fds, base_rss = len(fds()), rss_kib()
+base_fds, base_rss = settled_fds(), rss_kib()
 addr = socket.getaddrinfo("x.void.test", 80, socket.AF_INET)[0][4]
 socks = []
 for i in range(count):
@@ -277,9 +287,8 @@ for s in socks:
     code = errno.errorcode.get(s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR), "0")
     codes[code] = codes.get(code, 0) + 1
     s.close()
-time.sleep(0.5)
 print("ended", len(done) == count, codes == {"ETIMEDOUT": count}, codes if codes != {"ETIMEDOUT": count} else "")
-print("descriptors left", len(fds()) - base_fds)
+print("descriptors left", settled_fds() - base_fds)
 growth = (peak_rss - base_rss) * 1024 // count
 print("memory per connection in flight: %d bytes (%d connections)" % (growth, count), file=sys.stderr)
 print("under 50 KiB each", growth < 50 * 1024)
@@ -366,13 +375,13 @@ fn a_program_closing_its_sockets_mid_handshake_leaks_nothing() {
     let script = python(&format!(
         r#"
 print(finish(start("warm.http.test")))
-base = len(fds())
+base = settled_fds()
 socks = [start(f"m{{i}}.http.test") for i in range(50)]
 during = len(fds()) - base
 for s in socks:
     s.close()
 time.sleep({wait})
-print("descriptors during", during >= 50, "after", len(fds()) - base)
+print("descriptors during", during >= 50, "after", settled_fds() - base)
 "#,
         wait = (DELAY_MS as f64 / 1000.0) + 1.5
     ));
