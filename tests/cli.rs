@@ -376,6 +376,17 @@ fn check_reports_problems_with_key_paths_and_lines() {
     ])
     .output();
     assert_eq!(out.code, Some(1));
+
+    // A gateway whose handshakes stay inside connect() says so.
+    let inline = scratch.config(
+        "async_handshake = false\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"127.0.0.1:3128\"]\n",
+    );
+    let out = cli(&["check", "--config", inline.to_str().unwrap()]).output();
+    assert!(
+        out.stdout.contains("  corp (http): 127.0.0.1:3128; timeout 10000 ms; handshake inside connect() on non-blocking sockets too\n"),
+        "{}",
+        out.describe()
+    );
 }
 
 #[test]

@@ -1219,6 +1219,32 @@ mod tests {
     }
 
     #[test]
+    fn async_handshake_is_on_unless_turned_off_and_a_gateway_overrides_the_top_level() {
+        let gateway = |name: &str, extra: &str| {
+            format!("[gateways.{name}]\nkind = \"http\"\nendpoints = [\"127.0.0.1:1\"]\n{extra}")
+        };
+        let on = |text: &str| -> Vec<(String, bool)> {
+            let config = parse(text, ConfigSource::Nothing, &no_env).ok().unwrap();
+            config
+                .gateways
+                .iter()
+                .map(|g| (g.name.clone(), g.async_handshake))
+                .collect()
+        };
+        assert_eq!(on(&gateway("a", "")), [("a".to_string(), true)]);
+        let text = format!(
+            "async_handshake = false\n{}{}",
+            gateway("a", ""),
+            gateway("b", "async_handshake = true\n")
+        );
+        assert_eq!(
+            on(&text),
+            [("a".to_string(), false), ("b".to_string(), true)]
+        );
+        assert!(parse_err("async_handshake = \"no\"\n").contains("expected a boolean"));
+    }
+
+    #[test]
     fn inline_passwords_are_refused_without_echoing_them() {
         let e = parse_err("[gateways.g]\nkind = \"http\"\nendpoints = [\"p:1\"]\nusername = \"u\"\npassword = \"hunter2\"\n");
         assert!(e.contains("password_env") && !e.contains("hunter2"), "{e}");

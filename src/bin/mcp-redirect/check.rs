@@ -128,6 +128,9 @@ fn print_summary(config: &Config) {
             let names: Vec<&str> = gw.headers.iter().map(|(n, _)| n.as_str()).collect();
             extras.push(format!("headers {}", names.join(", ")));
         }
+        if !gw.async_handshake {
+            extras.push("handshake inside connect() on non-blocking sockets too".to_string());
+        }
         println!(
             "  {} ({}): {}; {}",
             gw.name,
