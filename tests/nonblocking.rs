@@ -190,12 +190,12 @@ fn a_stalled_handshake_costs_the_program_no_cpu() {
     let world = slow("cpu", "");
     let script = r#"
 import resource, select, socket, errno
-addr = socket.getaddrinfo("x.hang.test", 80, socket.AF_INET)[0][4]
+addr = socket.getaddrinfo("x.void.test", 80, socket.AF_INET)[0][4]
 s = socket.socket()
 s.setblocking(False)
 assert s.connect_ex(addr) == errno.EINPROGRESS
 before = resource.getrusage(resource.RUSAGE_SELF)
-ready = select.select([], [s], [], 1.0)[1]
+ready = select.select([], [s], [], 2.0)[1]
 after = resource.getrusage(resource.RUSAGE_SELF)
 cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 print("writable" if ready else "not writable", "%.3f" % cpu)
@@ -206,8 +206,8 @@ print(errno.errorcode[s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)])
     let lines: Vec<&str> = out.success().lines().collect();
     let (state, cpu) = lines[0].rsplit_once(' ').unwrap();
     assert_eq!(state, "not writable", "{}", out.describe());
-    // The process's whole CPU time (the relay's thread included) over a second of waiting:
-    // busy waiting would be the whole second.
+    // The process's whole CPU time (the relay's thread included) over 2 s of waiting for a
+    // gateway that never answers: busy waiting would be the whole 2 s.
     let cpu: f64 = cpu.parse().unwrap();
     assert!(cpu < 0.1, "{}", out.describe());
     assert_eq!(lines[1], "ETIMEDOUT");
@@ -262,6 +262,44 @@ print(s.recv(4096).decode().split("\r\n\r\n")[1])
             "hello from origin",
         ]
     );
+}
+
+#[test]
+fn nothing_the_program_writes_before_the_tunnel_is_up_is_sent_anywhere() {
+    let world = slow("early-write", "");
+    let script = r#"
+import errno, select, socket
+for host in ("a.http.test", "x.refused.test"):
+    addr = socket.getaddrinfo(host, 80, socket.AF_INET)[0][4]
+    s = socket.socket()
+    s.setblocking(False)
+    assert s.connect_ex(addr) == errno.EINPROGRESS
+    try:
+        s.send(b"GET /early HTTP/1.0\r\n\r\n")
+        print("sent early?!")
+    except BlockingIOError:
+        print("early write: EAGAIN")
+    select.select([], [s], [], 10)
+    print(host, errno.errorcode.get(s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR), "0"))
+"#;
+    let out = Run::python(script).config(&world.config).output();
+    assert_eq!(
+        out.success().lines().collect::<Vec<_>>(),
+        [
+            "early write: EAGAIN",
+            "a.http.test 0",
+            "early write: EAGAIN",
+            "x.refused.test ECONNREFUSED"
+        ]
+    );
+    // Each gateway got its CONNECT and nothing more; the origin got nothing at all.
+    for gateway in [&world.http, &world.refusing] {
+        let requests = gateway.requests();
+        assert_eq!(requests.len(), 1);
+        assert!(requests[0].starts_with("CONNECT "), "{requests:?}");
+        assert!(!requests[0].contains("/early"), "{requests:?}");
+    }
+    assert!(world.origin.requests().is_empty());
 }
 
 #[test]

@@ -11,11 +11,13 @@ pub const DELAY_MS: u64 = 1000;
 
 /// An origin behind slow gateways of each kind, and gateways that fail in each way.
 pub struct Slow {
-    _origin: Origin,
+    pub origin: Origin,
     /// Listens and never accepts: past its backlog, connects to it are never answered.
     _void: std::net::TcpListener,
     pub http: ConnectProxy,
     pub socks: Socks5Server,
+    /// The gateway of `*.refused.test`.
+    pub refusing: ConnectProxy,
     pub scratch: Scratch,
     pub config: PathBuf,
 }
@@ -24,7 +26,7 @@ pub struct Slow {
 /// holding each handshake `DELAY_MS`; `*.refused.test` through one that answers 403 after the
 /// delay, `*.hang.test` through one that never answers (`connect_timeout_ms` 1500),
 /// `*.closing.test` through one that closes mid-reply, `*.void.test` through one that never
-/// accepts (`connect_timeout_ms` 2000); `top` starts the config.
+/// accepts (`connect_timeout_ms` 3000); `top` starts the config.
 pub fn slow(name: &str, top: &str) -> Slow {
     let origin = Origin::start("origin");
     let delayed = |then| ProxyBehaviour::Delayed(DELAY_MS, Box::new(then));
@@ -66,7 +68,7 @@ pub fn slow(name: &str, top: &str) -> Slow {
             "void",
             "http",
             void.local_addr().unwrap(),
-            "connect_timeout_ms = 2000\n",
+            "connect_timeout_ms = 3000\n",
         ),
         rule("*.closing.test", "closing"),
         rule("*.void.test", "void"),
@@ -74,10 +76,11 @@ pub fn slow(name: &str, top: &str) -> Slow {
     .concat();
     let config = scratch.config(&text);
     Slow {
-        _origin: origin,
+        origin,
         _void: void,
         http,
         socks,
+        refusing,
         scratch,
         config,
     }
