@@ -111,6 +111,9 @@ struct Connection {
     gateway: i32,
     /// Filler bytes ahead of the program's first byte on `app`.
     filler: usize,
+    /// The wake-up time of the timer pushed last for this connection (one per deadline, not one
+    /// per poll: a gateway that trickles bytes must not grow the heap).
+    timer_at: u64,
     stage: Stage,
 }
 
@@ -127,9 +130,9 @@ struct Relay {
     connections: Vec<Option<Connection>>,
     free: Vec<usize>,
     generation: u64,
-    /// Requests whose connection has not been accepted yet, by the program socket's port and
-    /// whether it went to the compact listener.
-    waiting: HashMap<(u16, bool), Job>,
+    /// Requests whose connection has not been accepted yet (and since when), by the program
+    /// socket's port and whether it went to the compact listener.
+    waiting: HashMap<(u16, bool), (Job, u64)>,
     /// Accepted connections whose request has not arrived yet, likewise.
     unmatched: HashMap<(u16, bool), Unmatched>,
     by_fd: HashMap<i32, usize>,
@@ -195,7 +198,7 @@ impl Relay {
     fn timeout_ms(&self) -> i32 {
         let now = sys::monotonic_us();
         let mut next = self.timers.peek().map(|Reverse((at, _, _))| *at);
-        if !self.unmatched.is_empty() {
+        if !self.unmatched.is_empty() || !self.waiting.is_empty() {
             next = Some(next.map_or(now + 1_000_000, |at| at.min(now + 1_000_000)));
         }
         if self.accept_blocked {
@@ -244,8 +247,11 @@ impl Relay {
                 break;
             }
             self.timers.pop();
-            let current = self.connections.get(index).and_then(Option::as_ref);
-            if current.is_some_and(|c| c.generation == generation) {
+            let current = self.connections.get_mut(index).and_then(Option::as_mut);
+            if let Some(connection) = current.filter(|c| c.generation == generation) {
+                if connection.timer_at == at {
+                    connection.timer_at = 0;
+                }
                 self.poll_handshake(index);
             }
         }
@@ -258,6 +264,19 @@ impl Relay {
         for key in stale {
             if let Some(gone) = self.unmatched.remove(&key) {
                 self.close_ours(gone.app);
+            }
+        }
+        // A request whose connection never came (the program reset it before the relay could
+        // accept it): nobody waits for it any more.
+        let abandoned: Vec<(u16, bool)> = self
+            .waiting
+            .iter()
+            .filter(|(_, (_, since))| now.saturating_sub(*since) > UNMATCHED_US)
+            .map(|(key, _)| *key)
+            .collect();
+        for key in abandoned {
+            if let Some((job, _)) = self.waiting.remove(&key) {
+                self.forget_request(job);
             }
         }
         if self.fds.reserve < 0 {
@@ -325,7 +344,7 @@ impl Relay {
             return;
         }
         match self.waiting.remove(&key) {
-            Some(job) => self.start(job, app, doomed),
+            Some((job, _)) => self.start(job, app, doomed),
             None => {
                 let watched = (libc::EPOLLRDHUP | libc::EPOLLET) as u32;
                 let token = UNMATCHED | key.0 as u64 | if key.1 { COMPACT_BIT } else { 0 };
@@ -353,11 +372,9 @@ impl Relay {
                 self.start(job, found.app, found.doomed);
             }
             None => {
-                if let Some(earlier) = self.waiting.insert(key, job) {
+                if let Some((earlier, _)) = self.waiting.insert(key, (job, sys::monotonic_us())) {
                     // Cannot happen (a port names one live connection); never leave it hanging.
-                    self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
-                    self.shared.handshaking.fetch_sub(1, Ordering::AcqRel);
-                    drop(earlier);
+                    self.forget_request(earlier);
                 }
             }
         }
@@ -401,6 +418,7 @@ impl Relay {
             app,
             gateway,
             filler,
+            timer_at: 0,
             stage: Stage::Handshake { future, waiter },
         });
         self.poll_handshake(index);
@@ -421,8 +439,11 @@ impl Relay {
         match polled {
             Poll::Pending => {
                 let at = waiter.wake_at.get();
-                let generation = connection.generation;
-                self.timers.push(Reverse((at, index, generation)));
+                if at != connection.timer_at {
+                    connection.timer_at = at;
+                    self.timers
+                        .push(Reverse((at, index, connection.generation)));
+                }
             }
             Poll::Ready(Ok(())) => self.tunnel_up(index),
             Poll::Ready(Err(errno)) => self.failed(index, errno),
@@ -577,6 +598,13 @@ impl Relay {
                 apply_options(connection.gateway, &sockets::options(fd));
             }
         }
+    }
+
+    /// Drops a request that will never be carried, and its place in the counts.
+    fn forget_request(&mut self, job: Job) {
+        sockets::settle(job.request.fd, job.ino, Phase::Failed(libc::ECONNABORTED));
+        self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.shared.handshaking.fetch_sub(1, Ordering::AcqRel);
     }
 
     fn close_ours(&mut self, fd: i32) {

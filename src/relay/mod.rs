@@ -102,6 +102,9 @@ struct Job {
     filler: usize,
 }
 
+/// How many times (100 µs apart) a connect waits for a relay another thread is starting.
+const STARTING_WAITS: usize = 200;
+
 const IDLE: u8 = 0;
 const STARTING: u8 = 1;
 const RUNNING: u8 = 2;
@@ -130,6 +133,17 @@ fn shared() -> Option<&'static Shared> {
 
 /// The running relay, started now if there is none in this process.
 fn running() -> Result<&'static Shared, &'static str> {
+    if let Some(shared) = shared() {
+        return Ok(shared);
+    }
+    // Another thread is starting it (a fraction of a millisecond): wait rather than handshake
+    // inside this connect().
+    for _ in 0..STARTING_WAITS {
+        if STATE.load(Ordering::Acquire) != STARTING {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_micros(100));
+    }
     if let Some(shared) = shared() {
         return Ok(shared);
     }
