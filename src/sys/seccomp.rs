@@ -46,25 +46,56 @@ fn jump_if_equal(k: u32, jt: u8, jf: u8) -> libc::sock_filter {
     }
 }
 
+/// A system call the filter fails with an errno, when every condition on its arguments holds.
+#[derive(Clone, Debug)]
+pub struct Refusal {
+    pub nr: libc::c_long,
+    /// `(argument index, mask, value)`: `argument & mask == value`, on the argument's low 32
+    /// bits (the kernel reads `int` arguments such as a pid or a socket type from them alone).
+    pub conditions: Vec<(u32, u32, u32)>,
+    pub errno: i32,
+}
+
+impl Refusal {
+    /// Refuses every call of `nr` with `errno`.
+    pub fn always(nr: libc::c_long, errno: i32) -> Refusal {
+        Refusal::when(nr, &[], errno)
+    }
+
+    /// Refuses calls of `nr` whose arguments meet every condition.
+    pub fn when(nr: libc::c_long, conditions: &[(u32, u32, u32)], errno: i32) -> Refusal {
+        Refusal {
+            nr,
+            conditions: conditions.to_vec(),
+            errno,
+        }
+    }
+}
+
+/// What the filter does with which system calls.
+pub struct Policy<'a> {
+    /// Sent to the supervisor.
+    pub notify: &'a [libc::c_long],
+    /// `(system call, argument index)`: sent to the supervisor only when that argument is not
+    /// zero, decided in the kernel: `sendto` without an address (every `send()`) then runs at
+    /// full speed.
+    pub notify_with_arg: &'a [(libc::c_long, u32)],
+    /// Failed with their errno (first match wins), before anything is notified.
+    pub refuse: &'a [Refusal],
+}
+
+const BPF_ALU_AND_K: u16 = 0x54;
+
 /// A seccomp program, built before `fork()`.
 pub struct Filter {
     instructions: Vec<libc::sock_filter>,
 }
 
 impl Filter {
-    /// Sends `notify` system calls to the supervisor, fails `refuse` ones with `ENOSYS` (so that
-    /// runtimes fall back: `io_uring_setup`), allows everything else. A system call of another
+    /// The program for `policy`; everything else is allowed. A system call of another
     /// architecture (an x32 or 32-bit call on x86_64) kills the process: it could otherwise
     /// reach `connect` under another number.
-    ///
-    /// `notify_with_arg` lists (system call, argument index) pairs sent to the supervisor only
-    /// when that argument is not zero, decided in the kernel: `sendto` without an address (every
-    /// `send()`) then runs at full speed.
-    pub fn new(
-        notify: &[libc::c_long],
-        notify_with_arg: &[(libc::c_long, u32)],
-        refuse: &[libc::c_long],
-    ) -> Filter {
+    pub fn new(policy: &Policy<'_>) -> Filter {
         let mut program = vec![
             statement(BPF_LD_W_ABS, OFFSET_ARCH),
             jump_if_equal(AUDIT_ARCH, 1, 0),
@@ -82,11 +113,31 @@ impl Filter {
             }); // JGE
             program.push(statement(BPF_RET_K, SECCOMP_RET_KILL_PROCESS));
         }
-        for &nr in notify {
+        for refusal in policy.refuse {
+            // Each block starts from the number and ends by reloading it, so that the blocks
+            // can follow one another whatever they load in between.
+            let checks = refusal.conditions.len();
+            // Per condition: load, and, compare (3); then the return and the reload.
+            let body = checks * 3 + 1;
+            program.push(jump_if_equal(refusal.nr as u32, 0, body as u8));
+            for (done, &(arg, mask, value)) in refusal.conditions.iter().enumerate() {
+                // From the comparison, past the rest of the checks and the return.
+                let to_reload = ((checks - done - 1) * 3 + 1) as u8;
+                program.push(statement(BPF_LD_W_ABS, OFFSET_ARGS + 8 * arg));
+                program.push(statement(BPF_ALU_AND_K, mask));
+                program.push(jump_if_equal(value, 0, to_reload));
+            }
+            program.push(statement(
+                BPF_RET_K,
+                SECCOMP_RET_ERRNO | refusal.errno as u32,
+            ));
+            program.push(statement(BPF_LD_W_ABS, OFFSET_NR));
+        }
+        for &nr in policy.notify {
             program.push(jump_if_equal(nr as u32, 0, 1));
             program.push(statement(BPF_RET_K, libc::SECCOMP_RET_USER_NOTIF));
         }
-        for &(nr, arg) in notify_with_arg {
+        for &(nr, arg) in policy.notify_with_arg {
             // Both halves of the 64-bit argument (little-endian: low word first); the
             // accumulator no longer holds the number after, so every path returns.
             let low = OFFSET_ARGS + 8 * arg;
@@ -99,13 +150,6 @@ impl Filter {
                 statement(BPF_RET_K, SECCOMP_RET_ALLOW),
                 statement(BPF_RET_K, libc::SECCOMP_RET_USER_NOTIF),
             ]);
-        }
-        for &nr in refuse {
-            program.push(jump_if_equal(nr as u32, 0, 1));
-            program.push(statement(
-                BPF_RET_K,
-                SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
-            ));
         }
         program.push(statement(BPF_RET_K, SECCOMP_RET_ALLOW));
         Filter {

@@ -16,7 +16,13 @@
 //! decision, `lookup::decide_lookup`) and passes other queries to the system's nameservers,
 //! remembering their addresses, so later connects are decided by name.
 //!
-//! If the supervisor dies, the kernel fails the tree's intercepted calls (`ENOSYS`): closed.
+//! The tree cannot reach into the supervisor or around the filter (see `docs/threat-model.md`):
+//! the supervisor is not dumpable; the filter refuses `ptrace`, `process_vm_readv`/`writev`,
+//! `pidfd_getfd`, signals and pidfds aimed at the supervisor by its pid, raw and packet sockets;
+//! capabilities that reach around it (`CAP_NET_RAW`, `CAP_NET_ADMIN`, `CAP_SYS_PTRACE`,
+//! `CAP_SYS_ADMIN`, `CAP_BPF`...) are dropped from the tree, bounding set included. If the
+//! supervisor dies all the same (a signal to its process group), the kernel fails the tree's
+//! intercepted calls (`ENOSYS`) and its first process is killed: closed.
 
 use std::ffi::{CString, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -24,7 +30,8 @@ use std::sync::Arc;
 
 use mcp_redirect::config::{Config, LogTarget, LOG_ENV};
 use mcp_redirect::runtime::Runtime;
-use mcp_redirect::sys::seccomp::{self, Filter};
+use mcp_redirect::sys::privileges;
+use mcp_redirect::sys::seccomp::{self, Filter, Policy, Refusal};
 
 mod calls;
 mod resolver;
@@ -34,11 +41,14 @@ use resolver::Resolver;
 /// Runs `command` under the supervisor with `env` set; returns the exit code for `run`.
 pub fn run(mut config: Config, command: &[OsString], env: &[(&'static str, OsString)]) -> u8 {
     // Everything the child needs is prepared here: after fork it may only make system calls.
-    let filter = Filter::new(
-        &[libc::SYS_connect, libc::SYS_sendmsg, libc::SYS_sendmmsg],
-        &[(libc::SYS_sendto, 4)],
-        &[libc::SYS_io_uring_setup],
-    );
+    // SAFETY: getpid has no preconditions.
+    let supervisor = unsafe { libc::getpid() };
+    let refusals = boundary(supervisor);
+    let filter = Filter::new(&Policy {
+        notify: &[libc::SYS_connect, libc::SYS_sendmsg, libc::SYS_sendmmsg],
+        notify_with_arg: &[(libc::SYS_sendto, 4)],
+        refuse: &refusals,
+    });
     let Ok(argv) = command
         .iter()
         .map(|a| CString::new(a.as_bytes()))
@@ -73,10 +83,16 @@ pub fn run(mut config: Config, command: &[OsString], env: &[(&'static str, OsStr
         return 2;
     }
     if child == 0 {
-        child_side(&filter, report_w, ack_r, &argv_ptrs);
+        child_side(&filter, supervisor, report_w, ack_r, &argv_ptrs);
     }
     close(report_w);
     close(ack_r);
+    if let Err(e) = privileges::make_undumpable() {
+        crate::complain(format!("cannot make the supervisor undumpable: {e}"));
+        // SAFETY: the child waits for our ack; kill it rather than let it run unprotected.
+        unsafe { libc::kill(child, libc::SIGKILL) };
+        return 2;
+    }
     let listener = match receive_listener(child as u32, report_r) {
         Ok(fd) => fd,
         Err(message) => {
@@ -110,9 +126,64 @@ pub fn run(mut config: Config, command: &[OsString], env: &[(&'static str, OsStr
     wait_for(child)
 }
 
-/// The child: filter on, listener number to the parent, wait for the parent to hold it, exec.
-fn child_side(filter: &Filter, report_w: i32, ack_r: i32, argv: &[*const libc::c_char]) -> ! {
-    let code: i32 = match filter.install() {
+/// What the filter refuses so that the tree can neither reach into the supervisor nor go
+/// around the filter (`docs/threat-model.md`), besides `io_uring` (`ENOSYS`, so that runtimes
+/// fall back to system calls the filter sees).
+fn boundary(supervisor: libc::pid_t) -> Vec<Refusal> {
+    let pid = supervisor as u32;
+    let all = u32::MAX;
+    let raw = libc::SOCK_RAW as u32;
+    vec![
+        Refusal::always(libc::SYS_io_uring_setup, libc::ENOSYS),
+        // Raw IP sockets (of either family), packet sockets, and the obsolete SOCK_PACKET:
+        // they send what they like, where they like. Netlink's SOCK_RAW stays (routes and
+        // addresses are read through it).
+        Refusal::when(
+            libc::SYS_socket,
+            &[(0, all, libc::AF_INET as u32), (1, 0xf, raw)],
+            libc::EPERM,
+        ),
+        Refusal::when(
+            libc::SYS_socket,
+            &[(0, all, libc::AF_INET6 as u32), (1, 0xf, raw)],
+            libc::EPERM,
+        ),
+        Refusal::when(
+            libc::SYS_socket,
+            &[(0, all, libc::AF_PACKET as u32)],
+            libc::EPERM,
+        ),
+        Refusal::when(libc::SYS_socket, &[(1, 0xf, 10)], libc::EPERM),
+        // Another process's memory and descriptors.
+        Refusal::always(libc::SYS_ptrace, libc::EPERM),
+        Refusal::always(libc::SYS_process_vm_readv, libc::EPERM),
+        Refusal::always(libc::SYS_process_vm_writev, libc::EPERM),
+        Refusal::always(libc::SYS_pidfd_getfd, libc::EPERM),
+        // Signals to the supervisor by its pid, to everyone (-1), through a pidfd of it, and
+        // to a thread id (tkill, which nothing current uses; tgkill names the process).
+        Refusal::when(libc::SYS_kill, &[(0, all, pid)], libc::EPERM),
+        Refusal::when(libc::SYS_kill, &[(0, all, u32::MAX)], libc::EPERM),
+        Refusal::when(libc::SYS_tgkill, &[(0, all, pid)], libc::EPERM),
+        Refusal::always(libc::SYS_tkill, libc::EPERM),
+        Refusal::when(libc::SYS_pidfd_open, &[(0, all, pid)], libc::EPERM),
+    ]
+}
+
+/// The child: dies with the supervisor, drops the capabilities that reach around the filter,
+/// filter on, listener number to the parent, waits for the parent to hold it, execs.
+fn child_side(
+    filter: &Filter,
+    supervisor: libc::pid_t,
+    report_w: i32,
+    ack_r: i32,
+    argv: &[*const libc::c_char],
+) -> ! {
+    if !privileges::die_with_parent(supervisor) {
+        // SAFETY: _exit is always safe.
+        unsafe { libc::_exit(126) };
+    }
+    let code: i32 = match privileges::drop_dangerous_capabilities().and_then(|()| filter.install())
+    {
         Ok(listener) => listener,
         Err(e) => -e.raw_os_error().unwrap_or(libc::EPERM),
     };
