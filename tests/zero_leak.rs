@@ -3,7 +3,8 @@
 //! gateway listens on port 3128 and a sniffer records every IPv4 packet that arrives from the
 //! client. Real clients (curl, Python, Node) run under the library with `default = "deny"`,
 //! `strict = true` and one routed domain, and try every way out: routed names, literal
-//! addresses, other ports, UDP. The only packets that may leave the client are to the gateway
+//! addresses, other ports, UDP; and a static program that wants out (`tests/c/escape.c`) runs
+//! under the supervisor. The only packets that may leave the client are to the gateway
 //! endpoint. A control run without the library proves the sniffer sees what leaks.
 //!
 //! Root only (namespaces); nothing leaves the machine: every address lives in the namespaces.
@@ -264,6 +265,33 @@ const net = require("net");
         out.stdout
     );
     assert!(!out.stdout.contains("leaked"), "{}", out.stdout);
+
+    // A static program that wants out (docs/threat-model.md), under the supervisor: raw
+    // connects, raw and packet sockets, the supervisor's memory. Nothing of it may leave.
+    let escape = compile_static(&scratch, "escape");
+    let out = in_client(
+        env!("CARGO_BIN_EXE_mcp-redirect"),
+        &[
+            "run",
+            "--mode",
+            "supervise",
+            "--config",
+            config.to_str().unwrap(),
+            "--",
+            escape.to_str().unwrap(),
+            "10.200.0.99",
+            "443",
+        ],
+    )
+    .without_preload()
+    .output();
+    for line in [
+        "connect by raw system call: EACCES",
+        "raw IP socket: EPERM",
+        "packet socket: EPERM",
+    ] {
+        assert!(out.success().contains(line), "{}", out.describe());
+    }
 
     std::thread::sleep(Duration::from_millis(300));
     let seen = packets(&capture);
