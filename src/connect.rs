@@ -13,6 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use crate::config::Endpoint;
 use crate::gateway::{self, discovery, Destination};
 use crate::log::{Attempt, Event, LogResult};
+use crate::notice::Reason;
 use crate::relay;
 use crate::resolver::memory::WAYS;
 use crate::resolver::names::hash_bytes;
@@ -183,13 +184,34 @@ pub fn decide_connect(
             direct_to_host(rt, host.unwrap_or(""), dst, act.direct, &mut error_text)
         }
         Action::Direct => (act.direct)(&dst),
+        Action::Deny if rt.audit => {
+            // Audit mode: decided and logged as a denial, carried out as if no rule had denied
+            // it (a fake address is resolved for real, as for a direct host).
+            event.enforced = Some(false);
+            notice(rt, host, dst, || Reason::WouldDeny {
+                rule: chosen.decision.rule_index,
+                pattern: chosen.pattern,
+            });
+            if chosen.is_fake {
+                direct_to_host(rt, host.unwrap_or(""), dst, act.direct, &mut error_text)
+            } else {
+                (act.direct)(&dst)
+            }
+        }
         Action::Deny => {
             error_text = "denied by rule".into();
+            notice(rt, host, dst, || Reason::Denied {
+                rule: chosen.decision.rule_index,
+                pattern: chosen.pattern,
+            });
             Err(libc::EACCES)
         }
         Action::Gateway(index) if proto == "udp" => {
             event.gateway = Some(rt.gateways[index].name.as_str());
             error_text = "UDP cannot go through a gateway".into();
+            notice(rt, host, dst, || {
+                Reason::Refused("UDP cannot go through a gateway")
+            });
             Err(libc::EACCES)
         }
         Action::Gateway(index) => {
@@ -231,6 +253,10 @@ pub fn decide_connect(
             match established {
                 Ok(()) => (act.tunneled)(),
                 Err(e) => {
+                    notice(rt, host, dst, || Reason::Gateway {
+                        name: &gw.name,
+                        error: &e.message,
+                    });
                     error_text = e.message.into();
                     Err(e.errno)
                 }
@@ -292,9 +318,37 @@ pub fn decide_datagram(
     );
     let gateway = match chosen.decision.action {
         Action::Direct => return Ok(()),
+        // Audit mode: a denial is not enforced (a routed datagram still cannot go: UDP has no
+        // gateway to go through).
+        Action::Deny if rt.audit => {
+            notice(rt, chosen.host, dst, || Reason::WouldDeny {
+                rule: chosen.decision.rule_index,
+                pattern: chosen.pattern,
+            });
+            rt.log.write(
+                &Event {
+                    proto: Some("udp"),
+                    host: chosen.host,
+                    port: Some(dst.port()),
+                    dst: Some(dst),
+                    rule: Some((chosen.decision.rule_index, chosen.pattern)),
+                    action: Some("deny"),
+                    enforced: Some(false),
+                    error: Some("datagram let through: audit mode"),
+                    via: caller.via,
+                    pid: caller.pid,
+                    ..Default::default()
+                },
+                caller.exe,
+            );
+            return Ok(());
+        }
         Action::Deny => None,
         Action::Gateway(i) => Some(rt.gateways[i].name.as_str()),
     };
+    notice(rt, chosen.host, dst, || {
+        Reason::Refused("a datagram to a routed or denied destination (strict = true)")
+    });
     rt.log.write(
         &Event {
             proto: Some("udp"),
@@ -319,6 +373,9 @@ pub fn decide_datagram(
 /// it out): there is no host to send to the gateway, and the address itself leads nowhere.
 /// Refused (`EHOSTUNREACH`) and logged: never sent direct.
 fn stale_fake(rt: &Runtime, caller: Caller<'_>, proto: &'static str, dst: SocketAddr) -> i32 {
+    notice(rt, None, dst, || {
+        Reason::Refused("a fake address this process no longer knows")
+    });
     rt.log.write(
         &Event {
             proto: Some(proto),
@@ -335,6 +392,24 @@ fn stale_fake(rt: &Runtime, caller: Caller<'_>, proto: &'static str, dst: Socket
         caller.exe,
     );
     libc::EHOSTUNREACH
+}
+
+/// Tells the person running the program, once, that `host` (or the address) was refused; the
+/// reason is built only when a notice is due.
+fn notice<'a>(
+    rt: &Runtime,
+    host: Option<&str>,
+    dst: SocketAddr,
+    reason: impl FnOnce() -> Reason<'a>,
+) {
+    if !rt.notices.enabled() {
+        return;
+    }
+    let what = match host {
+        Some(host) => format!("{host}:{}", dst.port()),
+        None => crate::net::canonical(dst).to_string(),
+    };
+    rt.notices.say(&what, reason());
 }
 
 /// The decision for a destination, and the name and rule it was made with.
@@ -571,6 +646,12 @@ fn relay(
                 )),
             };
             let error = outcome.as_ref().err().map(|e| e.message.as_str());
+            if let Some(error) = error {
+                notice(&rt, host.as_deref(), dst, || Reason::Gateway {
+                    name: &rt.gateways[index].name,
+                    error,
+                });
+            }
             rt.log.write(
                 &Event {
                     proto: Some("tcp"),

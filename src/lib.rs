@@ -22,6 +22,7 @@
 //! - [`lookup`]: what happens to one intercepted name lookup: fake or real answer, log.
 //! - [`dns`]: the DNS wire format (SRV discovery, the supervisor's resolver).
 //! - [`log`]: the JSON-lines security event and its `O_APPEND` writer.
+//! - [`notice`]: the one-line notices on stderr of what was refused, once per host and reason.
 //! - [`runtime`]: the process-wide state: an immutable snapshot, loaded lazily on the first
 //!   hooked call and swapped when the config file changes.
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
@@ -35,6 +36,7 @@ pub mod hooks;
 pub mod log;
 pub mod lookup;
 pub mod net;
+pub mod notice;
 pub mod relay;
 pub mod resolver;
 pub mod rules;

@@ -28,6 +28,7 @@ use crate::config::{self, Config, ConfigError, ConfigSource, Gateway, LogTarget,
 use crate::gateway::discovery::SrvCache;
 use crate::gateway::health::GatewayHealth;
 use crate::log::{Event, LogResult, LogWriter};
+use crate::notice::Notices;
 use crate::resolver::Resolver;
 use crate::rules::{Action, RuleTable};
 use crate::sys;
@@ -62,6 +63,11 @@ pub struct Runtime {
     pub strict: bool,
     /// `[log] direct`: whether direct connections and real lookups are logged.
     pub log_direct: bool,
+    /// `mode = "audit"`: a denial is logged, and the connection goes where it would have gone
+    /// without the rule.
+    pub audit: bool,
+    /// Lines on stderr for refusals (`[log] notices`).
+    pub notices: Notices,
     /// Shared by every snapshot of the process: fake addresses survive reloads.
     pub resolver: Arc<Resolver>,
     pub log: LogWriter,
@@ -315,6 +321,8 @@ impl Runtime {
             discovery: config.discovery,
             strict: config.strict,
             log_direct: config.log_direct,
+            audit: config.audit,
+            notices: Notices::new(config.notices, &config.log),
             resolver,
             rules: config.rules,
             gateways: config.gateways,
@@ -348,6 +356,9 @@ impl Runtime {
             discovery: Default::default(),
             strict: true,
             log_direct: true,
+            audit: false,
+            // The invalid configuration was announced on stderr already.
+            notices: Notices::off(),
             resolver: Arc::new(Resolver::new(&config::DnsConfig::default())),
             log: LogWriter::new(log, &error.log_format),
             exe,

@@ -55,6 +55,8 @@ pub fn from_environment(getenv: &dyn Fn(&str) -> Option<String>) -> Result<Confi
             log_format: LogFormat::Native,
             strict: false,
             log_direct: true,
+            notices: true,
+            audit: false,
         });
     }
 
@@ -124,6 +126,8 @@ pub fn from_environment(getenv: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         log_format: LogFormat::Native,
         strict: false,
         log_direct: true,
+        notices: true,
+        audit: false,
     })
 }
 

@@ -44,6 +44,10 @@ pub struct Config {
     /// Log direct connections and real lookups too (the default); `false` logs only what is
     /// denied, routed or refused, and leaves direct connections without any cost of ours.
     pub log_direct: bool,
+    /// `[log] notices`: one line on stderr per refused host (see `notice`).
+    pub notices: bool,
+    /// `mode = "audit"`: denials are logged (`"enforced": false`) and not enforced.
+    pub audit: bool,
 }
 
 /// Where the configuration came from, for messages and `check`.
@@ -374,6 +378,7 @@ struct FileSchema {
     default: Option<String>,
     on_config_error: Option<String>,
     strict: Option<bool>,
+    mode: Option<String>,
     async_handshake: Option<bool>,
     log: Option<LogSchema>,
     /// The spelling of `log.format`, accepted too.
@@ -392,6 +397,7 @@ struct LogSchema {
     path: Option<String>,
     direct: Option<bool>,
     format: Option<String>,
+    notices: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -802,6 +808,15 @@ fn validate(
         rules.push(Rule::new(host, cidr, ports, rule.process.clone(), action));
     }
 
+    let audit = match schema.mode.as_deref() {
+        None | Some("enforce") => false,
+        Some("audit") => true,
+        Some(other) => {
+            return Err(format!(
+                "mode: \"{other}\" must be \"enforce\" or \"audit\""
+            ))
+        }
+    };
     let dns = validate_dns(schema.dns.as_ref())?;
     let discovery = validate_discovery(schema.discovery.as_ref())?;
     let log = match schema.log.as_ref().and_then(|l| l.path.as_deref()) {
@@ -831,6 +846,8 @@ fn validate(
         dns,
         discovery,
         log_direct: schema.log.as_ref().and_then(|l| l.direct).unwrap_or(true),
+        notices: schema.log.as_ref().and_then(|l| l.notices).unwrap_or(true),
+        audit,
         log,
         log_format,
         strict: schema.strict.unwrap_or(false),

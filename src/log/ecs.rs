@@ -218,6 +218,10 @@ impl Event<'_> {
         if let Some(handshake) = self.handshake {
             text(&mut out, "mcp_redirect.handshake", handshake);
         }
+        if let Some(enforced) = self.enforced {
+            out.key("mcp_redirect.enforced");
+            out.raw(if enforced { "true" } else { "false" });
+        }
         if let Some(dropped) = self.dropped {
             out.key("mcp_redirect.dropped");
             out.number(dropped);

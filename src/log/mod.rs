@@ -57,6 +57,8 @@ pub struct Event<'a> {
     /// How a gateway handshake ran when that is worth saying: `"relay"` (off the program's
     /// thread, for a non-blocking socket), or why a non-blocking socket's could not.
     pub handshake: Option<&'a str>,
+    /// `Some(false)` for a denial that audit mode logged and let through.
+    pub enforced: Option<bool>,
 }
 
 /// One try of one gateway endpoint.
@@ -91,6 +93,7 @@ impl Default for Event<'_> {
             via: None,
             pid: None,
             handshake: None,
+            enforced: None,
         }
     }
 }
@@ -165,6 +168,10 @@ impl Event<'_> {
         if let Some(handshake) = self.handshake {
             out.key("handshake");
             out.string(handshake);
+        }
+        if let Some(enforced) = self.enforced {
+            out.key("enforced");
+            out.raw(if enforced { "true" } else { "false" });
         }
         if let Some(dropped) = self.dropped {
             out.key("dropped");
@@ -835,6 +842,7 @@ mod tests {
             via: Some(text),
             pid: Some(u32::MAX),
             handshake: Some(text),
+            enforced: Some(false),
         }
     }
 

@@ -169,7 +169,15 @@ fn print_summary(config: &Config) {
         LogFormat::Native => String::new(),
         ecs => format!("; format {}", format_text(ecs)),
     };
-    println!("log: {log}{direct}{format}");
+    let notices = if config.notices || config.log == LogTarget::Stderr {
+        ""
+    } else {
+        " (no notices on stderr)"
+    };
+    println!("log: {log}{direct}{format}{notices}");
+    if config.audit {
+        println!("mode: audit: denials are logged (\"enforced\": false) and not enforced");
+    }
     if config.strict {
         println!(
             "strict: datagrams and raw DNS queries to routed or denied destinations are refused"

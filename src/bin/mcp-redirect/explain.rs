@@ -231,6 +231,10 @@ fn explain_one(
             (None, None) => String::new(),
         });
     }
+    if rt.audit && chosen.decision.action == Action::Deny {
+        // Audit mode: the library logs the denial and lets the connection go.
+        decided["enforced"] = json!(false);
+    }
     connect["decision"] = decided;
     report["connect"] = connect;
     Ok(report)
@@ -286,6 +290,9 @@ fn print_text(report: &Value, no_process: bool) {
     };
     let decision = &connect["decision"];
     let mut line = format!("  connect: {} by {rule_text}", s(&decision["action"]));
+    if decision["enforced"] == false {
+        line.push_str(" (audit mode: logged, not enforced: the connection goes direct)");
+    }
     if let Some(gw) = decision["gateway"].as_str() {
         let how = if decision["rewrite"] == true {
             "connected there in place of"
