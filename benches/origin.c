@@ -3,13 +3,20 @@
  *
  *   origin UNIX_PATH
  *
- * prints one line, "sink=PORT http=PORT", once every listener is up, then serves until killed:
+ * prints one line, "sink=PORT echo=PORT hold=PORT http=PORT", once every listener is up, then
+ * serves until killed:
  *
  *   sink (TCP) and UNIX_PATH: accept, close. For pass-through connect(): the client connects
  *       and resets; nothing is read or written.
  *   http: minimal HTTP/1.x on one epoll thread. "GET /bytes/N" streams N bytes (on a thread of
  *       its own, so a 1 GiB transfer does not hold up other clients); any other request gets a
  *       3-byte body. Every response closes the connection.
+ *   echo: a thread per connection sends back whatever it reads (TCP_NODELAY), until EOF. For
+ *       the round-trip time of an established connection through a gateway.
+ *   hold: a gateway that hangs: accepts, reads and discards, never answers, closes when the
+ *       peer does. For handshakes kept in flight. (A listener that never accepts would do for
+ *       one run, but its queue keeps every connection, closed or not, until the backlog is full
+ *       and later rounds would see their SYNs dropped instead.)
  *
  * It never connects anywhere and never resolves a name. */
 #define _GNU_SOURCE
@@ -17,6 +24,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -91,6 +99,61 @@ static void finish(int fd) {
     while (read(fd, drain, sizeof drain) > 0) {
     }
     close(fd);
+}
+
+/* One echo connection: whatever arrives goes back, until the peer closes. */
+static void *echo_conn(void *arg) {
+    int fd = (int)(long)arg;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    char buf[65536];
+    ssize_t r;
+    while ((r = read(fd, buf, sizeof buf)) > 0)
+        if (write_all(fd, buf, (size_t)r) != 0) break;
+    close(fd);
+    return NULL;
+}
+
+static void *echo(void *arg) {
+    int listener = (int)(long)arg;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    for (;;) {
+        int c = accept(listener, NULL, NULL);
+        if (c < 0) continue;
+        pthread_t t;
+        if (pthread_create(&t, &attr, echo_conn, (void *)(long)c) != 0) close(c);
+    }
+    return NULL;
+}
+
+static void *hold(void *arg) {
+    int listener = (int)(long)arg;
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = listener};
+    epoll_ctl(ep, EPOLL_CTL_ADD, listener, &ev);
+    struct epoll_event events[256];
+    char buf[4096];
+    for (;;) {
+        int n = epoll_wait(ep, events, 256, -1);
+        for (int i = 0; i < n; i++) {
+            int fd = events[i].data.fd;
+            if (fd == listener) {
+                int c = accept4(listener, NULL, NULL, SOCK_NONBLOCK);
+                if (c < 0) continue;
+                struct epoll_event cev = {.events = EPOLLIN, .data.fd = c};
+                epoll_ctl(ep, EPOLL_CTL_ADD, c, &cev);
+                continue;
+            }
+            ssize_t r = read(fd, buf, sizeof buf);
+            if (r == 0 || (r < 0 && errno != EAGAIN)) {
+                epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL);
+                close(fd);
+            }
+        }
+    }
+    return NULL;
 }
 
 struct stream_job {
@@ -202,14 +265,18 @@ int main(int argc, char **argv) {
     }
     signal(SIGPIPE, SIG_IGN);
     memset(payload, 'x', sizeof payload);
-    int sink_port, http_port;
+    int sink_port, echo_port, hold_port, http_port;
     int sink_fd = listen_tcp(&sink_port);
     int unix_fd = listen_unix(argv[1]);
+    int echo_fd = listen_tcp(&echo_port);
+    int hold_fd = listen_tcp(&hold_port);
     int http_fd = listen_tcp(&http_port);
-    pthread_t t1, t2;
+    pthread_t t1, t2, t3, t4;
     pthread_create(&t1, NULL, sink, (void *)(long)sink_fd);
     pthread_create(&t2, NULL, sink, (void *)(long)unix_fd);
-    printf("sink=%d http=%d\n", sink_port, http_port);
+    pthread_create(&t3, NULL, echo, (void *)(long)echo_fd);
+    pthread_create(&t4, NULL, hold, (void *)(long)hold_fd);
+    printf("sink=%d echo=%d hold=%d http=%d\n", sink_port, echo_port, hold_port, http_port);
     fflush(stdout);
     serve_http(http_fd);
     return 0;
