@@ -14,11 +14,15 @@
  *   hotpath run [-t THREADS] [-n OPS] [-d SECONDS] [-w WARMUP] KIND ARGS...
  *     connect ADDR              ADDR = 127.0.0.1:PORT or unix:/PATH; connect(), then reset
  *     resolve HOST              getaddrinfo(HOST, "443") + freeaddrinfo
- *     fetch HOST PORT [via socks5|http GWPORT] [bytes N]
+ *     fetch HOST PORT [via socks5|http GWPORT] [bytes N] [nonblock 1]
  *                               HOST is looked up once; per operation: connect, the gateway
  *                               handshake done by this program itself when `via` is given (the
  *                               no-interposer baseline), "GET /", and the first byte of the
- *                               reply (or with `bytes N`, "GET /bytes/N" and all of it)
+ *                               reply (or with `bytes N`, "GET /bytes/N" and all of it).
+ *                               The socket is blocking (the library's synchronous path), or with
+ *                               `nonblock 1` made with SOCK_NONBLOCK, as an event loop makes it
+ *                               (the relay): connect, poll until writable, SO_ERROR, then
+ *                               blocking again for the rest
  *
  *   -n is per thread; -d stops every thread after SECONDS; -w operations per thread run before
  *   the clock starts (the library loads its config on the first call; that is not measured).
@@ -31,7 +35,9 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -183,6 +189,7 @@ static struct {
     enum via via;
     int gw_port;
     unsigned long long bytes;
+    int nonblock;
     double deadline_ns;
 } cfg;
 
@@ -270,6 +277,31 @@ static void reset_close(int s) {
     close(s);
 }
 
+/* connect() as an event loop does it: non-blocking, then wait for the outcome; the socket is
+ * blocking again afterwards. */
+static int connect_nonblock(int s, const struct sockaddr *addr, socklen_t len) {
+    if (connect(s, addr, len) != 0) {
+        if (errno != EINPROGRESS) return -1;
+        struct pollfd p = {.fd = s, .events = POLLOUT};
+        if (poll(&p, 1, 20000) != 1) {
+            errno = ETIMEDOUT;
+            return -1;
+        }
+        int err = 0;
+        socklen_t elen = sizeof err;
+        getsockopt(s, SOL_SOCKET, SO_ERROR, &err, &elen);
+        if (err) {
+            errno = err;
+            return -1;
+        }
+    }
+    return fcntl(s, F_SETFL, fcntl(s, F_GETFL) & ~O_NONBLOCK);
+}
+
+static int do_connect(int s, const struct sockaddr *addr, socklen_t len) {
+    return cfg.nonblock ? connect_nonblock(s, addr, len) : connect(s, addr, len);
+}
+
 static unsigned long long one_op(void) {
     switch (cfg.kind) {
     case K_CONNECT: {
@@ -293,15 +325,15 @@ static unsigned long long one_op(void) {
         return 0;
     }
     case K_FETCH: {
-        int s = socket(AF_INET, SOCK_STREAM, 0);
+        int s = socket(AF_INET, SOCK_STREAM | (cfg.nonblock ? SOCK_NONBLOCK : 0), 0);
         if (s < 0) die("socket");
         if (cfg.via == VIA_NONE) {
-            if (connect(s, (struct sockaddr *)&cfg.addr, cfg.addr_len) != 0) die("connect");
+            if (do_connect(s, (struct sockaddr *)&cfg.addr, cfg.addr_len) != 0) die("connect");
         } else {
             struct sockaddr_in gw = {.sin_family = AF_INET,
                                      .sin_port = htons((uint16_t)cfg.gw_port),
                                      .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-            if (connect(s, (struct sockaddr *)&gw, sizeof gw) != 0) die("connect to gateway");
+            if (do_connect(s, (struct sockaddr *)&gw, sizeof gw) != 0) die("connect to gateway");
             if (cfg.via == VIA_SOCKS5)
                 socks5_handshake(s);
             else
@@ -382,7 +414,7 @@ static int parse_addr(const char *text) {
 static int usage(void) {
     fprintf(stderr, "usage: hotpath run [-t THREADS] [-n OPS] [-d SECONDS] [-w WARMUP] "
                     "connect ADDR | resolve HOST | fetch HOST PORT [via socks5|http GWPORT] "
-                    "[bytes N]\n       hotpath spawn [NAME=VALUE...] -- CMD ARGS...\n");
+                    "[bytes N] [nonblock 1]\n       hotpath spawn [NAME=VALUE...] -- CMD ARGS...\n");
     return 2;
 }
 
@@ -418,6 +450,8 @@ static int run_main(int argc, char **argv) {
                 i++;
             } else if (strcmp(argv[i], "bytes") == 0) {
                 cfg.bytes = strtoull(argv[i + 1], NULL, 10);
+            } else if (strcmp(argv[i], "nonblock") == 0) {
+                cfg.nonblock = atoi(argv[i + 1]);
             } else {
                 return usage();
             }
