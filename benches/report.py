@@ -26,6 +26,7 @@ import sys
 MODE_NAMES = {
     "none": "no preload",
     "mcpr": "mcp-redirect",
+    "mcpr-sync": "mcp-redirect, async_handshake = false",
     "mcpr-quiet": "mcp-redirect, log.direct = false",
     "mcpr-logoff": "mcp-redirect, log off",
     "pc4": "proxychains4",
@@ -285,21 +286,29 @@ def data(run, results):
         mib = lambda r: r["bytes_per_s"] / 2**20
         cpu = lambda r: (r["curl"]["user_s"] + r["curl"]["sys_s"]) / (r["bytes"] / 2**30) if r.get("bytes") else None
         base = run.values("data", case, "none", mib)
+        sync = run.values("data", case, "mcpr-sync", mib)
         for mode in run.modes("data", case):
             v = run.values("data", case, mode, mib)
             c = run.values("data", case, mode, cpu)
             vs = paired(v, base, lambda x, y: x / y)
+            vs_sync = paired(v, sync, lambda x, y: x / y) if mode == "mcpr" else []
+            relayed = run.values("data", case, mode, lambda r: r.get("relayed"))
             size = next((r["r"]["bytes"] for r in run.rows if r["scenario"] == "data" and "r" in r), 0)
             results.setdefault("data", {}).setdefault(case, {})[mode] = {
                 "mib_per_s": stat(v), "curl_cpu_s_per_gib": stat(c), "vs_curl_to_gateway": stat(vs),
+                "vs_sync": stat(vs_sync), "relayed_runs": sum(1 for x in relayed.values() if x),
                 "bytes": size}
             shown = ("curl speaking to the gateway itself" if case != "no-gateway" else "no preload") if mode == "none" else mode_name(mode)
+            if mode == "mcpr":
+                shown += f" (relay: {sum(1 for x in relayed.values() if x)} of {len(relayed)} transfers)"
             rows.append([label, shown, spread(list(v.values()), lambda x: f"{x:,.0f}"),
                          "" if mode == "none" else spread(vs, pct),
+                         spread(vs_sync, times) if vs_sync else "",
                          spread(list(c.values()), lambda x: f"{x:.2f}")])
     size = next((r["r"]["bytes"] for r in run.rows if r["scenario"] == "data" and "r" in r), 0)
     return (f"6. Data path: curl downloads {size / 2**20:,.0f} MiB through the gateway",
-            table(["gateway", "mode", "MiB/s", "vs curl to the gateway", "curl CPU s per GiB"], rows))
+            table(["gateway", "mode", "MiB/s", "vs curl to the gateway",
+                   "relay vs async_handshake = false", "curl CPU s per GiB"], rows))
 
 
 def log_writer(run, results):
@@ -341,6 +350,163 @@ def log_writer(run, results):
     return ("7. Log writer", first + "\n\nConnect latency with the log on and off:\n\n" + second)
 
 
+# ---- the relay (issue 14): routed connects on non-blocking sockets ---------------------------
+
+RELAY_MODES = {
+    "none": "no preload",
+    "mcpr": "mcp-redirect, relay (the default)",
+    "mcpr-sync": "mcp-redirect, async_handshake = false",
+    "pc4": "proxychains4",
+}
+
+
+def relay_mode(mode, floor=None):
+    if mode == "none" and floor:
+        return f"no preload ({floor})"
+    return RELAY_MODES.get(mode, mode_name(mode))
+
+
+def eventloop(run, results):
+    rows = []
+    for client, label in (("node", "Node fetch()"), ("python", "Python asyncio")):
+        sync = run.values("eventloop", client, "mcpr-sync", lambda r: r["run"]["wall_s"])
+        for mode in ("none", "mcpr", "mcpr-sync", "pc4"):
+            w = run.values("eventloop", client, mode, lambda r: r["run"]["wall_s"])
+            if not w:
+                continue
+            d = run.values("eventloop", client, mode, lambda r: r["run"]["loop_delay_max_ms"])
+            tick = run.values("eventloop", client, mode, lambda r: r["run"].get("tick_late_max_ms"))
+            held = run.values("eventloop", client, mode, lambda r: r["held_max"])
+            relayed = run.values("eventloop", client, mode, lambda r: r["relayed"])
+            vs = paired(w, sync, lambda x, y: x / y) if mode != "mcpr-sync" else []
+            results.setdefault("eventloop", {}).setdefault(client, {})[mode] = {
+                "wall_s": stat(w), "loop_delay_max_ms": stat(d), "tick_late_max_ms": stat(tick),
+                "held_at_once": stat(held), "relayed_connects": stat(relayed), "vs_sync": stat(vs)}
+            rows.append([label, relay_mode(mode, "straight to the origin"),
+                         spread(list(w.values()), lambda x: f"{x:.2f}"),
+                         spread(vs, times) if vs else "",
+                         spread(list(d.values()), lambda x: f"{x:,.0f}"),
+                         "" if mode == "none" else f"{median(list(held.values())):g}",
+                         f"{median(list(relayed.values())):g}"])
+    delay = next((r["r"].get("delay_s") for r in run.rows if r["scenario"] == "eventloop" and "r" in r), None)
+    results.setdefault("eventloop", {})["delay_s"] = delay
+    held_for = f" {delay * 1000:.0f} ms" if delay else ""
+    return (f"8. Event loops: 8 requests at once through an HTTP CONNECT gateway that holds each CONNECT{held_for} "
+            "(benches/slow_gateway.py)",
+            table(["client", "mode", "wall s, all 8", "vs async_handshake = false",
+                   "event loop's longest delay, ms", "CONNECTs the gateway held at once",
+                   "connects the relay carried"], rows))
+
+
+def connect_time(run, results):
+    rows = []
+    f1 = lambda x: f"{x:.1f}"
+    for mode in ("none", "mcpr", "mcpr-sync", "pc4"):
+        get = lambda key, p: run.values("connect", "socks5", mode, lambda r: r[key][p])
+        ret50, ret99 = get("return_us", "p50"), get("return_us", "p99")
+        if not ret50:
+            continue
+        rdy50, rdy99 = get("ready_us", "p50"), get("ready_us", "p99")
+        einp = run.values("connect", "socks5", mode, lambda r: r["einprogress"] / r["n"])
+        n = next((r["r"]["n"] for r in run.rows if r["scenario"] == "connect" and "r" in r), None)
+        results.setdefault("connect", {})[mode] = {
+            "return_p50_us": stat(ret50), "return_p99_us": stat(ret99),
+            "ready_p50_us": stat(rdy50), "ready_p99_us": stat(rdy99),
+            "einprogress_share": stat(einp), "n": n}
+        rows.append([relay_mode(mode, "a loopback listener, no gateway"),
+                     spread(list(ret50.values()), f1), spread(list(ret99.values()), f1),
+                     spread(list(rdy50.values()), f1), spread(list(rdy99.values()), f1),
+                     f"{median(list(einp.values())) * 100:.0f}%"])
+    n = results.get("connect", {}).get("mcpr", {}).get("n", "n/a")
+    return (f"9. connect() on a non-blocking socket, routed through SOCKS5 (microsocks): µs, over {n} "
+            "connects per round",
+            table(["mode", "connect() returns: p50", "p99", "connected (writable): p50", "p99",
+                   "returned EINPROGRESS"], rows))
+
+
+def rtt(run, results):
+    rows = []
+    f1 = lambda x: f"{x:.1f}"
+    sync50 = run.values("rtt", "socks5", "mcpr-sync", lambda r: r["rtt_us"]["p50"])
+    syncm = run.values("rtt", "socks5", "mcpr-sync", lambda r: r["rtt_us"]["mean"])
+    n = next((r["r"]["n"] for r in run.rows if r["scenario"] == "rtt" and "r" in r), "n/a")
+    for mode in ("none", "mcpr", "mcpr-sync"):
+        p50 = run.values("rtt", "socks5", mode, lambda r: r["rtt_us"]["p50"])
+        if not p50:
+            continue
+        p99 = run.values("rtt", "socks5", mode, lambda r: r["rtt_us"]["p99"])
+        mean = run.values("rtt", "socks5", mode, lambda r: r["rtt_us"]["mean"])
+        a50 = paired(p50, sync50, lambda x, y: x - y) if mode == "mcpr" else []
+        am = paired(mean, syncm, lambda x, y: x - y) if mode == "mcpr" else []
+        results.setdefault("rtt", {})[mode] = {
+            "p50_us": stat(p50), "p99_us": stat(p99), "mean_us": stat(mean),
+            "added_p50_us": stat(a50), "added_mean_us": stat(am), "n": n}
+        rows.append([relay_mode(mode, "straight to the echo server"),
+                     spread(list(p50.values()), f1), spread(list(p99.values()), f1),
+                     spread(list(mean.values()), f1),
+                     f"{spread(a50, lambda x: f'{x:+.1f}')} / {spread(am, lambda x: f'{x:+.1f}')}"
+                     if a50 else ""])
+    return (f"10. Established routed connection: round trip of 64 bytes to an echo server through "
+            f"SOCKS5, µs ({n:,} round trips per round)" if isinstance(n, int) else
+            "10. Established routed connection: round trip of 64 bytes",
+            table(["mode", "p50", "p99", "mean", "added by the relay: p50 / mean"], rows))
+
+
+def inflight(run, results):
+    rows = []
+    vals = {k: run.values("inflight", "socks5", "mcpr", lambda r, k=k: r[k])
+            for k in ("fds_per_conn", "rss_bytes_per_conn", "kernel_tcp_bytes_per_conn", "pending",
+                      "connect_us_mean", "n")}
+    if not vals["n"]:
+        return None
+    n = median(list(vals["n"].values()))
+    results["inflight"] = {k: stat(v) for k, v in vals.items()}
+    rows.append([f"{n:,.0f}", spread(list(vals["fds_per_conn"].values()), lambda x: f"{x:.2f}"),
+                 spread(list(vals["rss_bytes_per_conn"].values()), lambda x: f"{x:,.0f}"),
+                 spread([v / 1024 for v in vals["kernel_tcp_bytes_per_conn"].values()], lambda x: f"{x:,.1f}"),
+                 f"{median(list(vals['pending'].values())):,.0f}",
+                 spread(list(vals["connect_us_mean"].values()), lambda x: f"{x:.1f}")])
+    return ("11. Relayed handshakes in flight (a gateway that accepts and never answers): cost per connection",
+            table(["handshakes in flight", "descriptors", "RSS bytes (the process)",
+                   "kernel TCP memory, KiB (sockstat, whole machine)", "still in flight when counted",
+                   "connect() µs, mean"], rows))
+
+
+def relay_targets(results):
+    rows = []
+    el = results.get("eventloop", {})
+    for client, label in (("node", "Node fetch()"), ("python", "Python asyncio")):
+        m = el.get(client, {})
+        w = (m.get("mcpr") or {}).get("wall_s")
+        if w:
+            ctx = ", ".join(f"{RELAY_MODES[k]} {m[k]['wall_s']['median']:.2f} s"
+                            for k in ("mcpr-sync", "pc4", "none") if m.get(k, {}).get("wall_s"))
+            held = f" {el['delay_s'] * 1000:.0f} ms" if el.get("delay_s") else ""
+            rows.append([f"8 parallel requests through a gateway that holds each CONNECT{held}, {label}: "
+                         "< 1.5 s with the relay",
+                         f"{w['median']:.2f} s ({ctx})",
+                         "met" if w["median"] < 1.5 else f"missed: {w['median']:.2f} s"])
+    d = results.get("data", {})
+    for case in ("socks5", "http"):
+        v = (d.get(case, {}).get("mcpr") or {}).get("vs_sync")
+        if v:
+            rows.append([f"throughput through {case}: relay ≥ 0.9× async_handshake = false",
+                         f"{v['median']:.2f}×", "met" if v["median"] >= 0.9 else f"missed: {v['median']:.2f}×"])
+    r = results.get("rtt", {}).get("mcpr", {})
+    if r.get("added_mean_us"):
+        a, b = r["added_p50_us"]["median"], r["added_mean_us"]["median"]
+        rows.append(["round trip of an established connection: < 50 µs added by the relay",
+                     f"p50 {a:+.1f} µs, mean {b:+.1f} µs",
+                     "met" if max(a, b) < 50 else f"missed: {max(a, b):+.1f} µs"])
+    f = (results.get("inflight") or {}).get("fds_per_conn")
+    if f:
+        rows.append(["descriptors per relayed connection: 3 (the program's, two of the relay's)",
+                     f"{f['median']:.2f}", "as designed" if abs(f["median"] - 3) < 0.05 else "not 3"])
+    if not rows:
+        return None
+    return ("Targets (issue 14), at the median", table(["target", "measured", "verdict"], rows))
+
+
 def strace_counts(path):
     counts = {}
     for line in open(path):
@@ -356,7 +522,7 @@ def strace_counts(path):
 def hotpath(run, results):
     rows = []
     sdir = os.path.join(run.out, "strace")
-    for kind in ("inet", "unix", "socks5", "http"):
+    for kind in ("inet", "unix", "socks5", "http", "socks5nb"):
         for mode in MODE_NAMES:
             pattern = re.compile(re.escape(f"{kind}-{mode}-") + r"(\d+)\.txt$")
             files = sorted((p for p in glob.glob(os.path.join(sdir, f"{kind}-*.txt"))
@@ -374,9 +540,12 @@ def hotpath(run, results):
             listed = ", ".join(f"{k} {v:g}" for k, v in sorted(per.items(), key=lambda kv: (-kv[1], kv[0])))
             rows.append([{"inet": "direct connect, AF_INET", "unix": "connect, AF_UNIX",
                           "socks5": "redirected connection, SOCKS5",
+                          "socks5nb": "redirected connection, SOCKS5, non-blocking socket",
                           "http": "redirected connection, HTTP CONNECT"}[kind],
                          "no preload (the client speaks the gateway's protocol)"
-                         if mode == "none" and kind in ("socks5", "http") else mode_name(mode),
+                         if mode == "none" and kind in ("socks5", "http", "socks5nb")
+                         else "mcp-redirect, relay" if mode == "mcpr" and kind == "socks5nb"
+                         else mode_name(mode),
                          f"{sum(per.values()):g}", listed,
                          f"{median(list(allocs.values())):g}" if allocs else "n/a"])
     for case, label in (("resolve-routed", "routed lookup"),):
@@ -630,8 +799,11 @@ def report(args):
     if r:
         sections.append(r)
     sections += [start(run, results), data(run, results), log_writer(run, results),
-                 hotpath(run, results)]
+                 eventloop(run, results), connect_time(run, results), rtt(run, results)]
+    sections += [s for s in (inflight(run, results),) if s]
+    sections.append(hotpath(run, results))
     sections.append(targets(results))
+    sections += [s for s in (relay_targets(results),) if s]
     sections.insert(0, headline(results))
     text = machine(run) + "\n\n" + "\n\n".join(f"### {title}\n\n{body}" for title, body in sections) + "\n"
     if run.failed:

@@ -5,7 +5,7 @@
 #   scripts/bench.sh [--smoke] [--no-install] [--rounds N] [--wait-load X] [--no-criterion]
 #                    [--update-doc]
 #
-# Seven scenarios (issue 8; BENCHMARKS.md has the latest tables and what they mean):
+# Eleven scenarios (issues 8 and 14; BENCHMARKS.md has the latest tables and what they mean):
 #   1 pass-through connect (AF_INET to a direct loopback listener, AF_UNIX; 1 and 2 threads)
 #   2 redirected connect + handshake + first byte, through one SOCKS5 (microsocks) and one HTTP
 #     CONNECT (tinyproxy) gateway, with the client's CPU time per connection (getrusage)
@@ -15,6 +15,15 @@
 #   6 data path: 1 GiB through each gateway, curl, against curl speaking to the gateway itself
 #     (in the first 3 rounds only: each transfer takes seconds)
 #   7 log writer: lines per second from 8 threads and from 4 processes sharing one file
+# and for routed connects on non-blocking sockets (the relay, docs/nonblocking.md), each against
+# the same library with async_handshake = false (the handshake inside connect()):
+#   8 event loops: 8 parallel requests (Node fetch, Python asyncio) through an HTTP CONNECT
+#     gateway that holds each CONNECT 600 ms (benches/slow_gateway.py): wall time, the longest
+#     the event loop was held up, and how many CONNECTs the gateway held at once
+#   9 connect() return time on a non-blocking socket (p50, p99), and the time until writable
+#  10 an established routed connection: 1 GiB through each gateway (in scenario 6) and the round
+#     trip of 64 bytes to an echo server through SOCKS5
+#  11 descriptors and memory per relayed handshake in flight (a gateway that never answers)
 # Every measurement runs once per round, every mode of a case one after the other, rounds
 # repeated (--rounds, default 5): tables give the median and the range over rounds, and
 # ratios are taken round by round. The last lines printed are the Markdown tables; the raw
@@ -60,10 +69,13 @@ inner_main() {
     trap 'exit 143' TERM
     trap 'exit 130' INT
 
-    # Counts: seconds per rate measurement, data size, hyperfine runs, strace batch.
+    # Counts: seconds per rate measurement, data size, hyperfine runs, strace batch; the slow
+    # gateway's hold, connects timed, round trips, handshakes held in flight.
     local dur=0.3 dur_gw=0.5 data=$((1 << 30)) hf_runs=10 hf_warm=2 st_n=1000
+    local slow_delay=0.6 ct_n=2000 pp_n=10000 if_n=1000
     if ((smoke)); then
         dur=0.05 dur_gw=0.1 data=$((16 << 20)) hf_runs=2 hf_warm=0 st_n=100
+        slow_delay=0.02 ct_n=50 pp_n=200 if_n=50
     fi
     local python=/usr/bin/python3 node
     node=$(command -v node)
@@ -124,12 +136,23 @@ EOF
 
     local i
     for i in $(seq 100); do [[ -s $work/origin.out ]] && break; sleep 0.05; done
-    local sink origin
+    local sink origin echo_port hold
     sink=$(sed -n 's/^sink=\([0-9]*\) .*/\1/p' "$work/origin.out")
+    echo_port=$(sed -n 's/.* echo=\([0-9]*\) .*/\1/p' "$work/origin.out")
+    hold=$(sed -n 's/.* hold=\([0-9]*\) .*/\1/p' "$work/origin.out")
     origin=$(sed -n 's/.* http=\([0-9]*\)$/\1/p' "$work/origin.out")
-    [[ -n $sink && -n $origin ]] || { echo "bench: the origin did not start" >&2; cat "$work/origin.err" >&2; return 1; }
+    [[ -n $sink && -n $echo_port && -n $hold && -n $origin ]] ||
+        { echo "bench: the origin did not start" >&2; cat "$work/origin.err" >&2; return 1; }
+    # The slow gateway tunnels to 127.0.0.1 whatever host a CONNECT names: it needs no names.
+    local slow
+    slow=$(free_port)
+    : >"$work/slow-held"
+    /usr/bin/python3 benches/slow_gateway.py --port "$slow" --delay "$slow_delay" \
+        --held "$work/slow-held" >"$work/slow.out" 2>&1 &
+    bench_pids+=($!)
     wait_port "$socks" microsocks
     wait_port "$http_gw" tinyproxy
+    wait_port "$slow" slow_gateway.py
     for i in $(seq 100); do grep -q ready "$work/sentinel.out" 2>/dev/null && break; sleep 0.05; done
     local sentinel=1
     grep -q ready "$work/sentinel.out" || {
@@ -138,13 +161,18 @@ EOF
     }
 
     # ---- configurations ----
+    # mcpr-sync is mcpr with the relay turned off: routed connects on non-blocking sockets do the
+    # handshake inside connect(), as before the relay (the "before" of scenarios 8 to 10).
     local log_cfg
     for log_cfg in "mcpr:path = \"$work/events.jsonl\"" \
+        "mcpr-sync:path = \"$work/events.jsonl\"" \
         "mcpr-quiet:path = \"$work/events.jsonl\"
 direct = false" \
         "mcpr-logoff:path = \"off\"" \
         "mcpr-logtp:path = \"$work/throughput.jsonl\""; do
         cat >"$work/${log_cfg%%:*}.toml" <<EOF
+async_handshake = $([[ ${log_cfg%%:*} == mcpr-sync ]] && echo false || echo true)
+
 [log]
 ${log_cfg#*:}
 
@@ -156,9 +184,27 @@ endpoints = ["127.0.0.1:$socks"]
 kind = "http"
 endpoints = ["127.0.0.1:$http_gw"]
 
+[gateways.slow]
+kind = "http"
+endpoints = ["127.0.0.1:$slow"]
+
+# Never answers (scenario 11): its handshakes must stay in flight while they are counted.
+[gateways.hold]
+kind = "socks5"
+endpoints = ["127.0.0.1:$hold"]
+connect_timeout_ms = 60000
+
 [[rules]]
 host = "socks.bench.test"
 via = "socks"
+
+[[rules]]
+host = "*.slow.bench.test"
+via = "slow"
+
+[[rules]]
+host = "hold.bench.test"
+via = "hold"
 
 [[rules]]
 host = "http.bench.test"
@@ -189,17 +235,19 @@ EOF
             } >"$work/pc4$([[ $dns == on ]] && echo dns)-$gw.conf"
         done
     done
+    printf 'strict_chain\nquiet_mode\ntcp_read_time_out 15000\ntcp_connect_time_out 8000\n[ProxyList]\nhttp 127.0.0.1 %s\n' \
+        "$slow" >"$work/pc4-slow.conf"
     # torsocks: our SOCKS server in place of tor; loopback goes direct; .onion names get
     # cookies from 127.42.42.0/24 and are sent to the SOCKS server by name.
     printf 'TorAddress 127.0.0.1\nTorPort %s\nOnionAddrRange 127.42.42.0/24\nAllowOutboundLocalhost 1\n' \
         "$socks" >"$work/torsocks.conf"
 
-    # The environment of each mode; $2 picks the proxychains file (direct, socks, http).
+    # The environment of each mode; $2 picks the proxychains file (direct, socks, http, slow).
     local -a E
     envs_for() {
         case $1 in
         none) E=(LD_PRELOAD=) ;;
-        mcpr | mcpr-quiet | mcpr-logoff | mcpr-logtp) E=(LD_PRELOAD="$lib" MCP_REDIRECT_CONFIG="$work/$1.toml") ;;
+        mcpr | mcpr-sync | mcpr-quiet | mcpr-logoff | mcpr-logtp) E=(LD_PRELOAD="$lib" MCP_REDIRECT_CONFIG="$work/$1.toml") ;;
         pc4) E=(LD_PRELOAD="$pclib" PROXYCHAINS_CONF_FILE="$work/pc4-$2.conf") ;;
         pc4-dns) E=(LD_PRELOAD="$pclib" PROXYCHAINS_CONF_FILE="$work/pc4dns-$2.conf") ;;
         torsocks) E=(LD_PRELOAD="$tslib" TORSOCKS_CONF_FILE="$work/torsocks.conf") ;;
@@ -351,40 +399,104 @@ EOF
             done
         done
     }
-    # Data path: curl fetches $data bytes; "none" is curl speaking to the gateway itself.
+    # relayed_since BYTES: connects the relay carried (log lines with "handshake":"relay") in the
+    # shared log after its first BYTES bytes (log_size before the run: the log grows to hundreds
+    # of MB, so the end is read from an offset); so that a table shows which path was measured.
+    log_size() { stat -c %s "$work/events.jsonl" 2>/dev/null || echo 0; }
+    relayed_since() {
+        tail -c "+$(($1 + 1))" "$work/events.jsonl" 2>/dev/null | grep -c '"handshake":"relay"' || true
+    }
+    # Data path: curl fetches $data bytes; "none" is curl speaking to the gateway itself. curl's
+    # sockets are non-blocking: mcpr goes through the relay, mcpr-sync does not.
     scenario_data() {
         local result
         transfer() { # CASE MODE GW CURL-ARGS...
-            local tcase=$1 tmode=$2 tgw=$3
+            local tcase=$1 tmode=$2 tgw=$3 before
             shift 3
             envs_for "$tmode" "$tgw"
+            before=$(log_size)
             if result=$(timeout 300 "$hp" spawn "${E[@]}" -- curl -sS -o /dev/null \
                 -w '%{speed_download} %{size_download}\n' "$@" 2>"$work/last.err") &&
                 [[ $(tail -n 1 <<<"$result") == '{'* ]]; then
                 local speed size
                 read -r speed size <<<"$(head -n 1 <<<"$result")"
-                record data "$tcase" "$tmode" "{\"bytes_per_s\":$speed,\"bytes\":$size,\"curl\":$(tail -n 1 <<<"$result")}"
+                record data "$tcase" "$tmode" "{\"bytes_per_s\":$speed,\"bytes\":$size,\"relayed\":$(relayed_since "$before"),\"curl\":$(tail -n 1 <<<"$result")}"
             else
                 failed data "$tcase" "$tmode"
             fi
         }
-        for mode in $(rotate none mcpr pc4 pc4-dns); do
+        for mode in $(rotate none mcpr mcpr-sync pc4 pc4-dns); do
             case $mode in
             none) transfer socks5 none socks --socks5-hostname "127.0.0.1:$socks" "http://origin.bench.test:$origin/bytes/$data" ;;
-            mcpr) transfer socks5 mcpr socks "http://socks.bench.test:$origin/bytes/$data" ;;
+            mcpr*) transfer socks5 "$mode" socks "http://socks.bench.test:$origin/bytes/$data" ;;
             pc4) transfer socks5 pc4 socks "http://127.0.0.1:$origin/bytes/$data" ;;
             pc4-dns) transfer socks5 pc4-dns socks "http://origin.bench.test:$origin/bytes/$data" ;;
             esac
         done
-        for mode in $(rotate none mcpr pc4 pc4-dns); do
+        for mode in $(rotate none mcpr mcpr-sync pc4 pc4-dns); do
             case $mode in
             none) transfer http none http -p -x "http://127.0.0.1:$http_gw" "http://origin.bench.test:$origin/bytes/$data" ;;
-            mcpr) transfer http mcpr http "http://http.bench.test:$origin/bytes/$data" ;;
+            mcpr*) transfer http "$mode" http "http://http.bench.test:$origin/bytes/$data" ;;
             pc4) transfer http pc4 http "http://127.0.0.1:$origin/bytes/$data" ;;
             pc4-dns) transfer http pc4-dns http "http://origin.bench.test:$origin/bytes/$data" ;;
             esac
         done
         transfer no-gateway none direct "http://127.0.0.1:$origin/bytes/$data"
+    }
+    # Event loops: 8 requests at once through the slow gateway. mcp-redirect gets 8 routed names
+    # (one fake address each), proxychains4 and no preload 127.0.0.1 (undici and asyncio open a
+    # connection per request in flight either way); no preload goes straight to the origin, the
+    # floor. Each run also says how many CONNECTs the gateway held at once, and how many connects
+    # the relay carried.
+    scenario_eventloop() {
+        local client result before held_before held j
+        local -a cmd targets
+        for client in node python; do
+            for mode in $(rotate none mcpr mcpr-sync pc4); do
+                targets=()
+                for j in 0 1 2 3 4 5 6 7; do
+                    case $mode in
+                    mcpr*) targets+=("n$j.slow.bench.test:$origin") ;;
+                    *) targets+=("127.0.0.1:$origin") ;;
+                    esac
+                done
+                if [[ $client == node ]]; then
+                    cmd=("$node" benches/eventloop.js)
+                    for j in "${targets[@]}"; do cmd+=("http://$j/"); done
+                else
+                    cmd=("$python" benches/eventloop.py "${targets[@]}")
+                fi
+                envs_for "$mode" slow
+                before=$(log_size)
+                held_before=$(wc -l <"$work/slow-held")
+                if result=$(timeout 60 env "${E[@]}" "${cmd[@]}" 2>"$work/last.err" | tail -n 1) &&
+                    [[ $result == '{'* ]]; then
+                    held=$(tail -n "+$((held_before + 1))" "$work/slow-held" | sort -n | tail -n 1)
+                    record eventloop "$client" "$mode" "{\"run\":$result,\"delay_s\":$slow_delay,\"held_max\":${held:-0},\"relayed\":$(relayed_since "$before")}"
+                else
+                    failed eventloop "$client" "$mode"
+                fi
+            done
+        done
+    }
+    # The relay seen from a program (benches/relay.c), through SOCKS5: connect() on a
+    # non-blocking socket (no preload: straight to the sink, the floor; proxychains4 for
+    # reference, which also handshakes inside connect()), the round trip of an established
+    # connection (no preload: straight to the echo server), and what a handshake in flight holds.
+    scenario_relay() {
+        for mode in $(rotate none mcpr mcpr-sync pc4); do
+            case $mode in
+            none | pc4) measure connect socks5 "$mode" socks "$work/relay" connect-time -n "$ct_n" 127.0.0.1 "$sink" ;;
+            mcpr*) measure connect socks5 "$mode" socks "$work/relay" connect-time -n "$ct_n" socks.bench.test "$sink" ;;
+            esac
+        done
+        for mode in $(rotate none mcpr mcpr-sync); do
+            case $mode in
+            none) measure rtt socks5 none direct "$work/relay" pingpong -n "$pp_n" -s 64 127.0.0.1 "$echo_port" ;;
+            mcpr*) measure rtt socks5 "$mode" socks "$work/relay" pingpong -n "$pp_n" -s 64 socks.bench.test "$echo_port" ;;
+            esac
+        done
+        measure inflight socks5 mcpr socks "$work/relay" inflight -n "$if_n" hold.bench.test 1080
     }
 
     # CPU busy (percent of the whole machine) over 2 s while we do nothing: other work.
@@ -418,6 +530,8 @@ EOF
         scenario_start
         # A 1 GiB transfer takes seconds per mode: the first 3 rounds only.
         if ((round <= 3)); then scenario_data; fi
+        scenario_eventloop
+        scenario_relay
     done
     echo "end $(cut -d' ' -f1-3 /proc/loadavg)" >>"$out/load.txt"
 
@@ -462,6 +576,24 @@ EOF
             done
             measure allocs "$k" "$mode" "$gwname" "$work/hotpath-allocs" run -n $((st_n / 5)) -w 5 "${fetch[@]}"
         done
+    done
+    # The same client with non-blocking sockets, as an event loop makes them: mcpr hands the
+    # handshake to the relay (strace -f counts the relay thread's calls too, and the counting
+    # malloc its allocations), mcpr-sync does it inside connect(). (The rows above are blocking
+    # sockets: the synchronous path.)
+    for mode in none mcpr mcpr-sync; do
+        local -a fetch
+        case $mode in
+        none) fetch=(fetch origin.bench.test "$origin" via socks5 "$socks" nonblock 1) ;;
+        mcpr*) fetch=(fetch socks.bench.test "$origin" nonblock 1) ;;
+        esac
+        envs_for "$mode" socks
+        for n in $((st_n / 10)) $((st_n / 5)); do
+            timeout 120 strace -f -qq -c -o "$out/strace/socks5nb-$mode-$n.txt" \
+                env "${E[@]}" "$hp" run -n "$n" -w 0 "${fetch[@]}" >/dev/null 2>"$work/last.err" ||
+                failed syscalls socks5nb "$mode"
+        done
+        measure allocs socks5nb "$mode" socks "$work/hotpath-allocs" run -n $((st_n / 5)) -w 5 "${fetch[@]}"
     done
     for mode in none mcpr mcpr-quiet pc4 torsocks; do
         measure allocs inet "$mode" direct "$work/hotpath-allocs" run -n 2000 -w 10 connect "127.0.0.1:$sink"
@@ -579,6 +711,7 @@ trap 'exit 143' TERM
 cc -O2 -pthread -o "$work/hotpath" benches/hotpath.c
 cc -O2 -pthread -DCOUNT_ALLOCS -o "$work/hotpath-allocs" benches/hotpath.c
 cc -O2 -pthread -o "$work/origin" benches/origin.c
+cc -O2 -o "$work/relay" benches/relay.c
 
 if ((criterion)); then
     # Built now, so that waiting for a quiet machine comes after our own compiling.
@@ -644,6 +777,7 @@ PY
 
 # ---- the measurements, inside the DNS fence -----------------------------------------------
 say "Measuring: $rounds rounds (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+measure_started_s=$(date +%s)
 BENCH_INNER=1 BENCH_WAIT_LOAD=$wait_load BENCH_WAIT_DEADLINE=$(($(date +%s) + 1800)) BENCH_WORK=$work BENCH_OUT=$out BENCH_ROUNDS=$rounds BENCH_SMOKE=$smoke \
     BENCH_LIB=$lib BENCH_CLI=$cli BENCH_PCLIB=$pclib BENCH_TSLIB=$tslib \
     unshare --mount --net --propagation private -- bash "$repo/scripts/bench.sh" &
@@ -651,6 +785,7 @@ inner_pid=$!
 inner_status=0
 wait "$inner_pid" || inner_status=$?
 inner_pid=""
+measured_s=$(($(date +%s) - measure_started_s))
 
 # ---- the tables ---------------------------------------------------------------------------
 report=(python3 benches/report.py --out "$out")
@@ -659,6 +794,6 @@ report=(python3 benches/report.py --out "$out")
 report_status=0
 "${report[@]}" || report_status=$?
 echo "raw numbers: $out/raw.jsonl, $out/results.json; tables: $out/tables.md" >&2
-echo "took $(($(date +%s) - started_s)) s, of which $waited_s s waiting for the load to fall" >&2
+echo "took $(($(date +%s) - started_s)) s, of which $waited_s s waiting for the load to fall and $measured_s s measuring" >&2
 ((inner_status == 0)) || { echo "bench: some measurements failed (status $inner_status)" >&2; exit 1; }
 exit "$report_status"
