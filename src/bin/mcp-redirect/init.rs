@@ -56,7 +56,7 @@ action = "direct"
 
 pub fn init(args: InitArgs) -> u8 {
     if !args.from_env {
-        print!("{STARTER}");
+        print!("{STARTER}\n{}", crate::launchers::init_block());
         return 0;
     }
     let config = match crate::run::environment_config() {

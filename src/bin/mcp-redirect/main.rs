@@ -1,6 +1,7 @@
 //! `mcp-redirect`: wrap a program with the library (`run`), validate a config (`check`), see
-//! which rule a host hits (`explain`), read the security log (`report`), start a config
-//! (`init`), copy itself and the library into a directory (`install`). Thin: every decision
+//! which rule a host hits (`explain`), read the security log (`report`), learn the rules a
+//! program needs (`learn`), start a config (`init`), copy itself and the library into a
+//! directory (`install`). Thin: every decision
 //! comes from the library crate, never a second copy.
 //!
 //! Exit codes: 0 success; 1 `check --deny-warnings` found warnings, or `report` met malformed
@@ -14,8 +15,11 @@ mod elf;
 mod explain;
 mod init;
 mod install;
+mod launchers;
+mod learn;
 mod report;
 mod run;
+mod suggest;
 mod supervise;
 
 use std::ffi::OsString;
@@ -64,6 +68,11 @@ enum Command {
         after_help = "Example:\n  mcp-redirect report /var/log/mcp-redirect/events.jsonl --since 2026-11-27T00:00:00Z"
     )]
     Report(report::ReportArgs),
+    /// Run a program in audit mode and print the config with the rules it would have needed
+    #[command(
+        after_help = "Example:\n  mcp-redirect learn --config deny.toml -- npx -y @modelcontextprotocol/server-everything --help > allowed.toml"
+    )]
+    Learn(learn::LearnArgs),
     /// Print a commented starter configuration
     #[command(
         after_help = "Example:\n  HTTPS_PROXY=http://proxy.corp:3128 NO_PROXY=.corp mcp-redirect init --from-env > mcp-redirect.toml"
@@ -122,6 +131,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check::check(args),
         Command::Explain(args) => explain::explain(args),
         Command::Report(args) => report::report(args),
+        Command::Learn(args) => learn::learn(args),
         Command::Init(args) => init::init(args),
         Command::Install(args) => install::install(args),
     };

@@ -36,6 +36,10 @@ pub struct ReportArgs {
     /// Print the summary as one JSON object
     #[arg(long)]
     pub json: bool,
+    /// Print instead the [[rules]] that would let through what the logs show denied (grouped by
+    /// registrable domain), for a config
+    #[arg(long, conflicts_with_all = ["json", "since"])]
+    pub suggest: bool,
 }
 
 /// Malformed lines listed by position; the rest are only counted.
@@ -62,6 +66,9 @@ const STDIN_NAME: &str = "<stdin>";
 /// Runs the subcommand; returns the exit code: 0 every line parsed, 1 some were malformed,
 /// 2 a usage error or a file that could not be read.
 pub fn report(args: ReportArgs) -> u8 {
+    if args.suggest {
+        return suggest(&args.logs);
+    }
     let since = match args.since.as_deref() {
         None => None,
         Some(text) => match parse_rfc3339(text) {
@@ -1574,6 +1581,27 @@ fn top_json<D>(table: &TopK<D>, shown: usize, fields: impl Fn(&str, &D) -> Value
         })
         .collect();
     json!({"approximate": table.approximate(), "distinct": table.distinct(), "entries": entries})
+}
+
+/// `report --suggest LOG...`: the rules that would allow what the logs show denied.
+fn suggest(logs: &[PathBuf]) -> u8 {
+    if logs.is_empty() {
+        crate::complain("report --suggest: name the log files to read");
+        return 2;
+    }
+    let mut reached = crate::suggest::Reached::default();
+    for log in logs {
+        if let Err(e) = reached.read_log(log) {
+            crate::complain(format!("report: cannot read {}: {e}", log.display()));
+            return 2;
+        }
+    }
+    if reached.is_empty() {
+        println!("# Nothing in these logs was denied.");
+    } else {
+        print!("{}", reached.rules());
+    }
+    0
 }
 
 #[cfg(test)]

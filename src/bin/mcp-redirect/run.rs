@@ -139,6 +139,11 @@ pub fn run(args: RunArgs) -> u8 {
         settings.push(Setting::plain(LOG_ENV, log));
     }
 
+    if !launcher_registries_allowed(config_file.as_ref(), &args.command, args.strict) {
+        crate::complain("--strict: the command was not started");
+        return 3;
+    }
+
     let program = &args.command[0];
     let inspection = match elf::inspect(program, std::env::var_os("PATH").as_deref()) {
         Ok(inspection) => inspection,
@@ -244,6 +249,44 @@ pub fn run(args: RunArgs) -> u8 {
     } else {
         126
     }
+}
+
+/// When `command` is a launcher (`npx`, `uvx`, `docker run`...) whose registries the config
+/// denies: says so and which rules would allow them; `false` if `strict` refuses to start it.
+fn launcher_registries_allowed(
+    config_file: Option<&PathBuf>,
+    command: &[OsString],
+    strict: bool,
+) -> bool {
+    let Some((launcher, fetched)) = crate::launchers::registries(command, &crate::getenv) else {
+        return true;
+    };
+    // A second load of the config (the first was moved into the run): cheap, and the same.
+    let Some(config) = crate::check::load(config_file) else {
+        return true;
+    };
+    if config.audit {
+        // Denials are not enforced (`learn` runs programs so): nothing to warn about.
+        return true;
+    }
+    let rt = mcp_redirect::runtime::Runtime::from_config(config, String::new());
+    let denied = crate::launchers::denied(&rt, &fetched);
+    if denied.is_empty() {
+        return true;
+    }
+    let mut rules = String::new();
+    for (registry, rule) in &denied {
+        crate::complain(format!(
+            "warning: {launcher} fetches {} from {}:{}, which this config denies ({rule})",
+            registry.what, registry.host, registry.port
+        ));
+        rules.push_str(&crate::launchers::allow_rule(registry));
+    }
+    crate::complain(format!(
+        "to allow them, add before the other rules (or route them with via = \"GATEWAY\"):\n{}",
+        rules.trim_end()
+    ));
+    !strict
 }
 
 /// Whether `path` is the file this process runs (same device and inode).
