@@ -238,17 +238,16 @@ pub fn decide_connect(
                     Err(reason) => event.handshake = Some(reason),
                 }
             }
-            let established = socket::block_on(through_gateway(
-                &PollWaiter,
-                rt,
-                index,
+            let route = Route {
+                waiter: &PollWaiter,
                 fd,
                 family,
-                &dest,
-                &mut attempts,
-                started,
                 mode,
-            ));
+                started,
+                lookups: true,
+            };
+            let established =
+                socket::block_on(through_gateway(rt, index, &route, &dest, &mut attempts));
             event.endpoint = attempts.iter().rev().find_map(|a| a.address);
             match established {
                 Ok(()) => (act.tunneled)(),
@@ -526,18 +525,34 @@ pub fn choose<'a>(
 /// next endpoint only after a fault of the endpoint's own (unreachable, broken reply, 502-504,
 /// SOCKS general failure), never after a refusal that any endpoint would repeat. Every attempt
 /// goes into `attempts` for the log.
-#[allow(clippy::too_many_arguments)]
-async fn through_gateway(
-    waiter: &dyn Waiter,
-    rt: &Runtime,
-    index: usize,
+/// How one connection reaches its gateway: on which socket, waiting how, and what it may do.
+struct Route<'a> {
+    waiter: &'a dyn Waiter,
+    /// The socket the handshake runs on: the program's own, or the relay's.
     fd: i32,
     family: i32,
+    mode: ConnectMode,
+    /// When the program called `connect()`: the budget counts from there.
+    started: u64,
+    /// Whether names may be looked up with `getaddrinfo`, which blocks: not on the relay's
+    /// thread, where it would hold up every other connection.
+    lookups: bool,
+}
+
+async fn through_gateway(
+    rt: &Runtime,
+    index: usize,
+    route: &Route<'_>,
     dest: &Destination<'_>,
     attempts: &mut Vec<Attempt>,
-    started: u64,
-    mode: ConnectMode,
 ) -> Result<(), gateway::GatewayError> {
+    let Route {
+        waiter,
+        fd,
+        mode,
+        started,
+        ..
+    } = *route;
     let gw = &rt.gateways[index];
     let health = &rt.health[index];
     let now = sys::monotonic_us();
@@ -549,7 +564,7 @@ async fn through_gateway(
     let random = hash_bytes(&now.to_le_bytes()) ^ (fd as u64);
     let mut last_error = None;
     let (labels, addresses) =
-        gateway_candidates(rt, index, family, random, attempts, &mut last_error);
+        gateway_candidates(rt, index, route, random, attempts, &mut last_error).await;
     let order = health.order(gw.strategy, &addresses, gw.max_attempts, key, random, now);
     // The program's own bound on a blocking connect (SO_SNDTIMEO), if tighter, wins.
     let budget_ms = mode
@@ -627,18 +642,15 @@ fn relay(
                         addr,
                         port: dst.port(),
                     };
-                    through_gateway(
-                        &*waiter,
-                        &rt,
-                        index,
-                        gateway_fd,
+                    let route = Route {
+                        waiter: &*waiter,
+                        fd: gateway_fd,
                         family,
-                        &dest,
-                        &mut attempts,
+                        mode: ConnectMode::NonBlocking,
                         started,
-                        ConnectMode::NonBlocking,
-                    )
-                    .await
+                        lookups: false,
+                    };
+                    through_gateway(&rt, index, &route, &dest, &mut attempts).await
                 }
                 Err(errno) => Err(gateway::GatewayError::new(
                     errno,
@@ -687,14 +699,15 @@ fn relay(
 /// The addresses gateway `index` can be reached at from a socket of `family`, with the label
 /// each has in the log: fixed endpoints in their order, SRV entries expanded to their targets
 /// (RFC 2782 order). An entry with no usable address is logged as a failed attempt.
-fn gateway_candidates(
+async fn gateway_candidates(
     rt: &Runtime,
     index: usize,
-    family: i32,
+    route: &Route<'_>,
     random: u64,
     attempts: &mut Vec<Attempt>,
     last_error: &mut Option<gateway::GatewayError>,
 ) -> (Vec<String>, Vec<SocketAddr>) {
+    let family = route.family;
     let gw = &rt.gateways[index];
     let (mut labels, mut addresses) = (Vec::new(), Vec::new());
     let mut unusable = |label: String, error: gateway::GatewayError| {
@@ -708,7 +721,7 @@ fn gateway_candidates(
     };
     for (endpoint_index, endpoint) in gw.endpoints.iter().enumerate() {
         match endpoint {
-            Endpoint::At(fixed) => match endpoint_address(rt, index, endpoint_index, family) {
+            Endpoint::At(fixed) => match endpoint_address(rt, index, endpoint_index, route) {
                 Ok(address) => {
                     labels.push(fixed.to_string());
                     addresses.push(address);
@@ -717,7 +730,16 @@ fn gateway_candidates(
             },
             Endpoint::Srv(name) => {
                 let cache = &rt.discovered[index][endpoint_index];
-                match cache.targets(name, &rt.discovery, &rt.nameservers) {
+                let answer = cache
+                    .targets(
+                        route.waiter,
+                        name,
+                        &rt.discovery,
+                        &rt.nameservers,
+                        route.lookups,
+                    )
+                    .await;
+                match answer {
                     Ok(answer) => {
                         for target in discovery::rfc2782_order(&answer.targets, random) {
                             let label = format!("{}:{} (srv:{name})", target.host, target.port);
@@ -750,14 +772,15 @@ fn gateway_candidates(
     (labels, addresses)
 }
 
-/// The address of fixed endpoint `endpoint_index` of gateway `index` usable from a socket of
-/// `family`: resolved at load, or now if that found nothing.
+/// The address of fixed endpoint `endpoint_index` of gateway `index` usable from the route's
+/// socket: resolved at load, or now if that found nothing and the route may look names up.
 fn endpoint_address(
     rt: &Runtime,
     index: usize,
     endpoint_index: usize,
-    family: i32,
+    route: &Route<'_>,
 ) -> Result<SocketAddr, gateway::GatewayError> {
+    let family = route.family;
     let Some(endpoint) = rt.gateways[index].endpoints[endpoint_index].host_port() else {
         return Err(gateway::GatewayError::endpoint_fault(
             libc::EHOSTUNREACH,
@@ -765,15 +788,20 @@ fn endpoint_address(
         ));
     };
     let known = &rt.endpoint_addrs[index][endpoint_index];
-    let candidates = if known.is_empty() {
+    let candidates = if known.is_empty() && route.lookups {
         runtime::resolve_endpoint(endpoint)
     } else {
         known.clone()
     };
     if candidates.is_empty() {
+        let when = if route.lookups {
+            ""
+        } else {
+            " (it did not when the config was loaded, and the relay looks no names up)"
+        };
         return Err(gateway::GatewayError::endpoint_fault(
             libc::EHOSTUNREACH,
-            format!("gateway endpoint {endpoint} does not resolve"),
+            format!("gateway endpoint {endpoint} does not resolve{when}"),
         ));
     }
     gateway::endpoint_for_family(&candidates, family).ok_or_else(|| {

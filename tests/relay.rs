@@ -261,7 +261,7 @@ try:
     count = 10000
 except (ValueError, OSError):
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    count = min(10000, (hard - 200) // 3)
+    count = min(10000, (hard - 500) // 3)
 print(finish(start("warm.http.test")))
 base_fds, base_rss = settled_fds(), rss_kib()
 addr = socket.getaddrinfo("x.void.test", 80, socket.AF_INET)[0][4]

@@ -55,13 +55,17 @@ pub struct SrvCache {
 }
 
 impl SrvCache {
-    /// The current targets of `name`, asking DNS when the cached answer is stale. `Err` only
-    /// when no answer was ever had.
-    pub fn targets(
+    /// The current targets of `name`, asking DNS when the cached answer is stale, waiting the
+    /// way `waiter` waits. `lookups`: a target the answer gives no address for may be looked up
+    /// with `getaddrinfo`, which blocks (not on the relay's thread). `Err` only when no answer
+    /// was ever had.
+    pub async fn targets(
         &self,
+        waiter: &dyn socket::Waiter,
         name: &str,
         config: &DiscoveryConfig,
         system: &[IpAddr],
+        lookups: bool,
     ) -> Result<Arc<SrvAnswer>, String> {
         let now = sys::monotonic_us();
         let cached = self.answer.load_full();
@@ -77,7 +81,7 @@ impl SrvCache {
             Some(server) => server,
             None => return cached.ok_or_else(|| "no nameserver for SRV lookups".to_string()),
         };
-        match query(name, server, config.timeout_ms) {
+        match query(waiter, name, server, config.timeout_ms, lookups).await {
             Ok((targets, ttl)) => {
                 let ttl = (ttl as u64).clamp(config.min_ttl_s, config.max_ttl_s);
                 let fresh = Arc::new(SrvAnswer {
@@ -108,19 +112,24 @@ impl SrvCache {
     }
 }
 
-/// Asks `server` for the SRV records of `name`; the targets and the smallest TTL.
-pub fn query(
+/// Asks `server` for the SRV records of `name`; the targets and the smallest TTL. A target
+/// without an address in the answer is looked up with `getaddrinfo` only if `lookups`.
+pub async fn query(
+    waiter: &dyn socket::Waiter,
     name: &str,
     server: SocketAddr,
     timeout_ms: u64,
+    lookups: bool,
 ) -> Result<(Vec<SrvTarget>, u32), String> {
     let deadline = socket::Deadline::after_ms(timeout_ms);
     let id = (sys::monotonic_us() as u16) ^ 0x5a5a;
     let question = encode_query(id, name)?;
-    let mut reply = socket::exchange_udp(&server, &question, UDP_MAX, deadline)
+    let mut reply = socket::exchange_udp_waiting(waiter, &server, &question, UDP_MAX, deadline)
+        .await
         .map_err(|e| crate::log::errno_text(&e))?;
     if parse(&reply, id)?.truncated {
-        reply = socket::exchange_tcp(&server, &question, deadline)
+        reply = socket::exchange_tcp_waiting(waiter, &server, &question, deadline)
+            .await
             .map_err(|e| crate::log::errno_text(&e))?;
     }
     let answer = parse(&reply, id)?;
@@ -140,7 +149,7 @@ pub fn query(
             .filter(|(owner, _)| owner.eq_ignore_ascii_case(&record.target))
             .map(|(_, ip)| SocketAddr::new(*ip, record.port))
             .collect();
-        if addrs.is_empty() {
+        if addrs.is_empty() && lookups {
             addrs = sys::resolve_real(&record.target, record.port).unwrap_or_default();
         }
         targets.push(SrvTarget {

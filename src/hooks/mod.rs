@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use libc::{c_int, c_uint, c_void, mmsghdr, msghdr, size_t, sockaddr, socklen_t};
 
 use crate::connect::{self, Act, Outcome};
+use crate::relay::Again;
 use crate::sys::socket::{self, AddrArg, RawSockAddr};
 use crate::sys::{self, real};
 
@@ -98,22 +99,33 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_
             sys::set_errno(libc::EINVAL);
             return -1;
         }
-        // SAFETY: forwarded unchanged.
-        AddrArg::Other => return unsafe { real::connect(fd, addr, len) },
+        AddrArg::Other => {
+            // AF_UNSPEC dissolves whatever the socket was connected to, a relayed tunnel too.
+            // SAFETY: addr is null or readable per the contract; only its family is read.
+            if !addr.is_null() && unsafe { (*addr).sa_family } as i32 == libc::AF_UNSPEC {
+                crate::relay::disconnected(fd);
+            }
+            // SAFETY: forwarded unchanged.
+            return unsafe { real::connect(fd, addr, len) };
+        }
     };
-    // A socket the relay is connecting (EALREADY) or has connected (EISCONN, as after a connect
-    // that completed inside connect()).
+    // A socket the relay is connecting (EALREADY), has connected (EISCONN, as after a connect
+    // that completed inside connect()), or failed to connect (its errno, once).
     match shielded(None, || crate::relay::connect_again(fd)) {
-        Some(libc::EISCONN) => {
-            // The kernel says 0 once after a non-blocking connect completes, then EISCONN: take
-            // the 0 here, so that the program gets EISCONN now and ever after.
-            // SAFETY: forwarded unchanged (an AF_INET/AF_INET6 address: no disconnect).
-            unsafe { real::connect(fd, addr, len) };
-            sys::set_errno(libc::EISCONN);
+        Some(Again::InProgress) => {
+            sys::set_errno(libc::EALREADY);
             return -1;
         }
-        Some(code) => {
-            sys::set_errno(code);
+        Some(again @ (Again::Connected | Again::Failed(_))) => {
+            // Connected: the kernel says 0 once after a non-blocking connect completes, then
+            // EISCONN; take the 0 here, so that the program gets EISCONN now and ever after.
+            // Failed: this settles the kernel's socket (reset by the relay) as unconnected.
+            // SAFETY: forwarded unchanged (an AF_INET/AF_INET6 address: no disconnect).
+            unsafe { real::connect(fd, addr, len) };
+            sys::set_errno(match again {
+                Again::Failed(errno) => errno,
+                _ => libc::EISCONN,
+            });
             return -1;
         }
         None => {}

@@ -152,7 +152,7 @@ pub unsafe extern "C" fn close_range(first: c_uint, last: c_uint, flags: c_int) 
         }
         start = fd.saturating_add(1);
     }
-    if start <= last && start != 0 {
+    if start <= last {
         // SAFETY: the rest of the caller's range.
         rc |= unsafe { real::close_range(start, last, 0) };
     }
@@ -169,6 +169,22 @@ pub unsafe extern "C" fn closefrom(lowest: c_int) {
         // SAFETY: forwarded unchanged.
         return unsafe { real::closefrom(lowest) };
     }
+    let lowest = lowest.max(0) as c_uint;
     // SAFETY: the same request, stepping around the relay's descriptors.
-    unsafe { close_range(lowest.max(0) as c_uint, c_uint::MAX, 0) };
+    if unsafe { close_range(lowest, c_uint::MAX, 0) } == 0 {
+        return;
+    }
+    // No close_range (a kernel before 5.9): one by one up to the relay's highest descriptor,
+    // then libc's own closefrom (which has a way of its own) for the rest.
+    let caller_errno = sys::errno();
+    let highest = shielded(None, || relay::ours_in(lowest, c_uint::MAX).last().copied());
+    if let Some(highest) = highest {
+        for fd in lowest..highest {
+            // SAFETY: close has no memory preconditions; our descriptors are skipped by the hook.
+            unsafe { close(fd as c_int) };
+        }
+        // SAFETY: forwarded, above the relay's descriptors.
+        unsafe { real::closefrom(highest as c_int + 1) };
+    }
+    sys::set_errno(caller_errno);
 }

@@ -59,7 +59,7 @@ const COMPACT_ABOVE: usize = 64;
 const ESTABLISH_WAIT_MS: i32 = 20;
 /// Filler written at most: more means the socket is not behaving as expected (see `withhold`).
 const MAX_FILLER: usize = 8 << 20;
-/// A page-sized run of zero bytes to write the filler from (in `.bss`: the kernel's zero page).
+/// 64 KiB of zero bytes to write the filler from (in `.bss`: the kernel's zero pages).
 static ZEROS: [u8; 65536] = [0; 65536];
 
 /// What the program's threads and the relay thread share.
@@ -72,8 +72,8 @@ struct Shared {
     compact_port: u16,
     /// Handshakes handed over and not finished.
     handshaking: AtomicUsize,
-    /// Bumped to wake the relay's event loop.
-    wake: i32,
+    /// An eventfd bumped to wake the relay's event loop.
+    wake_fd: i32,
     /// Requests handed over and not yet taken (a lock-free stack; the relay takes all at once).
     inbox: AtomicPtr<Message>,
     in_flight: AtomicUsize,
@@ -82,8 +82,8 @@ struct Shared {
 enum Note {
     /// A connection to take over.
     Connect(Job),
-    /// The program set a carried option on a relayed socket: `(fd, inode)`.
-    Options(i32, u64),
+    /// The program set a carried option on its relayed socket `fd`, whose inode is `ino`.
+    Options { fd: i32, ino: u64 },
 }
 
 struct Message {
@@ -160,7 +160,17 @@ fn running() -> Result<&'static Shared, &'static str> {
         .compare_exchange(current, STARTING, Ordering::AcqRel, Ordering::Acquire)
         .is_err()
     {
-        return Err("inline: the relay is starting on another thread");
+        // Another thread won the race to start it: wait for that one.
+        for _ in 0..STARTING_WAITS {
+            if let Some(shared) = shared() {
+                return Ok(shared);
+            }
+            if STATE.load(Ordering::Acquire) != STARTING {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_micros(100));
+        }
+        return shared().ok_or("inline: the relay is starting on another thread");
     }
     match start() {
         Ok(shared) => {
@@ -198,6 +208,12 @@ fn start() -> Result<&'static Shared, &'static str> {
         owned.push(epoll_fd);
         let wake = epoll::eventfd()?;
         owned.push(wake);
+        // Registered here, not on the thread: a failure (the user's epoll watches used up)
+        // must leave connects inline, not wait for a relay that cannot hear them.
+        let readable = libc::EPOLLIN as u32;
+        epoll::add(epoll_fd, wake, readable, event_loop::WAKE)?;
+        epoll::add(epoll_fd, listener, readable, event_loop::LISTENER)?;
+        epoll::add(epoll_fd, compact, readable, event_loop::COMPACT_LISTENER)?;
         // A spare descriptor, given up when the process runs out of them (see `event_loop`).
         let reserve = socket::duplicate(wake)?;
         owned.push(reserve);
@@ -219,15 +235,18 @@ fn start() -> Result<&'static Shared, &'static str> {
         }
     };
     owned.iter().copied().for_each(sockets::mark_ours);
-    let shared: &'static Shared = Box::leak(Box::new(Shared {
+    let shared_ptr = Box::into_raw(Box::new(Shared {
         owner: sys::pid(),
         port,
         compact_port,
         handshaking: AtomicUsize::new(0),
-        wake,
+        wake_fd: wake,
         inbox: AtomicPtr::new(std::ptr::null_mut()),
         in_flight: AtomicUsize::new(0),
     }));
+    // SAFETY: from Box::into_raw just above; it lives as long as the process (the relay thread
+    // and SHARED hold it), unless the thread cannot start, when it is reclaimed below.
+    let shared: &'static Shared = unsafe { &*shared_ptr };
     let fds = event_loop::Descriptors {
         listener,
         compact,
@@ -246,6 +265,9 @@ fn start() -> Result<&'static Shared, &'static str> {
             sockets::unmark_ours(fd);
             sys::close(fd);
         }
+        // SAFETY: the thread never started (its closure, the one other holder, was dropped) and
+        // SHARED was not set: nobody else refers to it.
+        drop(unsafe { Box::from_raw(shared_ptr) });
         return Err("inline: cannot start the relay thread");
     }
     Ok(shared)
@@ -256,9 +278,8 @@ fn start() -> Result<&'static Shared, &'static str> {
 /// relayed sockets, and let this process start its own relay when it needs one.
 /// Async-signal-safe: atomics, `close` and `madvise` only.
 unsafe extern "C" fn after_fork_in_child() {
-    if !IN_USE.load(Ordering::Acquire) {
-        return;
-    }
+    // Also when the fork caught another thread starting the relay: its half-made descriptors
+    // are marked already, and STATE must not stay STARTING in the child.
     sockets::each_ours(|fd| {
         // SAFETY: closing a descriptor has no memory preconditions; these are the relay's.
         unsafe { sys::real::close(fd) };
@@ -294,7 +315,7 @@ fn push(shared: &Shared, note: Note) {
             Err(current) => head = current,
         }
     }
-    epoll::signal(shared.wake);
+    epoll::signal(shared.wake_fd);
 }
 
 /// Takes every message handed over, oldest first (the relay thread only).
@@ -323,6 +344,14 @@ pub fn begin(request: Request) -> Result<(), &'static str> {
     let shared = running()?;
     if shared.in_flight.load(Ordering::Relaxed) >= MAX_IN_FLIGHT {
         return Err("inline: too many relayed connections");
+    }
+    // A socket the program bound to an address of its own cannot reach the relay from it (and
+    // the relay would not know it): the handshake stays with that address.
+    if let Ok(bound) = socket::local_address(fd) {
+        let ip = bound.ip().to_canonical();
+        if !ip.is_unspecified() && !ip.is_loopback() {
+            return Err("inline: the socket is bound to an address of its own");
+        }
     }
     let compact = shared.handshaking.load(Ordering::Relaxed) >= COMPACT_ABOVE;
     let relay_port = if compact {
@@ -432,24 +461,48 @@ fn withhold(fd: i32) -> Result<usize, &'static str> {
 
 // ---- What the hooks ask. Each starts with `in_use()`: one load when no relay has run. ----
 
-/// `connect()` again on a relayed socket: `EALREADY` while the handshake runs, `EISCONN` once
-/// the tunnel is up; `None`: not relayed (any more), decide as usual.
-pub fn connect_again(fd: i32) -> Option<i32> {
+/// What `connect()` again on a relayed socket answers.
+pub enum Again {
+    /// The handshake is running: `EALREADY`.
+    InProgress,
+    /// The tunnel is up: `EISCONN`.
+    Connected,
+    /// The handshake failed with this errno: the call reports it, as Linux reports a failed
+    /// non-blocking connect to the next `connect()`; the one after is a new attempt.
+    Failed(i32),
+}
+
+/// `connect()` again on `fd`; `None`: not relayed (any more), decide as usual.
+pub fn connect_again(fd: i32) -> Option<Again> {
     if !in_use() {
         return None;
     }
     let relayed = sockets::lookup(fd)?;
-    match relayed.phase {
-        sockets::Phase::Pending => Some(libc::EALREADY),
+    Some(match relayed.phase {
+        sockets::Phase::Pending => Again::InProgress,
         sockets::Phase::Up => {
             restore_lowat(fd, relayed.ino);
-            Some(libc::EISCONN)
+            Again::Connected
         }
-        sockets::Phase::Failed(_) => {
-            // A new attempt on a socket whose relayed connect failed: a fresh decision.
-            sockets::forget(fd);
-            None
+        sockets::Phase::Failed(errno) => {
+            forget(fd);
+            Again::Failed(errno)
         }
+    })
+}
+
+/// Forgets `fd`'s slot, in the process that owns the relay only: a `vfork` child shares our
+/// memory and must not wipe its parent's view of the sockets it is still relaying.
+fn forget(fd: i32) {
+    if sockets::in_use(fd) && shared().is_some() {
+        sockets::forget(fd);
+    }
+}
+
+/// The program disconnected `fd` (`connect` with `AF_UNSPEC`): it is not relayed any more.
+pub fn disconnected(fd: i32) {
+    if in_use() {
+        forget(fd);
     }
 }
 
@@ -507,6 +560,9 @@ pub fn option_set(fd: i32, level: i32, name: i32, value: i32) {
     if !in_use() {
         return;
     }
+    if (level, name) == (libc::IPPROTO_TCP, libc::TCP_NOTSENT_LOWAT) {
+        return lowat_set(fd, value);
+    }
     let Some(index) = sockets::CARRIED_OPTIONS
         .iter()
         .position(|&carried| carried == (level, name))
@@ -516,9 +572,40 @@ pub fn option_set(fd: i32, level: i32, name: i32, value: i32) {
     let Some(relayed) = sockets::lookup(fd) else {
         return;
     };
+    // Any non-zero value turns keepalive on.
+    let value = if (level, name) == (libc::SOL_SOCKET, libc::SO_KEEPALIVE) {
+        (value != 0) as i32
+    } else {
+        value
+    };
     sockets::record_option(fd, index, value);
     if let Some(shared) = shared() {
-        push(shared, Note::Options(fd, relayed.ino));
+        push(
+            shared,
+            Note::Options {
+                fd,
+                ino: relayed.ino,
+            },
+        );
+    }
+}
+
+/// The program set `TCP_NOTSENT_LOWAT` itself on a relayed socket: it is the value to restore
+/// once the tunnel is up; while the handshake runs, ours (1) stays on the socket, or the filler
+/// could stop holding it back.
+fn lowat_set(fd: i32, value: i32) {
+    let Some(relayed) = sockets::lookup(fd) else {
+        return;
+    };
+    match relayed.phase {
+        sockets::Phase::Pending => {
+            sockets::record_lowat(fd, value as u32);
+            let _ = socket::set_int_option(fd, libc::IPPROTO_TCP, libc::TCP_NOTSENT_LOWAT, 1);
+        }
+        // Up: the program's value is on the socket now; ours must not be put back over it.
+        _ => {
+            let _ = sockets::take_lowat(fd, relayed.ino);
+        }
     }
 }
 
@@ -531,7 +618,7 @@ pub fn on_close(fd: i32) -> bool {
     if sockets::is_ours(fd) {
         return true;
     }
-    sockets::forget(fd);
+    forget(fd);
     false
 }
 

@@ -242,12 +242,22 @@ pub fn options(fd: i32) -> Options {
     values
 }
 
+/// Whether `fd`'s slot holds a socket (one load).
+pub fn in_use(fd: i32) -> bool {
+    slot(fd).is_some_and(|words| words[0].load(Ordering::Relaxed) != EMPTY)
+}
+
 /// Forgets `fd`'s slot (the program closed it).
 pub fn forget(fd: i32) {
     if let Some(words) = slot(fd) {
-        if words[0].load(Ordering::Relaxed) != EMPTY {
-            words[0].store(EMPTY, Ordering::Release);
-        }
+        words[0].store(EMPTY, Ordering::Release);
+    }
+}
+
+/// Replaces the `TCP_NOTSENT_LOWAT` to restore once the tunnel is up with the program's own.
+pub fn record_lowat(fd: i32, value: u32) {
+    if let Some(words) = slot(fd) {
+        store_half(&words[7], 32, value);
     }
 }
 

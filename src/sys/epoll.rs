@@ -26,6 +26,13 @@ pub fn add(epoll: i32, fd: i32, events: u32, token: u64) -> io::Result<()> {
     check(unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, fd, &mut event) }).map(|_| ())
 }
 
+/// Changes what `fd` is registered for (0: nothing, while it stays registered).
+pub fn modify(epoll: i32, fd: i32, events: u32, token: u64) -> io::Result<()> {
+    let mut event = libc::epoll_event { events, u64: token };
+    // SAFETY: event is a valid epoll_event for the duration of the call.
+    check(unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_MOD, fd, &mut event) }).map(|_| ())
+}
+
 /// Removes `fd` (before it is closed: a copy held elsewhere would keep it registered).
 pub fn remove(epoll: i32, fd: i32) {
     let mut event = libc::epoll_event { events: 0, u64: 0 };

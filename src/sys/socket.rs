@@ -449,20 +449,24 @@ pub async fn connect_until(
     deadline: Deadline,
 ) -> io::Result<()> {
     match connect_once(fd, addr) {
-        Ok(()) => Ok(()),
+        Ok(()) => return Ok(()),
         // After EINTR the connect goes on asynchronously, as after EINPROGRESS.
-        Err(e) if matches!(e.raw_os_error(), Some(libc::EINPROGRESS | libc::EINTR)) => {
-            ready(waiter, fd, libc::POLLOUT, deadline).await?;
-            pending_error(fd)?;
-            // Linux reports a finished non-blocking connect to the *next* connect() call with
-            // 0, and only then EISCONN. Make that call ourselves, so that a program calling
-            // connect() again on the socket we hand back gets EISCONN, as it would without us.
-            match connect_once(fd, addr) {
-                Err(e) if e.raw_os_error() != Some(libc::EISCONN) => Err(e),
-                _ => Ok(()),
-            }
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINPROGRESS | libc::EINTR)) => {}
+        Err(e) => return Err(e),
+    }
+    loop {
+        ready(waiter, fd, libc::POLLOUT, deadline).await?;
+        pending_error(fd)?;
+        // Linux reports a finished non-blocking connect to the *next* connect() call with 0,
+        // and only then EISCONN. Make that call ourselves, so that a program calling connect()
+        // again on the socket we hand back gets EISCONN, as it would without us. EALREADY: the
+        // wait ended early (a waiter may wake us for another reason) and it is still under way.
+        match connect_once(fd, addr) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EISCONN) => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EALREADY) => continue,
+            Err(e) => return Err(e),
         }
-        Err(e) => Err(e),
     }
 }
 
@@ -877,29 +881,52 @@ pub fn exchange_udp(
     max: usize,
     deadline: Deadline,
 ) -> io::Result<Vec<u8>> {
+    block_on(exchange_udp_waiting(
+        &PollWaiter,
+        server,
+        query,
+        max,
+        deadline,
+    ))
+}
+
+/// [`exchange_udp`], waiting the way `waiter` waits (the relay's loop, for SRV lookups).
+pub async fn exchange_udp_waiting(
+    waiter: &dyn Waiter,
+    server: &SocketAddr,
+    query: &[u8],
+    max: usize,
+    deadline: Deadline,
+) -> io::Result<Vec<u8>> {
     let socket = OwnSocket::new(family_of(server), libc::SOCK_DGRAM)?;
-    block_on(async {
-        connect_until(&PollWaiter, socket.0, server, deadline).await?;
-        send_all(&PollWaiter, socket.0, query, deadline).await?;
-        let mut answer = vec![0u8; max];
-        let n = recv_some(&PollWaiter, socket.0, &mut answer, 0, true, deadline).await?;
-        answer.truncate(n);
-        Ok(answer)
-    })
+    connect_until(waiter, socket.0, server, deadline).await?;
+    send_all(waiter, socket.0, query, deadline).await?;
+    let mut answer = vec![0u8; max];
+    let n = recv_some(waiter, socket.0, &mut answer, 0, true, deadline).await?;
+    answer.truncate(n);
+    Ok(answer)
 }
 
 /// A DNS-over-TCP exchange (two-byte length prefix each way), before the deadline.
 pub fn exchange_tcp(server: &SocketAddr, query: &[u8], deadline: Deadline) -> io::Result<Vec<u8>> {
+    block_on(exchange_tcp_waiting(&PollWaiter, server, query, deadline))
+}
+
+/// [`exchange_tcp`], waiting the way `waiter` waits.
+pub async fn exchange_tcp_waiting(
+    waiter: &dyn Waiter,
+    server: &SocketAddr,
+    query: &[u8],
+    deadline: Deadline,
+) -> io::Result<Vec<u8>> {
     let socket = OwnSocket::new(family_of(server), libc::SOCK_STREAM)?;
     let mut framed = (query.len() as u16).to_be_bytes().to_vec();
     framed.extend_from_slice(query);
-    block_on(async {
-        connect_until(&PollWaiter, socket.0, server, deadline).await?;
-        send_all(&PollWaiter, socket.0, &framed, deadline).await?;
-        let mut length = [0u8; 2];
-        recv_exact(&PollWaiter, socket.0, &mut length, true, deadline).await?;
-        let mut answer = vec![0u8; u16::from_be_bytes(length) as usize];
-        recv_exact(&PollWaiter, socket.0, &mut answer, false, deadline).await?;
-        Ok(answer)
-    })
+    connect_until(waiter, socket.0, server, deadline).await?;
+    send_all(waiter, socket.0, &framed, deadline).await?;
+    let mut length = [0u8; 2];
+    recv_exact(waiter, socket.0, &mut length, true, deadline).await?;
+    let mut answer = vec![0u8; u16::from_be_bytes(length) as usize];
+    recv_exact(waiter, socket.0, &mut answer, false, deadline).await?;
+    Ok(answer)
 }

@@ -252,7 +252,14 @@ fn connect_all(config: &Config, probe: Option<&HostPort>) -> usize {
                     vec![(label, addr)]
                 }
                 Endpoint::Srv(name) => {
-                    match SrvCache::default().targets(name, &config.discovery, &nameservers) {
+                    let answer = socket::block_on(SrvCache::default().targets(
+                        &socket::PollWaiter,
+                        name,
+                        &config.discovery,
+                        &nameservers,
+                        true,
+                    ));
+                    match answer {
                         Ok(answer) => answer
                             .targets
                             .iter()
