@@ -556,3 +556,54 @@ fn run_strict_says_what_it_cannot_check() {
         out.stderr
     );
 }
+
+/// Exit codes as a shell gives them, decided by what went wrong, not by the message's words:
+/// 127 when there is nothing to execute, 126 when there is something that cannot be run.
+/// Nothing starts in either case.
+#[test]
+fn run_exits_127_for_a_missing_command_and_126_for_one_that_cannot_run() {
+    let scratch = Scratch::new("cli-exit-codes");
+    let config = scratch.config("default = \"direct\"\n");
+    let config = config.to_str().unwrap();
+    let write = |name: &str, text: &str, mode: u32| {
+        use std::os::unix::fs::PermissionsExt;
+        let path = scratch.dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let missing_interpreter = write("bad-interpreter", "#!/nonexistent/sh\n", 0o755);
+    let not_executable = write("plain.sh", "#!/bin/sh\necho started\n", 0o644);
+    let not_a_program = write("notes.txt", "echo started\n", 0o755);
+    let directory = scratch.dir.to_str().unwrap().to_string();
+    let cases: [(&str, &str, i32); 6] = [
+        (
+            "/nonexistent",
+            "/nonexistent: no such file or directory",
+            127,
+        ),
+        (
+            "no-such-command-xyz",
+            "no-such-command-xyz: command not found",
+            127,
+        ),
+        (
+            &missing_interpreter,
+            "/nonexistent/sh: no such file or directory",
+            127,
+        ),
+        (
+            &not_executable,
+            "permission denied (it is not executable)",
+            126,
+        ),
+        (&directory, "permission denied (it is a directory)", 126),
+        (&not_a_program, "not an ELF executable or script", 126),
+    ];
+    for (command, message, code) in cases {
+        let out = cli(&["run", "--config", config, "--", command]).output();
+        assert_eq!(out.code, Some(code), "{}", out.describe());
+        assert!(out.stderr.contains(message), "{}", out.describe());
+        assert!(!out.stdout.contains("started"), "{}", out.describe());
+    }
+}

@@ -94,6 +94,46 @@ impl Inspection {
     }
 }
 
+/// Why a command cannot be inspected, sorted by what `execve` would answer, so that `run`
+/// exits as a shell does without reading the message. Each variant holds the whole message (a
+/// sentence prefixed with the command or file), which `Display` prints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InspectError {
+    /// Nothing to execute: a bare name not on `PATH`, an empty name, a path that does not
+    /// exist, a `#!` interpreter or an ELF loader that does not exist (what makes `execve` fail
+    /// with `ENOENT`), or the program a `#!/usr/bin/env` line names not found (`env` exits 127
+    /// then). A shell exits 127.
+    NotFound(String),
+    /// Found, but not a file that can be executed: a directory, not a regular file, no execute
+    /// permission, not accessible (`EACCES`). A shell exits 126.
+    NotExecutable(String),
+    /// An executable file the kernel would not run, or that cannot be read: neither ELF nor
+    /// `#!` script, malformed headers, a `#!` line `env` would refuse, too many interpreters
+    /// (`ENOEXEC`, `ELOOP`, `EIO`). 126, as for `NotExecutable`.
+    Invalid(String),
+}
+
+impl InspectError {
+    /// The same error, its message prefixed (`FILE: #! interpreter ` before the interpreter's).
+    fn prefixed(self, prefix: impl std::fmt::Display) -> InspectError {
+        match self {
+            InspectError::NotFound(m) => InspectError::NotFound(format!("{prefix}{m}")),
+            InspectError::NotExecutable(m) => InspectError::NotExecutable(format!("{prefix}{m}")),
+            InspectError::Invalid(m) => InspectError::Invalid(format!("{prefix}{m}")),
+        }
+    }
+}
+
+impl std::fmt::Display for InspectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InspectError::NotFound(m)
+            | InspectError::NotExecutable(m)
+            | InspectError::Invalid(m) => f.write_str(m),
+        }
+    }
+}
+
 /// The search path `execvp` uses when `PATH` is unset.
 const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 /// How much of a file the kernel reads to find a `#!` line (`BINPRM_BUF_SIZE`).
@@ -119,20 +159,24 @@ const GO_SEGMENT_SCAN: u64 = 1024 * 1024;
 const GO_BUILDINFO_MAGIC: &[u8] = b"\xff Go buildinf:";
 
 /// Resolves `command` through `path` (the `PATH` value) as `execvp` would, follows `#!` lines
-/// (including `/usr/bin/env NAME`) and inspects the final ELF file. `Err` with a message when the
-/// command cannot be found or read.
+/// (including `/usr/bin/env NAME`) and inspects the final ELF file. `Err` when the command
+/// cannot be found, run or read; the variant says which, as `execve` would.
 ///
 /// The messages read as sentences prefixed with the command or file: `NAME: command not found`
 /// (a bare name not on `PATH`), `PATH: no such file or directory` (a path), `...: permission
 /// denied (...)` (found but not executable), `...: not an ELF executable or script`, and others
 /// for unreadable, malformed or looping files.
-pub fn inspect(command: &OsStr, path: Option<&OsStr>) -> Result<Inspection, String> {
+pub fn inspect(command: &OsStr, path: Option<&OsStr>) -> Result<Inspection, InspectError> {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
     inspect_in(command, path, &cwd)
 }
 
 /// `inspect`, with relative paths taken against `cwd`.
-fn inspect_in(command: &OsStr, path: Option<&OsStr>, cwd: &Path) -> Result<Inspection, String> {
+fn inspect_in(
+    command: &OsStr,
+    path: Option<&OsStr>,
+    cwd: &Path,
+) -> Result<Inspection, InspectError> {
     let mut current = resolve(command, path, cwd)?;
     let mut chain = vec![current.clone()];
     // What `PATH` the next `env` will search: `env -i`, `-u PATH` or `PATH=...` change it.
@@ -140,24 +184,25 @@ fn inspect_in(command: &OsStr, path: Option<&OsStr>, cwd: &Path) -> Result<Inspe
     let mut depth = 0;
     loop {
         let file = open(&current)?;
-        let head = read_at(&file, 0, SHEBANG_BUF as u64)
-            .map_err(|e| format!("{}: cannot read: {e}", current.display()))?;
+        let head = read_at(&file, 0, SHEBANG_BUF as u64).map_err(|e| {
+            InspectError::Invalid(format!("{}: cannot read: {e}", current.display()))
+        })?;
         if head.starts_with(b"#!") {
             depth += 1;
             if depth > MAX_INTERPRETER_DEPTH || chain.len() >= MAX_CHAIN {
-                return Err(format!(
+                return Err(InspectError::Invalid(format!(
                     "{}: too many levels of #! interpreters (the kernel follows {MAX_INTERPRETER_DEPTH})",
                     current.display()
-                ));
+                )));
             }
-            let shebang =
-                parse_shebang(&head).map_err(|e| format!("{}: {e}", current.display()))?;
+            let shebang = parse_shebang(&head)
+                .map_err(|e| InspectError::Invalid(format!("{}: {e}", current.display())))?;
             let interpreter = resolve_interpreter(&shebang.interpreter, cwd)
-                .map_err(|e| format!("{}: #! interpreter {e}", current.display()))?;
+                .map_err(|e| e.prefixed(format_args!("{}: #! interpreter ", current.display())))?;
             chain.push(interpreter.clone());
             if is_env(&interpreter) {
                 let invocation = parse_env(shebang.argument.as_deref())
-                    .map_err(|e| format!("{}: {e}", current.display()))?;
+                    .map_err(|e| InspectError::Invalid(format!("{}: {e}", current.display())))?;
                 match invocation.path {
                     PathChange::Keep => {}
                     PathChange::Unset => search_path = None,
@@ -165,11 +210,11 @@ fn inspect_in(command: &OsStr, path: Option<&OsStr>, cwd: &Path) -> Result<Inspe
                 }
                 let target =
                     resolve(&invocation.command, search_path.as_deref(), cwd).map_err(|e| {
-                        format!(
-                            "{}: #!{} runs {e}",
+                        e.prefixed(format_args!(
+                            "{}: #!{} runs ",
                             current.display(),
                             interpreter.display()
-                        )
+                        ))
                     })?;
                 chain.push(target.clone());
                 // env execs the program afresh: the kernel's nesting count starts again.
@@ -181,22 +226,23 @@ fn inspect_in(command: &OsStr, path: Option<&OsStr>, cwd: &Path) -> Result<Inspe
             continue;
         }
         if !head.starts_with(b"\x7fELF") {
-            return Err(format!(
+            return Err(InspectError::Invalid(format!(
                 "{}: not an ELF executable or script",
                 current.display()
-            ));
+            )));
         }
-        let facts = read_elf(&file).map_err(|e| format!("{}: {e}", current.display()))?;
+        let facts = read_elf(&file)
+            .map_err(|e| InspectError::Invalid(format!("{}: {e}", current.display())))?;
         // The kernel opens the loader named in PT_INTERP; without it, exec fails with a
         // misleading "no such file". (A foreign binary's loader lives wherever its emulator
         // looks, so it is not checked.)
         if let (Some(loader), false) = (&facts.loader, facts.foreign) {
             if std::fs::metadata(loader).is_err() {
-                return Err(format!(
+                return Err(InspectError::NotFound(format!(
                     "{}: its loader {} does not exist here, so it cannot run",
                     current.display(),
                     loader.display()
-                ));
+                )));
             }
         }
         let mut obstacles = Vec::new();
@@ -213,9 +259,9 @@ fn inspect_in(command: &OsStr, path: Option<&OsStr>, cwd: &Path) -> Result<Inspe
         }
         // A nosuid mount makes the kernel ignore both setuid bits and file capabilities.
         if !sys::on_nosuid_mount(&current) {
-            let meta = file
-                .metadata()
-                .map_err(|e| format!("{}: cannot stat: {e}", current.display()))?;
+            let meta = file.metadata().map_err(|e| {
+                InspectError::Invalid(format!("{}: cannot stat: {e}", current.display()))
+            })?;
             if is_set_id(meta.mode(), meta.uid(), meta.gid()) {
                 obstacles.push(Obstacle::SetId);
             }
@@ -251,8 +297,15 @@ fn is_musl_loader(loader: &Path) -> bool {
         .is_some_and(|name| name.as_bytes().starts_with(b"ld-musl"))
 }
 
-fn open(path: &Path) -> Result<File, String> {
-    File::open(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))
+fn open(path: &Path) -> Result<File, InspectError> {
+    File::open(path).map_err(|e| {
+        let message = format!("{}: cannot read: {e}", path.display());
+        match e.kind() {
+            // Gone between the lookup and the read.
+            io::ErrorKind::NotFound => InspectError::NotFound(message),
+            _ => InspectError::Invalid(message),
+        }
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -297,17 +350,23 @@ fn join_clean(base: &Path, relative: &Path) -> PathBuf {
 /// Finds `command` as `execvp` would: a name with a `/` is a path (relative to `cwd`); otherwise
 /// each `PATH` entry in turn (an empty entry is `cwd`; `DEFAULT_PATH` when `PATH` is unset), the
 /// first executable regular file winning.
-fn resolve(command: &OsStr, path: Option<&OsStr>, cwd: &Path) -> Result<PathBuf, String> {
+fn resolve(command: &OsStr, path: Option<&OsStr>, cwd: &Path) -> Result<PathBuf, InspectError> {
     let name = command.to_string_lossy();
     if command.is_empty() {
-        return Err("an empty command name: command not found".into());
+        return Err(InspectError::NotFound(
+            "an empty command name: command not found".into(),
+        ));
     }
     if command.as_bytes().contains(&b'/') {
         let candidate = join_clean(cwd, Path::new(command));
         return match probe(&candidate) {
             Probe::Executable => Ok(candidate),
-            Probe::Missing => Err(format!("{name}: no such file or directory")),
-            Probe::Refused(why) => Err(format!("{name}: permission denied (it is {why})")),
+            Probe::Missing => Err(InspectError::NotFound(format!(
+                "{name}: no such file or directory"
+            ))),
+            Probe::Refused(why) => Err(InspectError::NotExecutable(format!(
+                "{name}: permission denied (it is {why})"
+            ))),
         };
     }
     let search = path.unwrap_or(OsStr::new(DEFAULT_PATH));
@@ -328,25 +387,30 @@ fn resolve(command: &OsStr, path: Option<&OsStr>, cwd: &Path) -> Result<PathBuf,
         }
     }
     match refused {
-        Some((candidate, why)) => Err(format!(
+        Some((candidate, why)) => Err(InspectError::NotExecutable(format!(
             "{name}: permission denied ({} is {why})",
             candidate.display()
-        )),
-        None => Err(format!("{name}: command not found{}", crlf_hint(command))),
+        ))),
+        None => Err(InspectError::NotFound(format!(
+            "{name}: command not found{}",
+            crlf_hint(command)
+        ))),
     }
 }
 
 /// A `#!` interpreter: the kernel opens the path as written (relative to the caller's cwd).
-fn resolve_interpreter(interpreter: &OsStr, cwd: &Path) -> Result<PathBuf, String> {
+fn resolve_interpreter(interpreter: &OsStr, cwd: &Path) -> Result<PathBuf, InspectError> {
     let candidate = join_clean(cwd, Path::new(interpreter));
     let shown = interpreter.to_string_lossy();
     match probe(&candidate) {
         Probe::Executable => Ok(candidate),
-        Probe::Missing => Err(format!(
+        Probe::Missing => Err(InspectError::NotFound(format!(
             "{shown}: no such file or directory{}",
             crlf_hint(interpreter)
-        )),
-        Probe::Refused(why) => Err(format!("{shown}: permission denied (it is {why})")),
+        ))),
+        Probe::Refused(why) => Err(InspectError::NotExecutable(format!(
+            "{shown}: permission denied (it is {why})"
+        ))),
     }
 }
 
@@ -1265,8 +1329,9 @@ mod tests {
 
     const SYSTEM_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
+    /// `inspect`, with the error as its message (what most tests look at).
     fn inspect_path(path: &Path) -> Result<Inspection, String> {
-        inspect(path.as_os_str(), Some(OsStr::new(SYSTEM_PATH)))
+        inspect(path.as_os_str(), Some(OsStr::new(SYSTEM_PATH))).map_err(|e| e.to_string())
     }
 
     fn true_binary() -> PathBuf {
@@ -1495,6 +1560,8 @@ mod tests {
             Path::new("/"),
         )
         .unwrap_err();
+        assert!(matches!(err, InspectError::NotExecutable(_)), "{err:?}");
+        let err = err.to_string();
         assert!(err.starts_with("tool: permission denied"), "{err}");
         assert!(err.contains("not executable"), "{err}");
         let err = resolve(
@@ -1503,12 +1570,12 @@ mod tests {
             Path::new("/"),
         )
         .unwrap_err();
-        assert!(err.contains("a directory"), "{err}");
+        assert!(err.to_string().contains("a directory"), "{err}");
 
         // Not found at all.
         assert_eq!(
             resolve(OsStr::new("no-such-tool"), Some(search), Path::new("/")).unwrap_err(),
-            "no-such-tool: command not found"
+            InspectError::NotFound("no-such-tool: command not found".into())
         );
         assert!(resolve(OsStr::new(""), Some(search), Path::new("/")).is_err());
 
@@ -1519,10 +1586,11 @@ mod tests {
         );
         assert_eq!(
             resolve(OsStr::new("second/nope"), Some(search), &dir.0).unwrap_err(),
-            "second/nope: no such file or directory"
+            InspectError::NotFound("second/nope: no such file or directory".into())
         );
         assert!(resolve(OsStr::new("first/tool"), Some(search), &dir.0)
             .unwrap_err()
+            .to_string()
             .contains("permission denied"));
     }
 
@@ -1658,8 +1726,45 @@ mod tests {
                 Some(OsStr::new(SYSTEM_PATH))
             )
             .unwrap_err(),
-            "no-such-command-xyz: command not found"
+            InspectError::NotFound("no-such-command-xyz: command not found".into())
         );
+    }
+
+    /// The variant is what `execve` would answer: `ENOENT` (a shell's 127) for whatever does
+    /// not exist along the way, whatever the message says; 126's kinds for the rest.
+    #[test]
+    fn errors_are_sorted_as_execve_would_answer() {
+        let dir = TempDir::new("kinds");
+        let kind =
+            |command: &Path| match inspect(command.as_os_str(), Some(OsStr::new(SYSTEM_PATH))) {
+                Err(InspectError::NotFound(_)) => "not found",
+                Err(InspectError::NotExecutable(_)) => "not executable",
+                Err(InspectError::Invalid(_)) => "invalid",
+                Ok(_) => "ok",
+            };
+        assert_eq!(kind(Path::new("/nonexistent")), "not found");
+        assert_eq!(kind(&dir.path("missing/below")), "not found");
+        let interpreter = dir.write("interp", b"#!/nonexistent/interpreter\n", 0o755);
+        assert_eq!(kind(&interpreter), "not found");
+        let env_target = dir.write("env", b"#!/usr/bin/env no-such-tool-xyz\n", 0o755);
+        assert_eq!(kind(&env_target), "not found");
+        let loader = SyntheticElf::native()
+            .interp(Path::new("/nonexistent/ld.so"))
+            .write(&dir, "no-loader");
+        assert_eq!(kind(&loader), "not found");
+
+        assert_eq!(kind(&dir.0), "not executable");
+        let plain = dir.write("plain", b"#!/bin/sh\n", 0o644);
+        assert_eq!(kind(&plain), "not executable");
+        let refused_interpreter = format!("#!{}\n", plain.display());
+        let script = dir.write("via-plain", refused_interpreter.as_bytes(), 0o755);
+        assert_eq!(kind(&script), "not executable");
+
+        let text = dir.write("text", b"echo hello\n", 0o755);
+        assert_eq!(kind(&text), "invalid");
+        let unsplit = dir.write("unsplit", b"#!/usr/bin/env python3 -u\n", 0o755);
+        assert_eq!(kind(&unsplit), "invalid");
+        assert_eq!(kind(&true_binary()), "ok");
     }
 
     /// Compiles a tiny C program with `flag` (`-static`, `-static-pie`); failing is a test

@@ -147,13 +147,9 @@ pub fn run(args: RunArgs) -> u8 {
     let program = &args.command[0];
     let inspection = match elf::inspect(program, std::env::var_os("PATH").as_deref()) {
         Ok(inspection) => inspection,
-        Err(message) => {
-            crate::complain(&message);
-            return if message.contains("not found") {
-                127
-            } else {
-                126
-            };
+        Err(error) => {
+            crate::complain(&error);
+            return exit_code(&error);
         }
     };
     // This very program (the Docker image's default command, `mcp-redirect check`, goes through
@@ -248,6 +244,15 @@ pub fn run(args: RunArgs) -> u8 {
         127
     } else {
         126
+    }
+}
+
+/// What a shell exits with when it cannot run a command: 127 when there is nothing by that
+/// name to execute, 126 when there is but it cannot be run.
+fn exit_code(error: &elf::InspectError) -> u8 {
+    match error {
+        elf::InspectError::NotFound(_) => 127,
+        elf::InspectError::NotExecutable(_) | elf::InspectError::Invalid(_) => 126,
     }
 }
 
