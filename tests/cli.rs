@@ -607,3 +607,125 @@ fn run_exits_127_for_a_missing_command_and_126_for_one_that_cannot_run() {
         assert!(!out.stdout.contains("started"), "{}", out.describe());
     }
 }
+
+/// `--config`, then `$MCP_REDIRECT_CONFIG`, then the user's config below `$XDG_CONFIG_HOME`
+/// (or `$HOME/.config`), then the system's; `check` says which on its first line.
+#[test]
+fn check_says_which_config_it_found_and_where() {
+    let scratch = Scratch::new("cli-discovery");
+    let write = |relative: &str, text: &str| {
+        let path = scratch.dir.join(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let xdg = scratch.dir.join("xdg");
+    let user = write("xdg/mcp-redirect/config.toml", "default = \"deny\"\n");
+    let home = scratch.dir.join("home");
+    let home_config = write(
+        "home/.config/mcp-redirect/config.toml",
+        "default = \"deny\"\n",
+    );
+    let named = write("named.toml", "default = \"direct\"\n");
+    let variable = write("variable.toml", "default = \"direct\"\n");
+    let first_line = |run: Run| {
+        let out = run.output();
+        out.success().lines().next().unwrap().to_string()
+    };
+    let check = |args: &[&str]| {
+        let mut full = vec!["check"];
+        full.extend_from_slice(args);
+        cli(&full).env("XDG_CONFIG_HOME", &xdg).env("HOME", &home)
+    };
+    assert_eq!(
+        first_line(check(&[])),
+        format!("source: {} (from $XDG_CONFIG_HOME)", user.display())
+    );
+    assert_eq!(
+        first_line(check(&[]).env("MCP_REDIRECT_CONFIG", &variable)),
+        format!("source: {} (from $MCP_REDIRECT_CONFIG)", variable.display())
+    );
+    assert_eq!(
+        first_line(
+            check(&["--config", named.to_str().unwrap()]).env("MCP_REDIRECT_CONFIG", &variable)
+        ),
+        format!("source: {} (from --config)", named.display())
+    );
+    assert_eq!(
+        first_line(check(&[]).env("XDG_CONFIG_HOME", "")),
+        format!(
+            "source: {} (from $HOME/.config, $XDG_CONFIG_HOME being unset)",
+            home_config.display()
+        )
+    );
+}
+
+/// A config in the current directory is never used: whoever wrote that directory would decide
+/// where the user's connections go.
+#[test]
+fn a_config_in_the_current_directory_is_ignored() {
+    let scratch = Scratch::new("cli-cwd");
+    for name in ["mcp-redirect.toml", "config.toml", ".mcp-redirect.toml"] {
+        std::fs::write(scratch.dir.join(name), "default = \"deny\"\n").unwrap();
+    }
+    std::fs::create_dir_all(scratch.dir.join("mcp-redirect")).unwrap();
+    std::fs::write(
+        scratch.dir.join("mcp-redirect/config.toml"),
+        "default = \"deny\"\n",
+    )
+    .unwrap();
+    let out = cli(&["check"]).current_dir(&scratch.dir).output();
+    let first = out.success().lines().next().unwrap().to_string();
+    assert!(
+        first.starts_with(
+            "source: no configuration (no --config or $MCP_REDIRECT_CONFIG, none at /nonexistent/"
+        ) && first.ends_with(" or /etc/mcp-redirect/mcp-redirect.toml)"),
+        "{first}"
+    );
+    let dry = cli(&["run", "--dry-run", "--", "true"])
+        .current_dir(&scratch.dir)
+        .output();
+    assert!(
+        !dry.success().contains("MCP_REDIRECT_CONFIG"),
+        "{}",
+        dry.stdout
+    );
+}
+
+/// `run` names the file it found to the library (which reads only MCP_REDIRECT_CONFIG and the
+/// proxy environment), and the program's connections follow it.
+#[test]
+fn run_passes_the_config_it_found_to_the_library() {
+    let origin = Origin::start("origin");
+    let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
+    let scratch = Scratch::new("cli-run-discovered");
+    let xdg = scratch.dir.join("xdg");
+    std::fs::create_dir_all(xdg.join("mcp-redirect")).unwrap();
+    let config = xdg.join("mcp-redirect/config.toml");
+    std::fs::copy(gateway_config(&scratch, proxy.addr), &config).unwrap();
+    let dry = cli(&["run", "--dry-run", "--", "true"])
+        .env("XDG_CONFIG_HOME", &xdg)
+        .output();
+    assert!(
+        dry.success()
+            .contains(&format!("\nMCP_REDIRECT_CONFIG={}\n", config.display())),
+        "{}",
+        dry.stdout
+    );
+    let out = cli(&[
+        "run",
+        "--",
+        "curl",
+        "-sS",
+        "--max-time",
+        "20",
+        "http://api.example.test/",
+    ])
+    .env("XDG_CONFIG_HOME", &xdg)
+    .output();
+    assert_eq!(out.success(), "hello from origin");
+    assert_eq!(
+        proxy.request_lines(),
+        ["CONNECT api.example.test:80 HTTP/1.1"]
+    );
+}

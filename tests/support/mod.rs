@@ -227,6 +227,13 @@ impl Run {
         ] {
             cmd.env_remove(var);
         }
+        // The command finds a config of the user's below XDG_CONFIG_HOME (or ~/.config): never
+        // the developer's own in a test. (The system's, /etc/mcp-redirect, is hidden in
+        // `prepare`.)
+        cmd.env(
+            "XDG_CONFIG_HOME",
+            "/nonexistent/mcp-redirect-tests/xdg-config-home",
+        );
         Run {
             cmd,
             program: program.to_string(),
@@ -272,10 +279,14 @@ impl Run {
         } else {
             ""
         };
+        // A system-wide config of this machine's, which the command would find, is hidden
+        // behind an empty directory in the child's mount namespace.
+        let hide_system_config =
+            "if [ -d /etc/mcp-redirect ]; then mount -t tmpfs tmpfs /etc/mcp-redirect; fi && ";
         self.cmd
             .args(["--mount", "--propagation", "private", "sh", "-c"])
             .arg(format!(
-                r#"{lo_up}mount --bind "$1" /etc/hosts && mount --bind "$2" /etc/resolv.conf && rm -f "$1" && shift 2 && exec "$@""#
+                r#"{lo_up}{hide_system_config}mount --bind "$1" /etc/hosts && mount --bind "$2" /etc/resolv.conf && rm -f "$1" && shift 2 && exec "$@""#
             ))
             .arg("sh")
             .arg(&hosts)
@@ -304,6 +315,12 @@ impl Run {
 
     pub fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Run {
         self.cmd.env(key, value);
+        self
+    }
+
+    /// Runs the child in `dir`.
+    pub fn current_dir(mut self, dir: &Path) -> Run {
+        self.cmd.current_dir(dir);
         self
     }
 

@@ -15,9 +15,13 @@ use mcp_redirect::net::HostPort;
 use mcp_redirect::rules::Action;
 use mcp_redirect::sys::socket;
 
+use crate::discover::{self, Discovery};
+
 #[derive(clap::Args)]
 pub struct CheckArgs {
-    /// Configuration file (default: $MCP_REDIRECT_CONFIG, else the proxy environment)
+    /// Configuration file (default: $MCP_REDIRECT_CONFIG, else
+    /// $XDG_CONFIG_HOME/mcp-redirect/config.toml, else /etc/mcp-redirect/mcp-redirect.toml, else
+    /// the proxy environment)
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Also open a TCP connection to every gateway endpoint and report latency or the error
@@ -34,8 +38,13 @@ pub struct CheckArgs {
 /// Loads the configuration `run` and the library would use; prints the error and returns `None`
 /// when it is invalid.
 pub fn load(flag: Option<&PathBuf>) -> Option<Config> {
-    let result = match crate::config_path(flag) {
-        Some(path) => config::load_file(&crate::absolute(&path), &crate::getenv),
+    load_from(&discover::config_file(flag.map(PathBuf::as_path)))
+}
+
+/// Loads what `discover` found: that file, or the proxy environment.
+pub fn load_from(discovery: &Discovery) -> Option<Config> {
+    let result = match discovery.path() {
+        Some(path) => config::load_file(path, &crate::getenv),
         None => config::env::from_environment(&crate::getenv),
     };
     match result {
@@ -48,10 +57,11 @@ pub fn load(flag: Option<&PathBuf>) -> Option<Config> {
 }
 
 pub fn check(args: CheckArgs) -> u8 {
-    let Some(config) = load(args.config.as_ref()) else {
+    let discovery = discover::config_file(args.config.as_deref());
+    let Some(config) = load_from(&discovery) else {
         return 2;
     };
-    print_summary(&config);
+    print_summary(&config, &discovery);
     let warnings = warnings(&config);
     for warning in &warnings {
         println!("warning: {warning}");
@@ -103,8 +113,12 @@ fn format_text(format: &LogFormat) -> String {
     }
 }
 
-fn print_summary(config: &Config) {
-    println!("source: {}", config.source);
+fn print_summary(config: &Config, discovery: &Discovery) {
+    // Which file, and why that one; or why none.
+    match &discovery.found {
+        Some(found) => println!("source: {} ({})", config.source, found.origin),
+        None => println!("source: {} ({})", config.source, discovery.why_none()),
+    }
     if config.source == ConfigSource::Nothing {
         println!(
             "nothing is configured: the library lets every connection through and logs nothing"

@@ -17,7 +17,9 @@ use mcp_redirect::runtime::Runtime;
 
 #[derive(clap::Args)]
 pub struct ExplainArgs {
-    /// Configuration file (default: $MCP_REDIRECT_CONFIG, else the proxy environment)
+    /// Configuration file (default: $MCP_REDIRECT_CONFIG, else
+    /// $XDG_CONFIG_HOME/mcp-redirect/config.toml, else /etc/mcp-redirect/mcp-redirect.toml, else
+    /// the proxy environment)
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Decide as this process (executable base name, for `process` rules)

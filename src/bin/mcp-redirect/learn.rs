@@ -12,8 +12,9 @@ use crate::suggest::{insert_rules, Reached};
 
 #[derive(clap::Args)]
 pub struct LearnArgs {
-    /// The configuration to start from (default: $MCP_REDIRECT_CONFIG; without one,
-    /// `default = "deny"`)
+    /// The configuration to start from (default: $MCP_REDIRECT_CONFIG, else
+    /// $XDG_CONFIG_HOME/mcp-redirect/config.toml, else /etc/mcp-redirect/mcp-redirect.toml;
+    /// without one, `default = "deny"`)
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Write the learned configuration here instead of standard output (the program's own
@@ -48,7 +49,7 @@ impl Drop for Workspace {
 }
 
 pub fn learn(args: LearnArgs) -> u8 {
-    let base_path = crate::config_path(args.config.as_ref()).map(|p| crate::absolute(&p));
+    let base_path = crate::config_path(args.config.as_ref());
     let base = match &base_path {
         Some(path) => match std::fs::read_to_string(path) {
             Ok(text) => text,

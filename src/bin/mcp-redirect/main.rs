@@ -11,6 +11,7 @@
 //! in a shell).
 
 mod check;
+mod discover;
 mod elf;
 mod explain;
 mod init;
@@ -89,14 +90,13 @@ enum Command {
 /// image, and looks names up in `/etc/hosts` and DNS only.
 pub const STATIC: bool = cfg!(target_feature = "crt-static");
 
-/// The configuration file to use: `--config`, else `MCP_REDIRECT_CONFIG`. `None` means the
-/// proxy environment, as the library itself would read it.
+/// The configuration file to use (absolute): `--config`, `MCP_REDIRECT_CONFIG`, the user's or
+/// the system's (see `discover`). `None` means the proxy environment, as the library itself
+/// would read it.
 pub fn config_path(flag: Option<&PathBuf>) -> Option<PathBuf> {
-    flag.cloned().or_else(|| {
-        std::env::var_os(mcp_redirect::config::CONFIG_ENV)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    })
+    discover::config_file(flag.map(PathBuf::as_path))
+        .found
+        .map(|found| found.path)
 }
 
 /// The process environment as the library's loader reads it.

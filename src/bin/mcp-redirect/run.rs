@@ -21,7 +21,9 @@ const LIBRARY_ENV: &str = "MCP_REDIRECT_LIB";
 
 #[derive(clap::Args)]
 pub struct RunArgs {
-    /// Configuration file (default: $MCP_REDIRECT_CONFIG, else the proxy environment)
+    /// Configuration file (default: $MCP_REDIRECT_CONFIG, else
+    /// $XDG_CONFIG_HOME/mcp-redirect/config.toml, else /etc/mcp-redirect/mcp-redirect.toml, else
+    /// the proxy environment); passed to the program as MCP_REDIRECT_CONFIG
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Where the library writes its log: a path, `stderr` or `off` (sets MCP_REDIRECT_LOG)
@@ -113,9 +115,12 @@ pub fn run(args: RunArgs) -> u8 {
             return 2;
         }
     };
-    let config_file = crate::config_path(args.config.as_ref()).map(|p| crate::absolute(&p));
+    // The file found is named to the library explicitly, wherever it was found: the library
+    // itself reads only MCP_REDIRECT_CONFIG and the proxy environment.
+    let discovery = crate::discover::config_file(args.config.as_deref());
+    let config_file = discovery.path().map(Path::to_path_buf);
     // Validate exactly as the library will, before anything starts.
-    let Some(config) = crate::check::load(config_file.as_ref()) else {
+    let Some(config) = crate::check::load_from(&discovery) else {
         crate::complain("the command was not started");
         return 2;
     };
