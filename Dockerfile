@@ -21,7 +21,7 @@
 #
 # No container engine runs on the project's CI machine: scripts/integration-test.sh lints this
 # file with hadolint, runs the build stage's commands natively, and replays the runtime stage in
-# a chroot of a Debian bookworm root file system (see the README, "Integration tests").
+# a chroot of a Debian bookworm root file system (see docs/development.md, "Integration tests").
 
 # ---- Build the library, and the command statically linked ----
 FROM rust:1-bookworm AS build

@@ -39,7 +39,7 @@ pub struct Config {
     pub log: LogTarget,
     /// `[log] format`: how each line names its fields.
     pub log_format: LogFormat,
-    /// Refuse UDP datagrams to routed or denied destinations (and the like); see the README.
+    /// Refuse UDP datagrams to routed or denied destinations (and the like); see docs/leak-proofing.md.
     pub strict: bool,
     /// Log direct connections and real lookups too (the default); `false` logs only what is
     /// denied, routed or refused, and leaves direct connections without any cost of ours.
