@@ -550,6 +550,66 @@ fn console_examples_in_sandbox() {
         cases.case(page);
     }
     cases.run();
+    log_lines_have_the_shape_the_library_writes();
+}
+
+/// The fields of a native log line, by event: what the documented lines must have.
+fn shape(line: &serde_json::Value) -> Option<(String, BTreeSet<String>)> {
+    let object = line.as_object()?;
+    let event = object.get("event")?.as_str()?.to_string();
+    Some((event, object.keys().cloned().collect()))
+}
+
+/// The log the console examples just wrote (`--log events.jsonl`, from curl, Python and Node)
+/// and the committed logs the docs show (`docs/examples/events.jsonl`, which `report` reads in
+/// docs/cli.md, and the native lines of the pages' JSON blocks) have lines of the same shapes:
+/// a field added to or dropped from the log fails here until the docs follow.
+fn log_lines_have_the_shape_the_library_writes() {
+    let fresh: BTreeSet<(String, BTreeSet<String>)> = support::read_log(Path::new("events.jsonl"))
+        .iter()
+        .filter_map(shape)
+        .collect();
+    assert!(
+        fresh.iter().any(|(event, _)| event == "connect"),
+        "the console examples wrote no connect line to events.jsonl"
+    );
+    let mut documented: Vec<(String, serde_json::Value)> =
+        support::read_log(&repo().join("docs/examples/events.jsonl"))
+            .into_iter()
+            .map(|line| ("docs/examples/events.jsonl".to_string(), line))
+            .collect();
+    for page in pages().iter().filter(|p| !unchanged(p)) {
+        for block in blocks(&read(page)).iter().filter(|b| b.lang == "json") {
+            for line in block.text.lines() {
+                if let Ok(value) = serde_json::from_str::<serde_json::Value>(line) {
+                    documented.push((format!("{}:{}", relative(page), block.line), value));
+                }
+            }
+        }
+    }
+    let mut problems = Vec::new();
+    for (place, line) in &documented {
+        let Some((event, keys)) = shape(line) else {
+            continue;
+        };
+        // Only the events the examples make; a documented line must look like one of them.
+        if !fresh.iter().any(|(e, _)| *e == event) {
+            continue;
+        }
+        if !fresh.contains(&(event.clone(), keys.clone())) {
+            let like: Vec<_> = fresh.iter().filter(|(e, _)| *e == event).collect();
+            problems.push(format!(
+                "{place}: a {event} line with fields {keys:?}; the library writes {like:?}"
+            ));
+        }
+    }
+    let shown: BTreeSet<_> = documented.iter().filter_map(|(_, l)| shape(l)).collect();
+    for missing in fresh.difference(&shown) {
+        problems.push(format!(
+            "docs/examples/events.jsonl has no line shaped like {missing:?}, which the library writes now"
+        ));
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
 /// Every `console` block of README.md and docs/*.md, run: in a scratch directory that links to
@@ -616,6 +676,6 @@ fn console_examples() {
     let status = command.status().expect("unshare");
     assert!(
         status.success(),
-        "a console example drifted (its diff is above)"
+        "the docs drifted from what the code does (see above)"
     );
 }
