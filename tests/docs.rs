@@ -636,13 +636,18 @@ fn console_examples() {
     .unwrap();
     let hosts = scratch.dir.join(".hosts");
     std::fs::write(&hosts, "127.0.0.1 localhost\n::1 localhost\n").unwrap();
+    // The command finds a config of the user's or the system's where none is named: the
+    // examples must not see this machine's.
+    let empty = scratch.dir.join(".empty");
+    std::fs::create_dir(&empty).unwrap();
     let mut command = Command::new("unshare");
     command
         .args(["--net", "--mount", "--propagation", "private", "sh", "-c"])
-        .arg(r#"ip link set lo up && mount --bind "$1" /etc/resolv.conf && mount --bind "$2" /etc/hosts && shift 2 && exec "$@""#)
+        .arg(r#"ip link set lo up && mount --bind "$1" /etc/resolv.conf && mount --bind "$2" /etc/hosts && { [ ! -d /etc/mcp-redirect ] || mount --bind "$3" /etc/mcp-redirect; } && shift 3 && exec "$@""#)
         .arg("sh")
         .arg(&resolv)
         .arg(&hosts)
+        .arg(&empty)
         .arg(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -652,7 +657,8 @@ fn console_examples() {
             "--test-threads=1",
         ])
         .current_dir(&scratch.dir)
-        .env(SANDBOX_ENV, "1");
+        .env(SANDBOX_ENV, "1")
+        .env("XDG_CONFIG_HOME", &empty);
     for var in [
         "MCP_REDIRECT_CONFIG",
         "MCP_REDIRECT_LOG",
@@ -669,7 +675,6 @@ fn console_examples() {
         "all_proxy",
         "NO_PROXY",
         "no_proxy",
-        "XDG_CONFIG_HOME",
     ] {
         command.env_remove(var);
     }
