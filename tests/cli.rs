@@ -729,3 +729,81 @@ fn run_passes_the_config_it_found_to_the_library() {
         ["CONNECT api.example.test:80 HTTP/1.1"]
     );
 }
+
+/// A tiny shared library of no consequence, to stand for something else a user preloads.
+fn other_library(scratch: &Scratch) -> PathBuf {
+    let source = scratch.dir.join("other.c");
+    std::fs::write(&source, "int mcp_redirect_test_other_library = 1;\n").unwrap();
+    let library = scratch.dir.join("libother.so");
+    let status = Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&library)
+        .arg(&source)
+        .status()
+        .expect("cc");
+    assert!(status.success());
+    library
+}
+
+/// `eval "$(mcp-redirect env)"` puts the shell's later programs under the library with the
+/// config it names (quoted: the path has a space and a quote), keeping what else was preloaded;
+/// `eval "$(mcp-redirect env --off)"` takes it out again and leaves the rest.
+#[test]
+fn env_lines_put_a_shell_under_the_library_and_take_it_out() {
+    let origin = Origin::start("origin");
+    let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
+    let scratch = Scratch::new("cli-env");
+    let dir = scratch.dir.join("it's a dir");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.toml");
+    std::fs::copy(gateway_config(&scratch, proxy.addr), &config).unwrap();
+    let other = other_library(&scratch);
+    let lib = std::fs::canonicalize(library()).unwrap();
+    let script = r#"
+        set -e
+        export LD_PRELOAD="$OTHER"
+        eval "$("$CLI" env --config "$CONFIG")"
+        echo "on: $LD_PRELOAD|$MCP_REDIRECT_CONFIG"
+        curl -sS --max-time 20 http://api.example.test/
+        echo
+        eval "$("$CLI" env --off)"
+        echo "off: $LD_PRELOAD|${MCP_REDIRECT_CONFIG-unset}"
+        unset LD_PRELOAD
+        eval "$("$CLI" env --config "$CONFIG")"
+        eval "$("$CLI" env --off)"
+        echo "off again: ${LD_PRELOAD-unset}|${MCP_REDIRECT_CONFIG-unset}"
+    "#;
+    let out = Run::new("sh", &["-c", script])
+        .without_preload()
+        .env("CLI", CLI)
+        .env("CONFIG", &config)
+        .env("OTHER", &other)
+        .output();
+    assert_eq!(
+        out.success(),
+        format!(
+            "on: {}:{}|{}\nhello from origin\noff: {}|unset\noff again: unset|unset\n",
+            lib.display(),
+            other.display(),
+            config.display(),
+            other.display()
+        ),
+        "{}",
+        out.describe()
+    );
+    assert_eq!(
+        proxy.request_lines(),
+        ["CONNECT api.example.test:80 HTTP/1.1"]
+    );
+}
+
+/// An invalid config gives nothing to eval, and exit 2.
+#[test]
+fn env_prints_nothing_for_an_invalid_config() {
+    let scratch = Scratch::new("cli-env-invalid");
+    let config = scratch.config("[[rules]]\nhost = \"a.test\"\nvia = \"nowhere\"\n");
+    let out = cli(&["env", "--config", config.to_str().unwrap()]).output();
+    assert_eq!(out.code, Some(2), "{}", out.describe());
+    assert_eq!(out.stdout, "");
+    assert!(out.stderr.contains("no gateway named"), "{}", out.stderr);
+}

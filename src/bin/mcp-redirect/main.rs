@@ -13,6 +13,7 @@
 mod check;
 mod discover;
 mod elf;
+mod env;
 mod explain;
 mod init;
 mod install;
@@ -84,6 +85,19 @@ enum Command {
         after_help = "Example:\n  mcp-redirect install --to /mcp-redirect --config /etc/mcp-redirect/mcp-redirect.toml"
     )]
     Install(install::InstallArgs),
+    /// Print the export lines that put every program a shell starts under the library (for eval)
+    #[command(
+        long_about = "Print the lines that put every program this shell starts afterwards under \
+            the library: `export LD_PRELOAD=...` (the library first, other entries kept) and \
+            `export MCP_REDIRECT_CONFIG=...` (the config found as `run` finds it). With --off, the \
+            lines that undo it. For POSIX shells (sh, bash, zsh), like `. torsocks on` and `off`.\n\n\
+            The config is checked first: an invalid one prints nothing and exits 2. MCP clients \
+            start their servers with a filtered environment, so this does not reach them: make \
+            `mcp-redirect run` a server entry's command instead. Static, Go and musl programs ignore \
+            LD_PRELOAD: start them with `mcp-redirect run`.",
+        after_help = "Examples:\n  eval \"$(mcp-redirect env --config ~/corp.toml)\"\n  eval \"$(mcp-redirect env --off)\""
+    )]
+    Env(env::EnvArgs),
 }
 
 /// Whether this program is statically linked (scripts/build-static-cli.sh): it then runs in any
@@ -134,6 +148,7 @@ fn main() -> ExitCode {
         Command::Learn(args) => learn::learn(args),
         Command::Init(args) => init::init(args),
         Command::Install(args) => install::install(args),
+        Command::Env(args) => env::env(args),
     };
     ExitCode::from(code)
 }

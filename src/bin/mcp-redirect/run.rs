@@ -74,7 +74,7 @@ pub fn find_library() -> Result<PathBuf, String> {
 }
 
 /// `LD_PRELOAD` with the library first and any earlier mention of it removed.
-fn preload_value(library: &Path, existing: Option<&OsStr>) -> OsString {
+pub fn preload_value(library: &Path, existing: Option<&OsStr>) -> OsString {
     let mut value = OsString::from(library);
     for entry in existing
         .map(|v| v.as_bytes())
@@ -392,8 +392,9 @@ fn percent_encode(text: &str) -> String {
         .collect()
 }
 
-/// Quotes a word for display as a shell would need it.
-fn shell_quote(word: &str) -> String {
+/// Quotes a word for display as a shell would need it (and for `env`'s lines, which a shell
+/// evaluates).
+pub fn shell_quote(word: &str) -> String {
     if !word.is_empty()
         && word
             .bytes()
