@@ -464,6 +464,32 @@ fn the_quick_start_and_ci_install_one_list() {
     }
 }
 
+/// Every field name the log writers write (`key("...")` in src/log/) is in docs/log.md.
+#[test]
+fn every_log_field_is_in_the_logs_page() {
+    let page = read(&repo().join("docs/log.md"));
+    let mut names = BTreeSet::new();
+    for file in ["src/log/mod.rs", "src/log/ecs.rs"] {
+        let source = read(&repo().join(file));
+        let mut rest = source.as_str();
+        while let Some(at) = rest.find("key(\"") {
+            let after = &rest[at + 5..];
+            let end = after.find('"').unwrap();
+            names.insert(after[..end].to_string());
+            rest = &after[end..];
+        }
+    }
+    assert!(names.len() > 20, "found only {names:?} in src/log/");
+    let missing: Vec<_> = names
+        .iter()
+        .filter(|n| !page.contains(&format!("`{n}`")) && !page.contains(&format!("\"{n}\"")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/log.md does not describe {missing:?}"
+    );
+}
+
 /// docs/development.md's table of the test files names every one of them.
 #[test]
 fn the_test_table_names_every_test_file() {
