@@ -5,6 +5,10 @@
  *   hotpath connect-inet N   connect()+close() to a loopback listener (accepted by a thread)
  *   hotpath connect-unix N   the same over AF_UNIX (must be untouched by the library)
  *   hotpath resolve HOST N   getaddrinfo(HOST, "443") + freeaddrinfo
+ *   hotpath close-pipe N     dup() of a pipe's descriptor + close(): what close() costs for a
+ *                            descriptor the library does not follow
+ *   hotpath close-following N  the same with one TCP connection open and followed (its close
+ *                            line due), so that close() looks the descriptor up
  *
  * `run` measures against an outside server (benches/origin.c), so that the process's CPU time
  * (getrusage) is the client's alone, on THREADS threads, and prints one JSON object:
@@ -81,6 +85,28 @@ static int classic_main(int argc, char **argv) {
         for (long i = 0; i < n; i++) {
             if (getaddrinfo(argv[2], "443", &hints, &res) != 0) return 3;
             freeaddrinfo(res);
+        }
+        printf("%.0f\n", (now_ns() - t0) / n);
+        return 0;
+    }
+    if (strncmp(argv[1], "close-", 6) == 0) {
+        int p[2];
+        if (pipe(p) != 0) return 3;
+        if (strcmp(argv[1], "close-following") == 0) {
+            /* A connection the library decides (and so follows, when it logs), kept open. */
+            struct sockaddr_in sin = {.sin_family = AF_INET};
+            sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+            socklen_t sl = sizeof sin;
+            int l = socket(AF_INET, SOCK_STREAM, 0);
+            if (bind(l, (struct sockaddr *)&sin, sl) != 0 || listen(l, 1) != 0) return 4;
+            getsockname(l, (struct sockaddr *)&sin, &sl);
+            int c = socket(AF_INET, SOCK_STREAM, 0);
+            if (connect(c, (struct sockaddr *)&sin, sl) != 0) return 5;
+        }
+        double t0 = now_ns();
+        for (long i = 0; i < n; i++) {
+            int fd = dup(p[0]);
+            if (fd < 0 || close(fd) != 0) return 6;
         }
         printf("%.0f\n", (now_ns() - t0) / n);
         return 0;

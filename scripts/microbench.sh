@@ -5,7 +5,9 @@
 #   cargo build --release && scripts/microbench.sh
 #
 # Cases: connect() to a loopback listener (AF_INET, decided and logged, vs AF_UNIX, untouched),
-# and getaddrinfo() for a direct name (/etc/hosts) and a routed one (fake address, no DNS);
+# getaddrinfo() for a direct name (/etc/hosts) and a routed one (fake address, no DNS), and
+# close() of a descriptor that is not a followed connection (a pipe's), before and after the
+# process has a followed connection (one whose close line is due);
 # then static programs under the supervisor (run --mode supervise): connect() and sends.
 # The full comparison with proxychains-ng and torsocks is scripts/bench.sh (planned).
 set -euo pipefail
@@ -44,6 +46,8 @@ cases=(
     "connect AF_UNIX|connect-unix 20000"
     "getaddrinfo localhost (/etc/hosts)|resolve localhost 20000"
     "getaddrinfo api.routed.test|resolve api.routed.test 20000"
+    "dup()+close() of a pipe|close-pipe 200000"
+    "dup()+close(), a connection followed|close-following 200000"
 )
 # Runs are interleaved (every mode once per round) so that drift on a shared machine hits all
 # modes alike.

@@ -40,9 +40,10 @@ pub struct Act<'a> {
     /// What remains once a gateway tunnel is up (nothing for `connect`; the payload for fast open).
     pub tunneled: &'a mut dyn FnMut() -> Result<isize, i32>,
     /// For a `connect()` inside the program: the snapshot it was decided with, which a relayed
-    /// handshake keeps (see [`crate::relay`]). `None` where the call cannot return before the
-    /// tunnel is up (fast open carries a payload; the supervisor answers for a blocked thread).
-    pub relay: Option<&'a runtime::Current>,
+    /// handshake keeps (see [`crate::relay`]) and a followed connection's `close` line uses (see
+    /// [`crate::connections`]). `None` for calls that are neither (fast open carries a payload
+    /// and is not followed; the supervisor answers for another process).
+    pub snapshot: Option<&'a runtime::Current>,
 }
 
 /// Decides and acts for `connect(fd, dst)`; `dst` is exactly what the program passed.
@@ -64,7 +65,7 @@ pub fn on_connect(fd: i32, dst: SocketAddr) -> Outcome {
     let act = Act {
         direct: &mut direct,
         tunneled: &mut tunneled,
-        relay: Some(&current),
+        snapshot: Some(&current),
     };
     decide_connect(&current, caller, fd, dst, act)
 }
@@ -178,6 +179,9 @@ pub fn decide_connect(
     // Fixed texts are borrowed: a refusal's line is its only allocation.
     let mut error_text: Cow<'static, str> = Cow::Borrowed("");
     let mut attempts: Vec<Attempt> = Vec::new();
+    // What the kernel counts on the program's socket that is not the program's payload: the SYN
+    // (counted as one byte acknowledged), or all of a gateway handshake made on it.
+    let mut ours = (1, 0);
     let result = match chosen.decision.action {
         Action::Direct if chosen.is_fake => {
             // A fake address for a host that goes direct on this port: resolve it for real now.
@@ -231,7 +235,7 @@ pub fn decide_connect(
             };
             let mode = ConnectMode::of(fd);
             if let (ConnectMode::NonBlocking, Some(current)) =
-                (mode, act.relay.filter(|_| gw.async_handshake))
+                (mode, act.snapshot.filter(|_| gw.async_handshake))
             {
                 match relay(current, caller, fd, dst, index, &chosen, started) {
                     Ok(()) => return Outcome::Done(Err(libc::EINPROGRESS)),
@@ -250,7 +254,13 @@ pub fn decide_connect(
                 socket::block_on(through_gateway(rt, index, &route, &dest, &mut attempts));
             event.endpoint = attempts.iter().rev().find_map(|a| a.address);
             match established {
-                Ok(()) => (act.tunneled)(),
+                Ok(()) => {
+                    // The handshake's bytes are on the program's socket too: not its payload.
+                    if let Some(info) = socket::tcp_info(fd) {
+                        ours = (info.tcpi_bytes_acked, info.tcpi_bytes_received);
+                    }
+                    (act.tunneled)()
+                }
                 Err(e) => {
                     notice(rt, host, dst, || Reason::Gateway {
                         name: &gw.name,
@@ -271,7 +281,58 @@ pub fn decide_connect(
     event.result = result.map(|_| ()).into();
     event.elapsed_us = Some(sys::monotonic_us().saturating_sub(started));
     rt.log.write(&event, caller.exe);
+    let under_way = matches!(result, Ok(_) | Err(libc::EINPROGRESS));
+    if let (Some(current), true, "tcp") = (act.snapshot, under_way, proto) {
+        follow(current, fd, &event, ours);
+    }
     Outcome::Done(result)
+}
+
+/// Follows the connection `event` describes until the program lets go of `fd`, for its
+/// `close` line (`[log] close`, on by default, and only where its `connect` was logged).
+/// `ours`: bytes of the library's own on the socket.
+fn follow(current: &runtime::Current, fd: i32, event: &Event<'_>, ours: (u64, u64)) {
+    if let Some(followed) = to_follow(
+        current,
+        fd,
+        event,
+        crate::connections::Endpoint::known(event.endpoint),
+    ) {
+        followed.set_ours(ours.0, ours.1);
+        crate::connections::follow(fd, &followed);
+    }
+}
+
+/// The record for following the connection `event` describes, if its `close` line is due;
+/// `endpoint` is where its tunnel went, or will say so once the relay knows.
+fn to_follow(
+    current: &runtime::Current,
+    fd: i32,
+    event: &Event<'_>,
+    endpoint: crate::connections::Endpoint,
+) -> Option<crate::connections::Followed> {
+    let rt: &Runtime = current;
+    if !rt.log_close || !rt.log.enabled() || (event.action == Some("direct") && !rt.log_direct) {
+        return None;
+    }
+    let (Some(dst), Some(ino)) = (event.dst, sys::inode(fd)) else {
+        return None;
+    };
+    let rule = event.rule.unwrap_or((None, "default"));
+    Some(crate::connections::Followed::new(
+        crate::connections::Record {
+            rt: current.arc(),
+            ino,
+            opened_us: sys::monotonic_us(),
+            host: event.host.map(str::to_owned),
+            dst,
+            rule: (rule.0, rule.1.to_owned()),
+            action: event.action.unwrap_or("direct"),
+            gateway: event.gateway.map(str::to_owned),
+            endpoint,
+            ours: Default::default(),
+        },
+    ))
 }
 
 /// For a datagram to `dst` sent with `sendto`/`sendmsg`/`sendmmsg` on an unconnected socket:
@@ -632,6 +693,8 @@ fn relay(
     let rule_index = chosen.decision.rule_index;
     let pattern = chosen.pattern.to_owned();
     let (via, pid) = (caller.via, caller.pid);
+    let endpoint = crate::connections::Endpoint::later();
+    let reached = endpoint.clone();
     let handshake: relay::Handshake = Box::new(move |socket, waiter| {
         Box::pin(async move {
             let mut attempts = Vec::new();
@@ -658,6 +721,7 @@ fn relay(
                 )),
             };
             let error = outcome.as_ref().err().map(|e| e.message.as_str());
+            reached.set(attempts.iter().rev().find_map(|a| a.address));
             if let Some(error) = error {
                 notice(&rt, host.as_deref(), dst, || Reason::Gateway {
                     name: &rt.gateways[index].name,
@@ -688,11 +752,20 @@ fn relay(
             outcome.map_err(|e| e.errno)
         })
     });
+    let event = Event {
+        host: chosen.host,
+        dst: Some(dst),
+        rule: Some((chosen.decision.rule_index, chosen.pattern)),
+        action: Some("gateway"),
+        gateway: Some(current.gateways[index].name.as_str()),
+        ..Default::default()
+    };
     relay::begin(relay::Request {
         fd,
         dst,
         family,
         handshake,
+        followed: to_follow(current, fd, &event, endpoint),
     })
 }
 

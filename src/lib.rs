@@ -19,6 +19,8 @@
 //!   strict mode): decide, act, log.
 //! - [`relay`]: routed connects on non-blocking sockets: the handshake on a thread of ours, the
 //!   program's socket held "connecting" until the tunnel is up (`docs/nonblocking.md`).
+//! - [`connections`]: the decided connections, from `connect` to the `close` line that says
+//!   what they carried.
 //! - [`lookup`]: what happens to one intercepted name lookup: fake or real answer, log.
 //! - [`dns`]: the DNS wire format (SRV discovery, the supervisor's resolver).
 //! - [`log`]: the JSON-lines security event and its `O_APPEND` writer.
@@ -29,6 +31,7 @@
 
 pub mod config;
 pub mod connect;
+pub mod connections;
 pub mod dns;
 pub mod gateway;
 #[cfg(feature = "preload")]

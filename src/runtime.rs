@@ -63,6 +63,8 @@ pub struct Runtime {
     pub strict: bool,
     /// `[log] direct`: whether direct connections and real lookups are logged.
     pub log_direct: bool,
+    /// `[log] close`: whether a `close` line follows each decided connection.
+    pub log_close: bool,
     /// `mode = "audit"`: a denial is logged, and the connection goes where it would have gone
     /// without the rule.
     pub audit: bool,
@@ -322,6 +324,7 @@ impl Runtime {
             strict: config.strict,
             log_direct: config.log_direct,
             audit: config.audit,
+            log_close: config.log_close,
             notices: Notices::new(config.notices, &config.log),
             resolver,
             rules: config.rules,
@@ -357,6 +360,7 @@ impl Runtime {
             strict: true,
             log_direct: true,
             audit: false,
+            log_close: false,
             // The invalid configuration was announced on stderr already.
             notices: Notices::off(),
             resolver: Arc::new(Resolver::new(&config::DnsConfig::default())),

@@ -56,6 +56,7 @@ pub fn from_environment(getenv: &dyn Fn(&str) -> Option<String>) -> Result<Confi
             strict: false,
             log_direct: true,
             notices: true,
+            log_close: true,
             audit: false,
         });
     }
@@ -127,6 +128,7 @@ pub fn from_environment(getenv: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         strict: false,
         log_direct: true,
         notices: true,
+        log_close: true,
         audit: false,
     })
 }

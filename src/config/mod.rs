@@ -46,6 +46,8 @@ pub struct Config {
     pub log_direct: bool,
     /// `[log] notices`: one line on stderr per refused host (see `notice`).
     pub notices: bool,
+    /// `[log] close`: a `close` line for each connection decided (see `connections`).
+    pub log_close: bool,
     /// `mode = "audit"`: denials are logged (`"enforced": false`) and not enforced.
     pub audit: bool,
 }
@@ -398,6 +400,7 @@ struct LogSchema {
     direct: Option<bool>,
     format: Option<String>,
     notices: Option<bool>,
+    close: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -847,6 +850,7 @@ fn validate(
         discovery,
         log_direct: schema.log.as_ref().and_then(|l| l.direct).unwrap_or(true),
         notices: schema.log.as_ref().and_then(|l| l.notices).unwrap_or(true),
+        log_close: schema.log.as_ref().and_then(|l| l.close).unwrap_or(true),
         audit,
         log,
         log_format,

@@ -7,7 +7,7 @@
 mod relayed;
 mod resolve;
 
-pub use relayed::{close, close_range, closefrom, getpeername, getsockopt, setsockopt};
+pub use relayed::{close, close_range, closefrom, dup2, dup3, getpeername, getsockopt, setsockopt};
 
 pub use resolve::{
     __res_nquery, __res_nsearch, __res_query, __res_search, freeaddrinfo, getaddrinfo,
@@ -171,7 +171,7 @@ fn fast_open(
             Act {
                 direct,
                 tunneled,
-                relay: None,
+                snapshot: None,
             },
         )
     })

@@ -6,6 +6,7 @@
 use libc::{c_int, c_uint, c_void, sockaddr, socklen_t};
 
 use super::shielded;
+use crate::connections;
 use crate::relay;
 use crate::sys::{self, real, socket};
 
@@ -113,18 +114,58 @@ pub unsafe extern "C" fn getpeername(fd: c_int, addr: *mut sockaddr, len: *mut s
     unsafe { real::getpeername(fd, addr, len) }
 }
 
+/// The program lets go of `fd`: the `close` line of the connection followed there, then the
+/// relay forgets it. Errno is the caller's afterwards.
+fn letting_go(fd: c_int) {
+    if !connections::in_use() && !relay::in_use() {
+        return;
+    }
+    let caller_errno = sys::errno();
+    shielded((), || connections::closing(fd));
+    shielded((), || relay::forget_closed(fd));
+    sys::set_errno(caller_errno);
+}
+
 /// `close(2)`: a descriptor of the relay's is left open (the program did not open it and cannot
-/// mean it; its number must not come back to the program while the relay uses it).
+/// mean it; its number must not come back to the program while the relay uses it); a followed
+/// connection's `close` line is written. For anything else: two loads, then libc.
 ///
 /// # Safety
 /// Called by C with `close(2)`'s contract.
 #[no_mangle]
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
-    if relay::in_use() && shielded(false, || relay::on_close(fd)) {
+    if relay::in_use() && shielded(false, || relay::is_ours(fd)) {
         return 0;
     }
+    letting_go(fd);
     // SAFETY: forwarded unchanged.
     unsafe { real::close(fd) }
+}
+
+/// `dup2(2)`: replacing `new` lets go of what it was (a followed connection gets its line).
+///
+/// # Safety
+/// Called by C with `dup2(2)`'s contract.
+#[no_mangle]
+pub unsafe extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
+    if old != new {
+        letting_go(new);
+    }
+    // SAFETY: forwarded unchanged.
+    unsafe { real::dup2(old, new) }
+}
+
+/// `dup3(2)`: as `dup2`.
+///
+/// # Safety
+/// Called by C with `dup3(2)`'s contract.
+#[no_mangle]
+pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
+    if old != new {
+        letting_go(new);
+    }
+    // SAFETY: forwarded unchanged.
+    unsafe { real::dup3(old, new, flags) }
 }
 
 /// `close_range(2)`: as `close`, for every descriptor in the range; the relay's are stepped
@@ -136,6 +177,11 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
 pub unsafe extern "C" fn close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int {
     // SAFETY: forwarded unchanged.
     let pass = || unsafe { real::close_range(first, last, flags) };
+    if first <= last && flags & libc::CLOSE_RANGE_CLOEXEC as c_int == 0 && connections::in_use() {
+        let caller_errno = sys::errno();
+        shielded((), || connections::closing_range(first, last));
+        sys::set_errno(caller_errno);
+    }
     if flags != 0 || !relay::in_use() || first > last {
         return pass();
     }

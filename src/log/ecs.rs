@@ -27,12 +27,16 @@ pub const MAX_STRING: usize = 1024;
 pub const MAX_ATTEMPTS: usize = 16;
 /// Room in a line for everything but its text fields and the pod's: keys, numbers,
 /// addresses, the timestamp (see `Event::text_len`; a test holds the widest line to it).
-const ECS_ROOM: usize = 1024;
+const ECS_ROOM: usize = 1152;
 
 /// `event.action` for each native `event` and `action`. The report reads it back with
 /// [`native_event`], so the two directions cannot drift apart.
-const ACTIONS: [(&str, Option<&str>, &str); 11] = [
+const ACTIONS: [(&str, Option<&str>, &str); 15] = [
     ("connect", Some("direct"), "connect-direct"),
+    ("close", Some("direct"), "close-direct"),
+    ("close", Some("gateway"), "close-redirected"),
+    ("close", Some("deny"), "close-unenforced"),
+    ("close", None, "close"),
     ("connect", Some("gateway"), "connect-redirected"),
     ("connect", Some("deny"), "connect-blocked"),
     ("connect", None, "connect"),
@@ -85,6 +89,7 @@ fn categorization(event: &str, action: Option<&str>) -> (&'static str, &'static 
         ("connect", "denied") => (r#"["network"]"#, r#"["connection","denied"]"#),
         ("connect", "allowed") => (r#"["network"]"#, r#"["connection","allowed"]"#),
         ("connect", _) => (r#"["network"]"#, r#"["connection"]"#),
+        ("close", _) => (r#"["network"]"#, r#"["connection","end"]"#),
         ("resolve", "denied") => (r#"["network"]"#, r#"["protocol","denied"]"#),
         ("resolve", "allowed") => (r#"["network"]"#, r#"["protocol","allowed"]"#),
         ("resolve", _) => (r#"["network"]"#, r#"["protocol"]"#),
@@ -146,6 +151,18 @@ impl Event<'_> {
         if let Some(us) = self.elapsed_us {
             out.key("event.duration");
             out.number(us.saturating_mul(1000));
+        }
+        if let Some(ms) = self.duration_ms {
+            out.key("event.duration");
+            out.number(ms.saturating_mul(1_000_000));
+        }
+        if let (Some(sent), Some(received)) = (self.bytes_sent, self.bytes_received) {
+            out.key("source.bytes");
+            out.number(sent);
+            out.key("destination.bytes");
+            out.number(received);
+            out.key("network.bytes");
+            out.number(sent.saturating_add(received));
         }
         out.key("process.pid");
         out.number(self.pid.unwrap_or_else(sys::pid) as u64);
@@ -217,6 +234,9 @@ impl Event<'_> {
         }
         if let Some(handshake) = self.handshake {
             text(&mut out, "mcp_redirect.handshake", handshake);
+        }
+        if let Some(ended) = self.ended {
+            text(&mut out, "mcp_redirect.ended", ended);
         }
         if let Some(enforced) = self.enforced {
             out.key("mcp_redirect.enforced");

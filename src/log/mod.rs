@@ -59,6 +59,12 @@ pub struct Event<'a> {
     pub handshake: Option<&'a str>,
     /// `Some(false)` for a denial that audit mode logged and let through.
     pub enforced: Option<bool>,
+    /// For `close`: how long the connection lived, what it carried each way (the program's
+    /// payload), and how it ended.
+    pub duration_ms: Option<u64>,
+    pub bytes_sent: Option<u64>,
+    pub bytes_received: Option<u64>,
+    pub ended: Option<&'a str>,
 }
 
 /// One try of one gateway endpoint.
@@ -94,13 +100,17 @@ impl Default for Event<'_> {
             pid: None,
             handshake: None,
             enforced: None,
+            duration_ms: None,
+            bytes_sent: None,
+            bytes_received: None,
+            ended: None,
         }
     }
 }
 
 /// Room in a native line for everything but its text fields: keys, numbers, addresses, the
 /// timestamp (see [`Event::text_len`]; a test holds the widest line to it).
-const NATIVE_ROOM: usize = 640;
+const NATIVE_ROOM: usize = 704;
 /// The same for one gateway attempt, in either format, beside its endpoint.
 const ATTEMPT_ROOM: usize = 80;
 
@@ -173,6 +183,20 @@ impl Event<'_> {
             out.key("enforced");
             out.raw(if enforced { "true" } else { "false" });
         }
+        for (key, value) in [
+            ("duration_ms", self.duration_ms),
+            ("bytes_sent", self.bytes_sent),
+            ("bytes_received", self.bytes_received),
+        ] {
+            if let Some(value) = value {
+                out.key(key);
+                out.number(value);
+            }
+        }
+        if let Some(ended) = self.ended {
+            out.key("ended");
+            out.string(ended);
+        }
         if let Some(dropped) = self.dropped {
             out.key("dropped");
             out.number(dropped);
@@ -199,6 +223,7 @@ impl Event<'_> {
             self.error,
             self.via,
             self.handshake,
+            self.ended,
         ];
         let attempts = self.attempts.unwrap_or_default().iter().take(most);
         texts.into_iter().flatten().map(cut).sum::<usize>()
@@ -843,6 +868,10 @@ mod tests {
             pid: Some(u32::MAX),
             handshake: Some(text),
             enforced: Some(false),
+            duration_ms: Some(u64::MAX),
+            bytes_sent: Some(u64::MAX),
+            bytes_received: Some(u64::MAX),
+            ended: Some(text),
         }
     }
 

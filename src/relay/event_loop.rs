@@ -124,6 +124,11 @@ struct CopyState {
     gateway_done: bool,
     app_shut: bool,
     gateway_shut: bool,
+    /// Payload carried each way (for a `close` line the relay writes).
+    sent: u64,
+    received: u64,
+    /// Whether the gateway's side ended its stream before the program's.
+    peer_first: bool,
 }
 
 struct Connection {
@@ -139,6 +144,8 @@ struct Connection {
     /// per poll: a gateway that trickles bytes must not grow the heap).
     timer_at: u64,
     stage: Stage,
+    /// The connection's record, if a `close` line is due (see `connections::relay_ended`).
+    followed: Option<crate::connections::Followed>,
 }
 
 struct Unmatched {
@@ -469,11 +476,12 @@ impl Relay {
     /// Starts the handshake of `job`, whose program connection the relay holds as `app`.
     fn start(&mut self, job: Job, app: i32) {
         let Job {
-            request,
+            mut request,
             ino,
             filler,
             ..
         } = job;
+        let followed = request.followed.take();
         let mut gateway = match socket::tcp_socket(request.family) {
             Ok(fd) => {
                 sockets::mark_ours(fd);
@@ -520,6 +528,7 @@ impl Relay {
             filler,
             timer_at: 0,
             stage: Stage::Handshake { future, waiter },
+            followed,
         });
         self.poll_handshake(index);
     }
@@ -636,16 +645,22 @@ impl Relay {
             &mut state.to_gateway,
             &mut state.app_done,
             &mut state.gateway_shut,
+            &mut state.sent,
             buffer,
         );
+        let app_done = state.app_done;
         let towards_app = pump(
             gateway,
             app,
             &mut state.to_app,
             &mut state.gateway_done,
             &mut state.app_shut,
+            &mut state.received,
             buffer,
         );
+        if state.gateway_done && !app_done {
+            state.peer_first = true;
+        }
         let done = state.gateway_shut && state.app_shut;
         if towards_gateway.is_err() || towards_app.is_err() {
             self.finish(index, true);
@@ -663,6 +678,23 @@ impl Relay {
         self.free.push(index);
         if self.by_fd.get(&connection.fd) == Some(&index) {
             self.by_fd.remove(&connection.fd);
+        }
+        if let Some(followed) = connection.followed {
+            let carried = match &connection.stage {
+                Stage::Handshake { .. } => None,
+                Stage::Draining { .. } => Some((0, 0, false)),
+                Stage::Copying(state) => Some((state.sent, state.received, state.peer_first)),
+            };
+            let carried = carried.map(|(sent, received, peer_first)| crate::connections::Carried {
+                sent,
+                received,
+                how: match (reset, peer_first) {
+                    (_, true) => "closed by the peer",
+                    (true, false) => "reset",
+                    (false, false) => "closed by the program",
+                },
+            });
+            crate::connections::relay_ended(connection.fd, followed, carried);
         }
         for fd in [connection.app, connection.gateway] {
             if fd < 0 {
@@ -711,19 +743,22 @@ fn apply_options(gateway: i32, options: &sockets::Options) {
 
 /// Copies from `from` to `to` until one would block: first what `pending` holds, then what
 /// arrives. At the end of `from`'s stream (`done`), shuts `to`'s sending side (`shut`) once
-/// everything is through. `Err` on a reset or another error of either side.
+/// everything is through. `Err` on a reset or another error of either side. `carried` counts
+/// the bytes `to` took.
 fn pump(
     from: i32,
     to: i32,
     pending: &mut Vec<u8>,
     done: &mut bool,
     shut: &mut bool,
+    carried: &mut u64,
     buffer: &mut [u8],
 ) -> Result<(), ()> {
     loop {
         if !pending.is_empty() {
             match socket::send_now(to, pending) {
                 Ok(n) => {
+                    *carried += n as u64;
                     pending.drain(..n);
                     if pending.is_empty() {
                         // Give the memory back: an idle connection holds no buffer.
@@ -754,8 +789,11 @@ fn pump(
             Err(_) => return Err(()),
         };
         match socket::send_now(to, &buffer[..n]) {
-            Ok(sent) if sent == n => {}
-            Ok(sent) => pending.extend_from_slice(&buffer[sent..n]),
+            Ok(sent) if sent == n => *carried += n as u64,
+            Ok(sent) => {
+                *carried += sent as u64;
+                pending.extend_from_slice(&buffer[sent..n]);
+            }
             Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EINTR)) => {
                 pending.extend_from_slice(&buffer[..n])
             }

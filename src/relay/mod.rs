@@ -42,6 +42,9 @@ pub struct Request {
     /// `AF_INET` or `AF_INET6`: the program's socket's family, and the relay's towards the gateway.
     pub family: i32,
     pub handshake: Handshake,
+    /// The connection's record for its `close` line, if one is due: followed from here, and
+    /// ended by the relay if the program lets go of it out of our sight.
+    pub followed: Option<crate::connections::Followed>,
 }
 
 /// Relayed connections one process may have at once (established ones included); past this,
@@ -334,8 +337,8 @@ fn take_all(shared: &Shared) -> Vec<Note> {
 }
 
 /// Takes over `request`'s connection: `Ok` when the program's socket is now the relay's to
-/// complete (the hook returns `EINPROGRESS`), else why not (the caller handshakes synchronously;
-/// the socket is as the program left it).
+/// complete (the hook returns `EINPROGRESS`), with the filler bytes written into it; else why
+/// not (the caller handshakes synchronously; the socket is as the program left it).
 pub fn begin(request: Request) -> Result<(), &'static str> {
     let fd = request.fd;
     if fd < 0 || fd as usize >= sockets::MAX_FDS {
@@ -401,6 +404,11 @@ pub fn begin(request: Request) -> Result<(), &'static str> {
         return Err("inline: the socket vanished");
     };
     sockets::publish(fd, ino, request.dst, lowat, &options);
+    if let Some(followed) = &request.followed {
+        // The filler and the SYN go through the program's socket: not its payload.
+        followed.set_ours(filler as u64 + 1, 0);
+        crate::connections::follow(fd, followed);
+    }
     shared.in_flight.fetch_add(1, Ordering::AcqRel);
     shared.handshaking.fetch_add(1, Ordering::AcqRel);
     push(
@@ -537,6 +545,13 @@ fn restore_lowat(fd: i32, ino: u64) {
     }
 }
 
+/// Whether `fd` is a relayed socket whose handshake failed (it never carried anything).
+pub fn failed(fd: i32) -> bool {
+    in_use()
+        && sockets::lookup(fd)
+            .is_some_and(|relayed| matches!(relayed.phase, sockets::Phase::Failed(_)))
+}
+
 /// What `getpeername(fd)` answers for a relayed socket: `Ok(address)` once the tunnel is up (the
 /// address the program connected to), `Err(ENOTCONN)` before or after a failure; `None`: not
 /// relayed, ask the kernel.
@@ -609,17 +624,17 @@ fn lowat_set(fd: i32, value: i32) {
     }
 }
 
-/// The program closes `fd`: `true` if it is one of the relay's own (left open; the caller
-/// reports success), else the slot is forgotten and the caller closes it.
-pub fn on_close(fd: i32) -> bool {
-    if !in_use() {
-        return false;
+/// Whether `fd` is one of the relay's own descriptors (the `close` hook leaves it open and
+/// reports success).
+pub fn is_ours(fd: i32) -> bool {
+    in_use() && sockets::is_ours(fd)
+}
+
+/// The program closed `fd` (or replaced it): it is not relayed any more.
+pub fn forget_closed(fd: i32) {
+    if in_use() {
+        forget(fd);
     }
-    if sockets::is_ours(fd) {
-        return true;
-    }
-    forget(fd);
-    false
 }
 
 /// The relay's descriptors in `first..=last`, in order, for `close_range`/`closefrom` to step

@@ -360,6 +360,12 @@ pub fn with_signals_blocked<T>(spawn: impl FnOnce() -> T) -> T {
     value
 }
 
+/// Registers `handler` to run when the process exits normally (`atexit`).
+pub fn at_exit(handler: extern "C" fn()) -> bool {
+    // SAFETY: atexit stores the function pointer, valid for the life of the process.
+    unsafe { libc::atexit(handler) == 0 }
+}
+
 /// Registers `child` to run in the child after every `fork()` (`pthread_atfork`).
 pub fn on_fork_child(child: unsafe extern "C" fn()) -> bool {
     // SAFETY: pthread_atfork stores the function pointers; `child` stays valid for the life of

@@ -116,6 +116,12 @@ real_functions! {
     /// `close(2)`.
     fn close(fd: c_int) -> c_int,
         ours = crate::hooks::close, fallback = raw_close(fd);
+    /// `dup2(2)`.
+    fn dup2(old: c_int, new: c_int) -> c_int,
+        ours = crate::hooks::dup2, fallback = raw_dup3(old, new, 0);
+    /// `dup3(2)`.
+    fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int,
+        ours = crate::hooks::dup3, fallback = raw_dup3(old, new, flags);
     /// `close_range(2)` (glibc 2.34).
     fn close_range(first: libc::c_uint, last: libc::c_uint, flags: c_int) -> c_int,
         ours = crate::hooks::close_range, fallback = raw_close_range(first, last, flags);
@@ -211,4 +217,10 @@ fn raw_close(fd: c_int) -> c_int {
 fn raw_close_range(first: libc::c_uint, last: libc::c_uint, flags: c_int) -> c_int {
     // SAFETY: close_range takes no pointer.
     unsafe { libc::syscall(libc::SYS_close_range, first, last, flags) as c_int }
+}
+
+/// The `dup3` system call itself (see `raw_connect`); also `dup2`'s fallback (for `old != new`).
+fn raw_dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
+    // SAFETY: dup3 takes no pointer.
+    unsafe { libc::syscall(libc::SYS_dup3, old, new, flags) as c_int }
 }

@@ -643,6 +643,24 @@ pub fn is_nonblocking(fd: i32) -> bool {
     flags >= 0 && flags & libc::O_NONBLOCK != 0
 }
 
+/// `TCP_INFO` of a TCP socket: its state and byte counts, among much else.
+pub fn tcp_info(fd: i32) -> Option<libc::tcp_info> {
+    // SAFETY: tcp_info is plain data; all-zero is a valid value to be overwritten.
+    let mut info: libc::tcp_info = unsafe { zeroed() };
+    let mut len = size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: info and len are valid for writes of the sizes given.
+    let rc = unsafe {
+        real::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then_some(info)
+}
+
 /// A new descriptor for what `fd` refers to (close-on-exec).
 pub fn duplicate(fd: i32) -> io::Result<i32> {
     // SAFETY: F_DUPFD_CLOEXEC takes an int argument.

@@ -2,7 +2,8 @@
 //!
 //! Logs grow without bound, so the report reads them line by line into one reused buffer and
 //! keeps only fixed-size state: counters, log-scale histograms for connect times, and
-//! Space-Saving top-k tables for hosts, processes, gateways, denials and results. A table is
+//! Space-Saving top-k tables for hosts, processes, gateways, denials and results (and, from
+//! `close` lines, bytes per host, gateway and process, and the longest connections). A table is
 //! exact until it meets more distinct keys than it has counters; from then on it is approximate
 //! and the report says so. A 1 GB log takes the same memory as a 1 MB one.
 //!
@@ -299,6 +300,11 @@ struct LogLine<'a> {
     result: Option<Cow<'a, str>>,
     error: Option<Cow<'a, str>>,
     elapsed_us: Option<u64>,
+    /// `close` lines: how long the connection lived, its payload each way, how it ended.
+    duration_ms: Option<u64>,
+    bytes_sent: Option<u64>,
+    bytes_received: Option<u64>,
+    ended: Option<Cow<'a, str>>,
 }
 
 /// A line as serde reads it: the native keys and the `ecs` ones side by side. A line with
@@ -332,6 +338,11 @@ struct RawLine<'a> {
     #[serde(borrow)]
     error: Option<Cow<'a, str>>,
     elapsed_us: Option<u64>,
+    duration_ms: Option<u64>,
+    bytes_sent: Option<u64>,
+    bytes_received: Option<u64>,
+    #[serde(borrow)]
+    ended: Option<Cow<'a, str>>,
 
     #[serde(borrow, rename = "@timestamp")]
     timestamp: Option<Cow<'a, str>>,
@@ -364,6 +375,12 @@ struct RawLine<'a> {
     /// Nanoseconds, as ECS has it.
     #[serde(rename = "event.duration")]
     event_duration: Option<u64>,
+    #[serde(rename = "source.bytes")]
+    source_bytes: Option<u64>,
+    #[serde(rename = "destination.bytes")]
+    destination_bytes: Option<u64>,
+    #[serde(borrow, rename = "mcp_redirect.ended")]
+    mcp_redirect_ended: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -400,6 +417,10 @@ impl<'a> RawLine<'a> {
             result: raw.result,
             error: raw.error,
             elapsed_us: raw.elapsed_us,
+            duration_ms: raw.duration_ms,
+            bytes_sent: raw.bytes_sent,
+            bytes_received: raw.bytes_received,
+            ended: raw.ended,
         })
     }
 
@@ -418,6 +439,11 @@ impl<'a> RawLine<'a> {
                 Err(_) => Cow::Owned(format!("{ip}:{port}")),
             }
         });
+        // `event.duration` is a connect's time to connect, or a closed connection's life.
+        let (elapsed_us, duration_ms) = match (&*event, raw.event_duration) {
+            ("close", ns) => (None, ns.map(|ns| ns / 1_000_000)),
+            (_, ns) => (ns.map(|ns| ns / 1000), None),
+        };
         LogLine {
             ts,
             event,
@@ -432,7 +458,11 @@ impl<'a> RawLine<'a> {
             answer: raw.dns_resolved_ip.is_some(),
             result: Some(raw.error_code.unwrap_or(Cow::Borrowed("ok"))),
             error: raw.error_message,
-            elapsed_us: raw.event_duration.map(|ns| ns / 1000),
+            elapsed_us,
+            duration_ms,
+            bytes_sent: raw.source_bytes,
+            bytes_received: raw.destination_bytes,
+            ended: raw.mcp_redirect_ended,
         }
     }
 }
@@ -694,6 +724,51 @@ struct Resolves {
     failed: u64,
 }
 
+/// Closed connections of one host, gateway or process (their table ranks by bytes sent).
+#[derive(Default)]
+struct Traffic {
+    closes: u64,
+    received: u64,
+}
+
+/// One of the longest connections.
+struct Long {
+    duration_ms: u64,
+    host: String,
+    exe: String,
+    sent: u64,
+    received: u64,
+    ts: i64,
+}
+
+/// What `close` lines say, all together.
+#[derive(Default)]
+struct Closes {
+    total: u64,
+    sent: u64,
+    received: u64,
+    /// The longest connections, longest first (at most `ROWS_SHOWN`).
+    longest: Vec<Long>,
+}
+
+impl Closes {
+    fn longest(&mut self, long: Long) {
+        if self.longest.len() == ROWS_SHOWN
+            && self
+                .longest
+                .last()
+                .is_some_and(|l| l.duration_ms >= long.duration_ms)
+        {
+            return;
+        }
+        let at = self
+            .longest
+            .partition_point(|l| l.duration_ms >= long.duration_ms);
+        self.longest.insert(at, long);
+        self.longest.truncate(ROWS_SHOWN);
+    }
+}
+
 /// Every malformed line is counted; the first few are kept with their position.
 #[derive(Default)]
 struct Malformed {
@@ -743,6 +818,13 @@ struct Summary {
     results: TopK<ResultDetail>,
     in_progress: u64,
 
+    closes: Closes,
+    /// Bytes sent (the rank) and received, per host, gateway and process.
+    host_bytes: TopK<Traffic>,
+    gateway_bytes: TopK<Traffic>,
+    process_bytes: TopK<Traffic>,
+    endings: TopK<()>,
+
     resolves: Resolves,
     config_errors: u64,
     config_texts: TopK<()>,
@@ -777,6 +859,11 @@ impl Summary {
             denied_hosts: TopK::new(HOST_COUNTERS),
             results: TopK::new(RESULT_COUNTERS),
             in_progress: 0,
+            closes: Closes::default(),
+            host_bytes: TopK::new(HOST_COUNTERS),
+            gateway_bytes: TopK::new(GATEWAY_COUNTERS),
+            process_bytes: TopK::new(PROCESS_COUNTERS),
+            endings: TopK::new(RESULT_COUNTERS),
             resolves: Resolves::default(),
             config_errors: 0,
             config_texts: TopK::new(CONFIG_TEXT_COUNTERS),
@@ -792,6 +879,7 @@ impl Summary {
         self.last_ts = Some(self.last_ts.map_or(ts, |t| t.max(ts)));
         match &*event.event {
             "connect" => self.add_connect(event),
+            "close" => self.add_close(event, ts),
             "resolve" => self.add_resolve(event),
             "config_error" => {
                 self.config_errors += 1;
@@ -834,12 +922,7 @@ impl Summary {
             }
         }
 
-        // Direct connects to an address have no hostname: the address stands in for it.
-        let host = event.host.as_deref().unwrap_or_else(|| {
-            event.dst.as_deref().map_or("(unknown)", |dst| {
-                dst.rsplit_once(':').map_or(dst, |(address, _port)| address)
-            })
-        });
+        let host = host_of(event);
         let host_detail = self.hosts.add(host);
         match action {
             Action::Direct => host_detail.direct += 1,
@@ -877,6 +960,38 @@ impl Summary {
         }
     }
 
+    fn add_close(&mut self, event: &LogLine<'_>, ts: i64) {
+        let sent = event.bytes_sent.unwrap_or(0);
+        let received = event.bytes_received.unwrap_or(0);
+        let c = &mut self.closes;
+        c.total += 1;
+        c.sent = c.sent.saturating_add(sent);
+        c.received = c.received.saturating_add(received);
+        let host = host_of(event);
+        let exe = event.exe.as_deref().unwrap_or("(unknown)");
+        if let Some(duration_ms) = event.duration_ms {
+            c.longest(Long {
+                duration_ms,
+                host: bounded(host, MAX_KEY).to_string(),
+                exe: bounded(exe, MAX_KEY).to_string(),
+                sent,
+                received,
+                ts,
+            });
+        }
+        let mut tables = vec![(&mut self.host_bytes, host), (&mut self.process_bytes, exe)];
+        if let Some(gateway) = event.gateway.as_deref() {
+            tables.push((&mut self.gateway_bytes, gateway));
+        }
+        for (table, key) in tables {
+            let traffic = table.add_weighted(key, sent);
+            traffic.closes += 1;
+            traffic.received = traffic.received.saturating_add(received);
+        }
+        self.endings
+            .add(event.ended.as_deref().unwrap_or("(not said)"));
+    }
+
     fn add_resolve(&mut self, event: &LogLine<'_>) {
         self.resolves.total += 1;
         let ok = event.result.as_deref() == Some("ok");
@@ -893,6 +1008,16 @@ impl Summary {
                 .resolve += 1;
         }
     }
+}
+
+/// The host a line is about; direct connects to an address have no hostname, and the address
+/// stands in for it.
+fn host_of<'e>(event: &'e LogLine<'_>) -> &'e str {
+    event.host.as_deref().unwrap_or_else(|| {
+        event.dst.as_deref().map_or("(unknown)", |dst| {
+            dst.rsplit_once(':').map_or(dst, |(address, _port)| address)
+        })
+    })
 }
 
 /// Two strings as one key, `"<len of first>:<first><second>"`: unambiguous whatever they hold.
@@ -1021,16 +1146,21 @@ impl<D: Default> TopK<D> {
 
     /// Counts one occurrence of `key` (cut to `MAX_KEY` bytes); returns its detail to update.
     fn add(&mut self, key: &str) -> &mut D {
+        self.add_weighted(key, 1)
+    }
+
+    /// Counts `weight` for `key` (bytes, where a table ranks by bytes).
+    fn add_weighted(&mut self, key: &str, weight: u64) -> &mut D {
         let key = bounded(key, MAX_KEY);
         let index = if let Some(&index) = self.position.get(key) {
-            self.slots[index].count += 1;
+            self.slots[index].count = self.slots[index].count.saturating_add(weight);
             self.sift_down(index)
         } else if self.slots.len() < self.capacity {
             let key: Rc<str> = Rc::from(key);
             self.position.insert(Rc::clone(&key), self.slots.len());
             self.slots.push(Slot {
                 key,
-                count: 1,
+                count: weight,
                 overcount: 0,
                 detail: D::default(),
             });
@@ -1043,7 +1173,7 @@ impl<D: Default> TopK<D> {
             self.position.insert(Rc::clone(&key), 0);
             *smallest = Slot {
                 key,
-                count: smallest.count + 1,
+                count: smallest.count.saturating_add(weight),
                 overcount: smallest.count,
                 detail: D::default(),
             };
@@ -1323,6 +1453,8 @@ fn render_text(s: &Summary, out: &mut impl fmt::Write) -> fmt::Result {
         )?;
     }
 
+    render_traffic(s, out)?;
+
     let r = &s.resolves;
     writeln!(
         out,
@@ -1344,6 +1476,79 @@ fn render_text(s: &Summary, out: &mut impl fmt::Write) -> fmt::Result {
         writeln!(out, "\nEvents of other kinds: {}", s.other_events)?;
     }
     Ok(())
+}
+
+/// What `close` lines say: bytes per host, gateway and process, and the longest connections.
+fn render_traffic(s: &Summary, out: &mut impl fmt::Write) -> fmt::Result {
+    let c = &s.closes;
+    writeln!(
+        out,
+        "\nTraffic: {} connections closed, {} bytes sent, {} received",
+        c.total, c.sent, c.received
+    )?;
+    if c.total == 0 {
+        return Ok(());
+    }
+    let endings = s
+        .endings
+        .ranked()
+        .iter()
+        .map(|slot| format!("{} {}", printable(&slot.key), slot.count))
+        .collect::<Vec<_>>()
+        .join(", ");
+    writeln!(out, "  ended: {endings}")?;
+    for (title, column, table, shown, what) in [
+        (
+            "Hosts by bytes sent",
+            "host",
+            &s.host_bytes,
+            HOSTS_SHOWN,
+            "hosts",
+        ),
+        (
+            "Gateways by bytes sent",
+            "gateway",
+            &s.gateway_bytes,
+            ROWS_SHOWN,
+            "gateways",
+        ),
+        (
+            "Processes by bytes sent",
+            "exe",
+            &s.process_bytes,
+            ROWS_SHOWN,
+            "processes",
+        ),
+    ] {
+        if table.slots.is_empty() {
+            continue;
+        }
+        writeln!(out, "\n{title}")?;
+        let mut rows = Table::new(1, &[column, "connections", "sent", "received"]);
+        for slot in table.ranked().into_iter().take(shown) {
+            rows.row(&[
+                &printable(&slot.key),
+                &n(slot.detail.closes),
+                &n(slot.count),
+                &n(slot.detail.received),
+            ]);
+        }
+        rows.write(out, "  ")?;
+        shown_note(out, table, shown, what)?;
+    }
+    writeln!(out, "\nLongest connections")?;
+    let mut rows = Table::new(3, &["host", "exe", "closed at", "ms", "sent", "received"]);
+    for long in &c.longest {
+        rows.row(&[
+            &printable(&long.host),
+            &printable(&long.exe),
+            &format_time(long.ts),
+            &n(long.duration_ms),
+            &n(long.sent),
+            &n(long.received),
+        ]);
+    }
+    rows.write(out, "  ")
 }
 
 /// Says how many rows a table left out, and whether its counts are approximate.
@@ -1555,6 +1760,7 @@ fn render_json(s: &Summary) -> Value {
         "processes": top_json(&s.processes, ROWS_SHOWN, |key, d| {
             json!({"exe": key, "denied": d.denied, "failed": d.failed})
         }),
+        "traffic": traffic_json(s),
         "resolves": {"total": r.total, "fake": r.fake, "real": r.real, "failed": r.failed},
         "config_errors": {
             "total": s.config_errors,
@@ -1562,6 +1768,51 @@ fn render_json(s: &Summary) -> Value {
         },
         "other_events": s.other_events,
     })
+}
+
+/// `close` lines: totals, bytes per host, gateway and process (`count` is bytes sent), the
+/// longest connections.
+fn traffic_json(s: &Summary) -> Value {
+    let c = &s.closes;
+    let bytes = |name: &'static str| move |key: &str, d: &Traffic| json!({name: key, "connections": d.closes, "received": d.received});
+    let longest: Vec<Value> = c
+        .longest
+        .iter()
+        .map(|l| {
+            json!({
+                "host": l.host,
+                "exe": l.exe,
+                "closed_at": format_time(l.ts),
+                "duration_ms": l.duration_ms,
+                "sent": l.sent,
+                "received": l.received,
+            })
+        })
+        .collect();
+    json!({
+        "closes": c.total,
+        "bytes_sent": c.sent,
+        "bytes_received": c.received,
+        "ended": top_json(&s.endings, ROWS_SHOWN, |key, ()| json!({"ended": key})),
+        "by_host": sent_json(top_json(&s.host_bytes, HOSTS_SHOWN, bytes("host"))),
+        "by_gateway": sent_json(top_json(&s.gateway_bytes, ROWS_SHOWN, bytes("gateway"))),
+        "by_process": sent_json(top_json(&s.process_bytes, ROWS_SHOWN, bytes("exe"))),
+        "longest": longest,
+    })
+}
+
+/// A bytes table's entries say `sent` (and `sent_overcount`) where others say `count`.
+fn sent_json(mut table: Value) -> Value {
+    if let Some(entries) = table["entries"].as_array_mut() {
+        for entry in entries.iter_mut().filter_map(Value::as_object_mut) {
+            for (from, to) in [("count", "sent"), ("overcount", "sent_overcount")] {
+                if let Some(value) = entry.remove(from) {
+                    entry.insert(to.into(), value);
+                }
+            }
+        }
+    }
+    table
 }
 
 /// A top-k table as `{approximate, distinct, entries: [{<fields>, count, overcount}]}`;

@@ -228,7 +228,7 @@ fn decide(
     let act = Act {
         direct,
         tunneled,
-        relay: None,
+        snapshot: None,
     };
     match connect::decide_connect(rt, caller, fd, dst, act) {
         Outcome::Done(result) => result,
