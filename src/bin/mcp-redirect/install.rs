@@ -121,7 +121,7 @@ pub fn install(args: InstallArgs) -> u8 {
 /// The config's bytes, if the library would accept them; else the error is printed. A
 /// `password_env` variable unset here is only a note: the installer (an init container) rarely
 /// holds the program's secrets, and the library checks again where the program runs.
-fn validated_config(path: &Path) -> Option<Vec<u8>> {
+pub fn validated_config(path: &Path) -> Option<Vec<u8>> {
     let fail = |message: String| {
         crate::complain(format!("config {}: {message}", path.display()));
         None

@@ -1,12 +1,13 @@
 //! `mcp-redirect`: wrap a program with the library (`run`), validate a config (`check`), see
 //! which rule a host hits (`explain`), read the security log (`report`), learn the rules a
 //! program needs (`learn`), start a config (`init`), copy itself and the library into a
-//! directory (`install`). Thin: every decision
-//! comes from the library crate, never a second copy.
+//! directory (`install`), put a shell (`env`) or an MCP client's servers (`wrap`, `unwrap`)
+//! under it. Thin: every decision comes from the library crate, never a second copy.
 //!
 //! Exit codes: 0 success; 1 `check --deny-warnings` found warnings, or `report` met malformed
 //! lines; 2 invalid configuration or usage, an endpoint `check --connect` could not reach, a
-//! log `report` could not read, or a file `install` could not write; 3 `run --strict` refused a
+//! log `report` could not read, a file `install` could not write, or a client's config `wrap`
+//! could not read, parse or write; 3 `run --strict` refused a
 //! program that would ignore the library; 126/127 the command cannot be run / was not found (as
 //! in a shell).
 
@@ -23,6 +24,7 @@ mod report;
 mod run;
 mod suggest;
 mod supervise;
+mod wrap;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -92,13 +94,66 @@ enum Command {
             `export MCP_REDIRECT_CONFIG=...` (the config found as `run` finds it). With --off, the \
             lines that undo it. For POSIX shells (sh, bash, zsh), like `. torsocks on` and `off`.\n\n\
             The config is checked first: an invalid one prints nothing and exits 2. MCP clients \
-            start their servers with a filtered environment, so this does not reach them: make \
-            `mcp-redirect run` a server entry's command instead. Static, Go and musl programs ignore \
-            LD_PRELOAD: start them with `mcp-redirect run`.",
+            start their servers with a filtered environment, so this does not reach them: \
+            `mcp-redirect wrap` puts a client's servers under `mcp-redirect run` instead. \
+            Static, Go and musl programs ignore LD_PRELOAD: start them with `mcp-redirect run`.",
         after_help = "Examples:\n  eval \"$(mcp-redirect env --config ~/corp.toml)\"\n  eval \"$(mcp-redirect env --off)\""
     )]
     Env(env::EnvArgs),
+    /// Rewrite an MCP client's config so that every local server runs under mcp-redirect run
+    #[command(long_about = WRAP_HELP, after_help = WRAP_EXAMPLES)]
+    Wrap(wrap::WrapArgs),
+    /// Give every server that wrap put under mcp-redirect run its own command back
+    #[command(
+        long_about = "Give every server entry of an MCP client's config that runs under \
+            `mcp-redirect run ... -- CMD ARGS...` its own command and arguments back: CMD and ARGS \
+            are exactly what follows `--`. When nothing else changed since `wrap`, the file is \
+            byte for byte what it was (the backup wrap made is used when wrapping it gives this \
+            file). The file is replaced atomically; --dry-run prints the diff instead.",
+        after_help = "Example:\n  mcp-redirect unwrap ~/.config/Claude/claude_desktop_config.json"
+    )]
+    Unwrap(wrap::UnwrapArgs),
 }
+
+const WRAP_HELP: &str = "Rewrite an MCP client's config so that every local (stdio) server \
+runs under `mcp-redirect run --config CONFIG --`. MCP clients start their servers with a \
+filtered environment, so the entry itself must start mcp-redirect run.
+
+Each such entry's command becomes this program (an absolute path) and its args become \
+[\"run\", \"--config\", CONFIG, \"--\", COMMAND, ARGS...]: the original command and arguments are \
+exactly what follows --, which is what unwrap gives back. CONFIG is --config, else the config run \
+would find ($MCP_REDIRECT_CONFIG, $XDG_CONFIG_HOME/mcp-redirect/config.toml, \
+/etc/mcp-redirect/mcp-redirect.toml), made absolute; without one, nothing is done. It is checked \
+first.
+
+Formats, told by their content (and the name, for TOML):
+  mcpServers            Claude Desktop (claude_desktop_config.json), Cursor (.cursor/mcp.json),
+                        Windsurf (mcp_config.json), Claude Code's project .mcp.json
+  projects.*.mcpServers Claude Code's ~/.claude.json (its top-level mcpServers too)
+  servers, mcp.servers  VS Code's .vscode/mcp.json (JSON with comments), its settings.json
+  context_servers       Zed's settings.json (command a string, or {path, args, env})
+  [mcp_servers.NAME]    Codex's ~/.codex/config.toml
+
+Left alone, each with a line on stderr saying why: entries already under mcp-redirect run (wrap \
+twice = wrap once), remote servers (url, serverUrl, type http/sse: the client itself connects to \
+them, so their traffic leaves from the client, not from a process it starts), and entries with \
+nothing to start. An entry's env is kept, LD_PRELOAD included (run puts the library first and \
+keeps the rest after it). Everything else in the file stays as written: comments, key order, \
+spacing, trailing commas.
+
+The file is replaced atomically (a synced temporary file renamed over it, with its mode and \
+owner; a symlink stays a link), and only if the client did not rewrite it meanwhile. The original \
+is copied first to FILE.mcp-redirect.bak (an existing backup holding something else is kept, and \
+FILE.mcp-redirect.bak.1, .2... used). --dry-run prints a unified diff and changes nothing. Restart \
+the client (or reload its servers) afterwards.
+
+Exit status: 0 done (or nothing to do), 2 no config or an invalid one, a file that cannot be read, \
+parsed or written. Each client's file before and after: docs/mcp-clients.md.";
+
+const WRAP_EXAMPLES: &str = "Examples:
+  mcp-redirect wrap --dry-run ~/.config/Claude/claude_desktop_config.json
+  mcp-redirect wrap --config /etc/mcp-redirect/mcp-redirect.toml .vscode/mcp.json
+  mcp-redirect unwrap ~/.codex/config.toml";
 
 /// Whether this program is statically linked (scripts/build-static-cli.sh): it then runs in any
 /// image, and looks names up in `/etc/hosts` and DNS only.
@@ -149,6 +204,8 @@ fn main() -> ExitCode {
         Command::Init(args) => init::init(args),
         Command::Install(args) => install::install(args),
         Command::Env(args) => env::env(args),
+        Command::Wrap(args) => wrap::wrap(args),
+        Command::Unwrap(args) => wrap::unwrap(args),
     };
     ExitCode::from(code)
 }
