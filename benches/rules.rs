@@ -13,7 +13,7 @@ use std::time::Duration;
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode};
 
 use mcp_redirect::net::{Cidr, PortRange};
-use mcp_redirect::rules::{Action, HostMatch, Rule, RuleTable, Target};
+use mcp_redirect::rules::{Action, AddressMatch, HostMatch, Rule, RuleTable, Target};
 
 const SIZES: [usize; 4] = [10, 1_000, 10_000, 100_000];
 
@@ -35,7 +35,7 @@ fn table_rules(count: usize) -> Vec<Rule> {
     let mut rules: Vec<Rule> = (0..count.saturating_sub(2))
         .map(|index| {
             let host = |text: String| Some(HostMatch::parse_host(&text).unwrap());
-            let cidr = |text: String| Some(Cidr::parse(&text).unwrap());
+            let cidr = |text: String| Some(AddressMatch::Prefix(Cidr::parse(&text).unwrap()));
             let (a, b) = ((index >> 8) & 255, index & 255);
             let (host, cidr, ports, process) = match index % 10 {
                 0..=2 => (host(format!("host-{index}.corp.example")), None, None, None),
@@ -87,7 +87,7 @@ fn table_rules(count: usize) -> Vec<Rule> {
         ));
         rules.push(Rule::new(
             None,
-            Some(Cidr::parse("203.0.113.0/24").unwrap()),
+            Some(AddressMatch::Prefix(Cidr::parse("203.0.113.0/24").unwrap())),
             None,
             None,
             Action::Deny,

@@ -36,6 +36,7 @@ pub mod dns;
 pub mod gateway;
 #[cfg(feature = "preload")]
 pub mod hooks;
+pub mod lists;
 pub mod log;
 pub mod lookup;
 pub mod net;

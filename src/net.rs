@@ -90,6 +90,17 @@ impl Cidr {
         self.prefix_len
     }
 
+    /// The first and last address of the prefix, as numbers (IPv4 in the low 32 bits).
+    pub fn range(&self) -> (u128, u128) {
+        let (first, bits) = match self.network {
+            IpAddr::V4(v4) => (u128::from(u32::from(v4)), 32),
+            IpAddr::V6(v6) => (u128::from(v6), 128),
+        };
+        let host_bits = bits - u32::from(self.prefix_len);
+        let span = 1u128.checked_shl(host_bits).map_or(u128::MAX, |n| n - 1);
+        (first, first | span)
+    }
+
     /// Number of addresses, saturated at `u64::MAX` for large IPv6 prefixes.
     pub fn size(&self) -> u64 {
         let bits = if self.network.is_ipv4() { 32 } else { 128 } - self.prefix_len as u32;

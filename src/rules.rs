@@ -18,6 +18,9 @@ use regex_automata::dfa::{dense, sparse, Automaton};
 use regex_automata::dfa::{OverlappingState, StartKind};
 use regex_automata::{util::syntax, Anchored, Input, MatchError, MatchKind};
 
+use std::sync::Arc;
+
+use crate::lists::{CidrList, HostList};
 use crate::net::{self, Cidr, PortRange};
 
 /// What happens to a connection.
@@ -57,6 +60,34 @@ pub enum HostMatch {
         source: String,
         dfa: Box<sparse::DFA<Vec<u8>>>,
     },
+    /// `host_list`: any pattern of a list file (see [`crate::lists`]).
+    List(Arc<HostList>),
+}
+
+/// How a rule matches the destination's address.
+pub enum AddressMatch {
+    /// `cidr`: one prefix.
+    Prefix(Cidr),
+    /// `cidr_list`: any prefix of a list file.
+    List(Arc<CidrList>),
+}
+
+impl AddressMatch {
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        match self {
+            AddressMatch::Prefix(cidr) => cidr.contains(addr),
+            AddressMatch::List(list) => list.find(addr).is_some(),
+        }
+    }
+}
+
+impl fmt::Display for AddressMatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AddressMatch::Prefix(cidr) => write!(f, "cidr={cidr}"),
+            AddressMatch::List(list) => write!(f, "cidr_list={}", list.info.path.display()),
+        }
+    }
 }
 
 impl HostMatch {
@@ -126,6 +157,7 @@ impl HostMatch {
                 let input = Input::new(name).anchored(Anchored::Yes);
                 matches!(dfa.try_search_fwd(&input), Ok(Some(_)))
             }
+            HostMatch::List(list) => list.find(name).is_some(),
         }
     }
 }
@@ -164,6 +196,7 @@ impl fmt::Display for HostMatch {
             HostMatch::Subdomains(suffix) => write!(f, "host=*{suffix}"),
             HostMatch::Domain(apex) => write!(f, "host=.{apex}"),
             HostMatch::Regex { source, .. } => write!(f, "host_regex={source}"),
+            HostMatch::List(list) => write!(f, "host_list={}", list.info.path.display()),
         }
     }
 }
@@ -171,7 +204,7 @@ impl fmt::Display for HostMatch {
 /// One rule: every condition present must hold.
 pub struct Rule {
     pub host: Option<HostMatch>,
-    pub cidr: Option<Cidr>,
+    pub cidr: Option<AddressMatch>,
     pub ports: Option<PortRange>,
     /// The executable's base name, exact (`node`, `python3.12`).
     pub process: Option<String>,
@@ -183,7 +216,7 @@ pub struct Rule {
 impl Rule {
     pub fn new(
         host: Option<HostMatch>,
-        cidr: Option<Cidr>,
+        cidr: Option<AddressMatch>,
         ports: Option<PortRange>,
         process: Option<String>,
         action: Action,
@@ -193,7 +226,7 @@ impl Rule {
             parts.push(h.to_string());
         }
         if let Some(c) = &cidr {
-            parts.push(format!("cidr={c}"));
+            parts.push(c.to_string());
         }
         if let Some(p) = &ports {
             parts.push(format!("port={p}"));
@@ -252,6 +285,18 @@ impl Rule {
 }
 
 impl Rule {
+    /// For a rule that reads a list file: the file, and the line of the entry `target` matches.
+    pub fn list_entry(&self, target: &Target<'_>) -> Option<(&std::path::Path, u64)> {
+        if let Some(HostMatch::List(list)) = &self.host {
+            let line = target.with_host_text(|name| list.find(name))?;
+            return Some((&list.info.path, line));
+        }
+        if let (Some(AddressMatch::List(list)), Some(addr)) = (&self.cidr, target.addr) {
+            return Some((&list.info.path, list.find(addr)?));
+        }
+        None
+    }
+
     /// Whether every connection `later` matches is already matched by `self` (so `later`, placed
     /// after it, can never decide anything). Conservative: `false` when unsure (regexes).
     pub fn covers(&self, later: &Rule) -> bool {
@@ -263,7 +308,13 @@ impl Rule {
         let cidr = match (&self.cidr, &later.cidr) {
             (None, _) => true,
             (Some(_), None) => false,
-            (Some(a), Some(b)) => a.prefix_len() <= b.prefix_len() && a.contains(b.network()),
+            (Some(AddressMatch::Prefix(a)), Some(AddressMatch::Prefix(b))) => {
+                a.prefix_len() <= b.prefix_len() && a.contains(b.network())
+            }
+            (Some(AddressMatch::List(a)), Some(AddressMatch::List(b))) => {
+                a.info.path == b.info.path
+            }
+            (Some(_), Some(_)) => false,
         };
         let ports = match (&self.ports, &later.ports) {
             (None, _) => true,
@@ -286,6 +337,8 @@ impl HostMatch {
         match (self, other) {
             (Regex { source: a, .. }, Regex { source: b, .. }) => a == b,
             (Regex { .. }, _) | (_, Regex { .. }) => false,
+            (List(a), List(b)) => a.info.path == b.info.path,
+            (List(_), _) | (_, List(_)) => false,
             (Exact(a), Exact(b)) => a == b,
             (Exact(_), _) => false,
             (Subdomains(_) | Domain(_), Exact(name)) => self.matches(name),
@@ -450,6 +503,47 @@ impl RuleTable {
         self.default
     }
 
+    /// Rules that can never match, each with the first earlier rule that matches everything it
+    /// does (see [`Rule::covers`]). Each rule is compared only with the earlier rules that
+    /// could cover it, found by its host's labels and its prefix's lengths, so that a table of
+    /// a hundred thousand rules is checked in well under a second, not in hours.
+    pub fn shadowed(&self) -> Vec<(usize, usize)> {
+        let mut earlier = CoverIndex::default();
+        let mut found = Vec::new();
+        let mut candidates = Vec::new();
+        for (index, rule) in self.rules.iter().enumerate() {
+            candidates.clear();
+            earlier.candidates(rule, &mut candidates);
+            candidates.sort_unstable();
+            if let Some(&first) = candidates.iter().find(|&&c| self.rules[c].covers(rule)) {
+                found.push((index, first));
+            }
+            earlier.add(index, rule);
+        }
+        found
+    }
+
+    /// The list files the rules read, each once.
+    pub fn list_files(&self) -> Vec<std::path::PathBuf> {
+        let mut files: Vec<std::path::PathBuf> = Vec::new();
+        for rule in &self.rules {
+            let host = match &rule.host {
+                Some(HostMatch::List(list)) => Some(&list.info.path),
+                _ => None,
+            };
+            let cidr = match &rule.cidr {
+                Some(AddressMatch::List(list)) => Some(&list.info.path),
+                _ => None,
+            };
+            for path in host.into_iter().chain(cidr) {
+                if !files.contains(path) {
+                    files.push(path.clone());
+                }
+            }
+        }
+        files
+    }
+
     /// Every rule before the one that decides `target`, with the reason it did not match.
     /// A walk on purpose: `explain` wants every rule passed over, not just the candidates.
     pub fn trace(&self, target: &Target<'_>) -> Vec<(usize, Mismatch)> {
@@ -520,6 +614,123 @@ impl RuleTable {
             rule.cidr.is_none() && rule.ports.is_none() && rule.matches(&target)
         });
         self.decision(first)
+    }
+}
+
+/// Rules seen so far, by what could make one of them cover a later rule: its host pattern's
+/// text, or (for rules without a host) its address condition.
+#[derive(Default)]
+struct CoverIndex {
+    exact: HashMap<String, Vec<usize>>,
+    subdomains: HashMap<String, Vec<usize>>,
+    domains: HashMap<String, Vec<usize>>,
+    /// Regexes by source, lists by path: only an identical one covers.
+    same: HashMap<String, Vec<usize>>,
+    /// Rules without a host condition: with no address condition, or by prefix (family,
+    /// length, network), or by address list path.
+    anywhere: Vec<usize>,
+    prefixes: HashMap<(bool, u8, IpAddr), Vec<usize>>,
+    address_lists: HashMap<String, Vec<usize>>,
+}
+
+impl CoverIndex {
+    fn add(&mut self, index: usize, rule: &Rule) {
+        let bucket = match &rule.host {
+            Some(HostMatch::Exact(name)) => self.exact.entry(name.clone()),
+            Some(HostMatch::Subdomains(suffix)) => self.subdomains.entry(suffix.clone()),
+            Some(HostMatch::Domain(apex)) => self.domains.entry(apex.clone()),
+            Some(host) => self.same.entry(host.to_string()),
+            None => match &rule.cidr {
+                None => return self.anywhere.push(index),
+                Some(AddressMatch::Prefix(cidr)) => {
+                    let key = (cidr.network().is_ipv4(), cidr.prefix_len(), cidr.network());
+                    return self.prefixes.entry(key).or_default().push(index);
+                }
+                Some(list) => self.address_lists.entry(list.to_string()),
+            },
+        };
+        bucket.or_default().push(index);
+    }
+
+    /// Every earlier rule that could cover `rule` (a superset; `covers` decides).
+    fn candidates(&self, rule: &Rule, out: &mut Vec<usize>) {
+        // A rule without a host condition covers on its address condition alone.
+        out.extend_from_slice(&self.anywhere);
+        match &rule.cidr {
+            Some(AddressMatch::Prefix(cidr)) => {
+                for len in 0..=cidr.prefix_len() {
+                    let Ok(wider) = Cidr::parse(&format!("{}/{len}", mask(cidr.network(), len)))
+                    else {
+                        continue;
+                    };
+                    let key = (cidr.network().is_ipv4(), len, wider.network());
+                    out.extend(self.prefixes.get(&key).into_iter().flatten());
+                }
+            }
+            Some(list) => out.extend(
+                self.address_lists
+                    .get(&list.to_string())
+                    .into_iter()
+                    .flatten(),
+            ),
+            None => {}
+        }
+        let mut take = |map: &HashMap<String, Vec<usize>>, key: &str| {
+            out.extend(map.get(key).into_iter().flatten());
+        };
+        // The label-wise suffixes of a name: `a.b.c`, `b.c`, `c`.
+        let suffixes = |name: &str| -> Vec<String> {
+            let mut all = vec![name.to_string()];
+            let mut rest = name;
+            while let Some((_, tail)) = rest.split_once('.') {
+                all.push(tail.to_string());
+                rest = tail;
+            }
+            all
+        };
+        match &rule.host {
+            None => {}
+            Some(HostMatch::Exact(name)) => {
+                take(&self.exact, name);
+                for (i, suffix) in suffixes(name).iter().enumerate() {
+                    take(&self.domains, suffix);
+                    if i > 0 {
+                        take(&self.subdomains, &format!(".{suffix}"));
+                    }
+                }
+            }
+            Some(HostMatch::Subdomains(suffix)) => {
+                for tail in suffixes(&suffix[1..]) {
+                    take(&self.domains, &tail);
+                    take(&self.subdomains, &format!(".{tail}"));
+                }
+            }
+            Some(HostMatch::Domain(apex)) => {
+                for (i, tail) in suffixes(apex).iter().enumerate() {
+                    take(&self.domains, tail);
+                    if i > 0 {
+                        take(&self.subdomains, &format!(".{tail}"));
+                    }
+                }
+            }
+            Some(host) => take(&self.same, &host.to_string()),
+        }
+    }
+}
+
+/// `addr` with all but its first `len` bits cleared.
+fn mask(addr: IpAddr, len: u8) -> IpAddr {
+    match addr {
+        IpAddr::V4(v4) => {
+            let bits = u32::from(v4);
+            let kept = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+            IpAddr::V4(Ipv4Addr::from(bits & kept))
+        }
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6);
+            let kept = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+            IpAddr::V6(Ipv6Addr::from(bits & kept))
+        }
     }
 }
 
@@ -629,8 +840,9 @@ impl RuleIndex {
                     // eight times its own sparse one.
                     regex_rules.push((index, source, dfa.memory_usage() * 8));
                 }
-                (Some(HostMatch::Subdomains(_)), _) | (None, None) => unkeyed.push(index),
-                (None, Some(cidr)) => {
+                (Some(HostMatch::Subdomains(_) | HostMatch::List(_)), _)
+                | (None, None | Some(AddressMatch::List(_))) => unkeyed.push(index),
+                (None, Some(AddressMatch::Prefix(cidr))) => {
                     let len = cidr.prefix_len();
                     let prefix_key = match cidr.network() {
                         IpAddr::V4(network) => {
@@ -1022,7 +1234,7 @@ mod tests {
     fn rule(host: Option<&str>, cidr: Option<&str>, port: Option<&str>, action: Action) -> Rule {
         Rule::new(
             host.map(|h| HostMatch::parse_host(h).unwrap()),
-            cidr.map(|c| Cidr::parse(c).unwrap()),
+            cidr.map(|c| AddressMatch::Prefix(Cidr::parse(c).unwrap())),
             port.map(|p| PortRange::parse(p).unwrap()),
             None,
             action,
@@ -1296,5 +1508,51 @@ mod tests {
         assert!(r(None, None, Some("1-1000")).covers(&r(None, None, Some("443"))));
         assert!(!r(None, None, Some("443")).covers(&r(None, None, None)));
         assert!(!r(Some("a.com"), None, None).covers(&r(None, Some("10.0.0.0/8"), None)));
+    }
+
+    #[test]
+    fn shadowed_finds_what_comparing_every_pair_finds() {
+        let hosts = [
+            None,
+            Some("a.com"),
+            Some("x.a.com"),
+            Some("*.a.com"),
+            Some(".a.com"),
+            Some("*.x.a.com"),
+            Some(".x.a.com"),
+            Some("b.com"),
+            Some("xa.com"),
+            Some("com"),
+            Some(".com"),
+        ];
+        let cidrs = [
+            None,
+            Some("10.0.0.0/8"),
+            Some("10.1.0.0/16"),
+            Some("10.1.2.3"),
+            Some("fd00::/8"),
+        ];
+        let ports = [None, Some("443"), Some("1-1000")];
+        // Every combination, in an order that mixes them: each rule meets earlier ones of every
+        // kind.
+        let mut rules = Vec::new();
+        for (i, host) in hosts.iter().enumerate() {
+            for (j, cidr) in cidrs.iter().enumerate() {
+                for (k, port) in ports.iter().enumerate() {
+                    if (i + 2 * j + 3 * k) % 4 != 0 {
+                        rules.push(rule(*host, *cidr, *port, Action::Deny));
+                    }
+                }
+            }
+        }
+        rules.rotate_left(37);
+        let naive: Vec<(usize, usize)> = rules
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| Some((i, rules[..i].iter().position(|e| e.covers(r))?)))
+            .collect();
+        let table = RuleTable::new(rules, Action::Direct);
+        assert!(naive.len() > 20, "{}", naive.len());
+        assert_eq!(table.shadowed(), naive);
     }
 }

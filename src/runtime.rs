@@ -77,8 +77,12 @@ pub struct Runtime {
     pub exe: String,
     /// The system's DNS servers (`/etc/resolv.conf`): port 53 to them is always allowed.
     pub nameservers: Vec<IpAddr>,
-    /// The config file this snapshot came from, and what it was then (for hot reload).
+    /// The config file this snapshot came from, and what it and its rules' list files were
+    /// then (for hot reload).
     pub file: Option<(PathBuf, u64)>,
+    /// The list files its rules read (`host_list`, `cidr_list`): a change to one is a change
+    /// to the config.
+    pub lists: Vec<PathBuf>,
 }
 
 static RUNTIME: ArcSwapOption<Runtime> = ArcSwapOption::const_empty();
@@ -135,7 +139,7 @@ pub fn get() -> Option<Current> {
     if let Some(runtime) = current.as_deref() {
         if let Some((path, identity)) = &runtime.file {
             if reload_due() {
-                check_file(runtime, path, *identity);
+                check_file(runtime, path, &runtime.lists, *identity);
                 return Some(Current(RUNTIME.load()));
             }
         }
@@ -188,8 +192,8 @@ fn reload_due() -> bool {
 }
 
 /// Reloads the config file if it changed since `runtime` was built from it.
-fn check_file(runtime: &Runtime, path: &Path, loaded_identity: u64) {
-    let identity = file_identity(path);
+fn check_file(runtime: &Runtime, path: &Path, lists: &[PathBuf], loaded_identity: u64) {
+    let identity = files_identity(path, lists);
     if identity == loaded_identity || identity == REJECTED.load(Ordering::Relaxed) {
         return;
     }
@@ -201,7 +205,7 @@ fn check_file(runtime: &Runtime, path: &Path, loaded_identity: u64) {
     match loaded {
         Ok(config) => {
             let mut fresh = Runtime::assemble(config, exe, resolver, nameservers);
-            fresh.file = Some((path.to_path_buf(), identity));
+            fresh.file = Some((path.to_path_buf(), files_identity(path, &fresh.lists)));
             fresh.log.write(
                 &Event {
                     event: "config_reloaded",
@@ -253,6 +257,17 @@ fn file_identity(path: &Path) -> u64 {
     }
 }
 
+/// The identity of the config file and of the list files its rules read, as one number.
+fn files_identity(path: &Path, lists: &[PathBuf]) -> u64 {
+    let mut identity = file_identity(path);
+    for list in lists {
+        identity = crate::resolver::names::hash_bytes(
+            &[identity.to_le_bytes(), file_identity(list).to_le_bytes()].concat(),
+        ) | 2;
+    }
+    identity
+}
+
 /// `getenv` for the config loader, through libc (see `sys::getenv`).
 fn env_lookup(name: &str) -> Option<String> {
     let name = CString::new(name).ok()?;
@@ -272,7 +287,7 @@ impl Runtime {
     /// Notes the config file's identity, for reloads.
     fn watched(mut self) -> Runtime {
         if let ConfigSource::File(path) = &self.source {
-            self.file = Some((path.clone(), file_identity(path)));
+            self.file = Some((path.clone(), files_identity(path, &self.lists)));
         }
         self
     }
@@ -315,9 +330,11 @@ impl Runtime {
             .iter()
             .map(|g| g.endpoints.iter().map(|_| SrvCache::default()).collect())
             .collect();
+        let lists = config.rules.list_files();
         Runtime {
             mode,
             source: config.source,
+            lists,
             health,
             discovered,
             discovery: config.discovery,
@@ -339,6 +356,11 @@ impl Runtime {
 
     fn from_error(error: ConfigError, exe: String) -> Runtime {
         let reason = error.to_string();
+        // A list that could not be read is fixed in the list, not the config.
+        let lists = match &error.source {
+            ConfigSource::File(path) => config::list_files(path),
+            _ => Vec::new(),
+        };
         let mode = match error.on_error {
             OnConfigError::Deny => Mode::FailClosed(reason),
             OnConfigError::Direct => Mode::FailOpen(reason),
@@ -368,6 +390,7 @@ impl Runtime {
             exe,
             nameservers: Vec::new(),
             file: None,
+            lists,
         }
     }
 

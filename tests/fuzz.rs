@@ -15,7 +15,9 @@ use proptest::prelude::*;
 use mcp_redirect::config::{self, ConfigSource, Gateway, GatewayKind};
 use mcp_redirect::gateway::{http_connect, socks5, Destination};
 use mcp_redirect::net::{self, Cidr, HostPort, PortRange};
-use mcp_redirect::rules::{Action, Decision, HostMatch, ResolvePlan, Rule, RuleTable, Target};
+use mcp_redirect::rules::{
+    Action, AddressMatch, Decision, HostMatch, ResolvePlan, Rule, RuleTable, Target,
+};
 use mcp_redirect::sys::socket::{block_on, Deadline, PollWaiter};
 
 fn no_env(_: &str) -> Option<String> {
@@ -244,8 +246,9 @@ impl RuleSpec {
         let ports = ["443", "80", "1-1000"];
         Rule::new(
             host,
-            self.cidr
-                .map(|pick| Cidr::parse(PREFIXES[pick % PREFIXES.len()]).unwrap()),
+            self.cidr.map(|pick| {
+                AddressMatch::Prefix(Cidr::parse(PREFIXES[pick % PREFIXES.len()]).unwrap())
+            }),
             self.ports
                 .map(|pick| PortRange::parse(ports[pick % ports.len()]).unwrap()),
             self.process.map(|pick| EXES[pick % EXES.len()].to_string()),

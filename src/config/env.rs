@@ -18,7 +18,7 @@ use super::{
     LogTarget, OnConfigError, Secret, DEFAULT_CONNECT_TIMEOUT_MS,
 };
 use crate::net::{Cidr, HostPort, PortRange};
-use crate::rules::{Action, HostMatch, Rule, RuleTable};
+use crate::rules::{Action, AddressMatch, HostMatch, Rule, RuleTable};
 
 /// The proxy variables we read, lower-case form first.
 fn proxy_var(getenv: &dyn Fn(&str) -> Option<String>, lower: &str) -> Option<(String, String)> {
@@ -144,7 +144,7 @@ fn loopback_rules() -> Vec<Rule> {
     let direct = |host: Option<&str>, cidr: Option<&str>| {
         Rule::new(
             host.map(|h| HostMatch::parse_host(h).expect("valid")),
-            cidr.map(|c| Cidr::parse(c).expect("valid")),
+            cidr.map(|c| AddressMatch::Prefix(Cidr::parse(c).expect("valid"))),
             None,
             None,
             Action::Direct,
@@ -161,7 +161,13 @@ fn loopback_rules() -> Vec<Rule> {
 fn no_proxy_rule(entry: &str) -> Option<Rule> {
     let unbracketed = entry.trim_start_matches('[').trim_end_matches(']');
     if let Ok(cidr) = Cidr::parse(unbracketed) {
-        return Some(Rule::new(None, Some(cidr), None, None, Action::Direct));
+        return Some(Rule::new(
+            None,
+            Some(AddressMatch::Prefix(cidr)),
+            None,
+            None,
+            Action::Direct,
+        ));
     }
     let domain = entry.trim_start_matches("*.").trim_start_matches('.');
     let host = HostMatch::parse_host(&format!(".{domain}")).ok()?;

@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::lists::{CidrList, HostList};
 use crate::net::{Cidr, HostPort, PortRange};
-use crate::rules::{Action, HostMatch, Rule, RuleTable};
+use crate::rules::{Action, AddressMatch, HostMatch, Rule, RuleTable};
 
 /// Environment variable naming the config file.
 pub const CONFIG_ENV: &str = "MCP_REDIRECT_CONFIG";
@@ -26,8 +27,9 @@ pub const LOG_ENV: &str = "MCP_REDIRECT_LOG";
 pub const POD_NAME_ENV: &str = "MCP_REDIRECT_POD_NAME";
 pub const POD_NAMESPACE_ENV: &str = "MCP_REDIRECT_POD_NAMESPACE";
 pub const POD_UID_ENV: &str = "MCP_REDIRECT_POD_UID";
-/// Largest config file we read; anything bigger is a mistake, not a config.
-const MAX_CONFIG_BYTES: usize = 4 << 20;
+/// Largest config file we read: room for about a million inline rules; anything bigger is a
+/// mistake, not a config (large lists go in list files, which have their own limit).
+const MAX_CONFIG_BYTES: usize = 64 << 20;
 
 /// A validated configuration.
 pub struct Config {
@@ -445,7 +447,9 @@ struct GatewaySchema {
 struct RuleSchema {
     host: Option<String>,
     host_regex: Option<String>,
+    host_list: Option<String>,
     cidr: Option<String>,
+    cidr_list: Option<String>,
     port: Option<toml::Value>,
     process: Option<String>,
     via: Option<String>,
@@ -537,6 +541,30 @@ pub fn parse(
             log_format,
         }
     })
+}
+
+/// The list files a config file's rules name (`host_list`, `cidr_list`), read leniently: for a
+/// config that failed validation, whose lists are watched so that fixing one is noticed.
+pub fn list_files(path: &Path) -> Vec<PathBuf> {
+    let Ok(bytes) = crate::sys::read_small_file(path, MAX_CONFIG_BYTES) else {
+        return Vec::new();
+    };
+    let Some(table) = std::str::from_utf8(&bytes)
+        .ok()
+        .and_then(|text| text.parse::<toml::Table>().ok())
+    else {
+        return Vec::new();
+    };
+    let base = path.parent().unwrap_or(Path::new("/"));
+    let rules = table.get("rules").and_then(|r| r.as_array());
+    rules
+        .into_iter()
+        .flatten()
+        .flat_map(|rule| ["host_list", "cidr_list"].map(|key| rule.get(key)))
+        .flatten()
+        .filter_map(|value| value.as_str())
+        .map(|text| base.join(text))
+        .collect()
 }
 
 /// `on_config_error`, `log.path` and `log.format` from a file that failed validation, if TOML
@@ -750,6 +778,7 @@ fn validate(
     }
 
     let mut rules = Vec::new();
+    let mut lists = Lists::new(&source, getenv);
     for (index, rule) in schema.rules.iter().enumerate() {
         let key = format!("rules[{index}]");
         let action = match (rule.via.as_deref(), rule.action.as_deref()) {
@@ -768,23 +797,40 @@ fn validate(
                 ))
             }
         };
-        let host = match (&rule.host, &rule.host_regex) {
-            (Some(_), Some(_)) => {
-                return Err(format!(
-                    "{key}: give either `host` or `host_regex`, not both"
-                ))
-            }
-            (Some(h), None) => {
+        let host = match (&rule.host, &rule.host_regex, &rule.host_list) {
+            (Some(h), None, None) => {
                 Some(HostMatch::parse_host(h).map_err(|e| format!("{key}.host: {e}"))?)
             }
-            (None, Some(r)) => {
+            (None, Some(r), None) => {
                 Some(HostMatch::parse_regex(r).map_err(|e| format!("{key}.host_regex: {e}"))?)
             }
-            (None, None) => None,
+            (None, None, Some(path)) => Some(HostMatch::List(
+                lists
+                    .hosts(path)
+                    .map_err(|e| format!("{key}.host_list: {e}"))?,
+            )),
+            (None, None, None) => None,
+            _ => {
+                return Err(format!(
+                    "{key}: give one of `host`, `host_regex` and `host_list`, not several"
+                ))
+            }
         };
-        let cidr = match &rule.cidr {
-            Some(c) => Some(Cidr::parse(c).map_err(|e| format!("{key}.cidr: {e}"))?),
-            None => None,
+        let cidr = match (&rule.cidr, &rule.cidr_list) {
+            (Some(c), None) => Some(AddressMatch::Prefix(
+                Cidr::parse(c).map_err(|e| format!("{key}.cidr: {e}"))?,
+            )),
+            (None, Some(path)) => Some(AddressMatch::List(
+                lists
+                    .cidrs(path)
+                    .map_err(|e| format!("{key}.cidr_list: {e}"))?,
+            )),
+            (None, None) => None,
+            (Some(_), Some(_)) => {
+                return Err(format!(
+                    "{key}: give either `cidr` or `cidr_list`, not both"
+                ))
+            }
         };
         let ports = match &rule.port {
             None => None,
@@ -856,6 +902,63 @@ fn validate(
         log_format,
         strict: schema.strict.unwrap_or(false),
     })
+}
+
+/// The list files of a config's rules, each loaded once however many rules name it. Relative
+/// paths are the config file's directory's.
+struct Lists {
+    base: Option<PathBuf>,
+    cache: Option<PathBuf>,
+    hosts: Vec<(PathBuf, std::sync::Arc<HostList>)>,
+    cidrs: Vec<(PathBuf, std::sync::Arc<CidrList>)>,
+}
+
+impl Lists {
+    fn new(source: &ConfigSource, getenv: &dyn Fn(&str) -> Option<String>) -> Lists {
+        let base = match source {
+            ConfigSource::File(path) => path.parent().map(Path::to_path_buf),
+            _ => None,
+        };
+        Lists {
+            base,
+            cache: crate::lists::cache_dir(getenv),
+            hosts: Vec::new(),
+            cidrs: Vec::new(),
+        }
+    }
+
+    fn path(&self, text: &str) -> Result<PathBuf, String> {
+        let path = Path::new(text);
+        if path.is_absolute() {
+            return Ok(path.to_path_buf());
+        }
+        match &self.base {
+            Some(base) => Ok(base.join(path)),
+            None => Err(format!(
+                "\"{text}\" must be an absolute path (there is no config file to be relative to)"
+            )),
+        }
+    }
+
+    fn hosts(&mut self, text: &str) -> Result<std::sync::Arc<HostList>, String> {
+        let path = self.path(text)?;
+        if let Some((_, list)) = self.hosts.iter().find(|(p, _)| *p == path) {
+            return Ok(list.clone());
+        }
+        let list = std::sync::Arc::new(HostList::load(&path, self.cache.as_deref())?);
+        self.hosts.push((path, list.clone()));
+        Ok(list)
+    }
+
+    fn cidrs(&mut self, text: &str) -> Result<std::sync::Arc<CidrList>, String> {
+        let path = self.path(text)?;
+        if let Some((_, list)) = self.cidrs.iter().find(|(p, _)| *p == path) {
+            return Ok(list.clone());
+        }
+        let list = std::sync::Arc::new(CidrList::load(&path, self.cache.as_deref())?);
+        self.cidrs.push((path, list.clone()));
+        Ok(list)
+    }
 }
 
 fn validate_gateway(

@@ -277,6 +277,70 @@ pub fn map_zeroed(len: usize) -> Option<std::ptr::NonNull<u8>> {
     std::ptr::NonNull::new(ptr.cast())
 }
 
+/// The effective user id.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid takes nothing and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// A file mapped read-only and shared: its pages are the page cache's, so every process that
+/// maps the same file shares them. Unmapped when dropped.
+pub struct Mapping {
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is read-only and owned by this value; the bytes may be read from any
+// thread.
+unsafe impl Send for Mapping {}
+// SAFETY: as above: shared references only read.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// The first `len` bytes of `file` (`len` > 0), or `None`.
+    pub fn of(file: &std::fs::File, len: usize) -> Option<Mapping> {
+        use std::os::fd::AsRawFd;
+        if len == 0 {
+            return None;
+        }
+        // SAFETY: a new read-only shared mapping of an open file, at an address of the
+        // kernel's choosing, touches no existing memory.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return None;
+        }
+        Some(Mapping {
+            ptr: std::ptr::NonNull::new(ptr.cast())?,
+            len,
+        })
+    }
+
+    /// The mapped bytes. A file truncated by someone else under the mapping would make reads
+    /// past its new end fault: compiled files are replaced by rename, never rewritten in place.
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: ptr maps `len` readable bytes for as long as self lives.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping of `len` bytes, unmapped once.
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast(), self.len);
+        }
+    }
+}
+
 /// A table of `len` zeroed atomic words that lives as long as the process, mapped on first use
 /// ([`map_zeroed`]: pages cost memory only once written). Lock-free: threads that race to map it
 /// each map one, the first to publish wins, the others unmap theirs.

@@ -12,7 +12,7 @@ use mcp_redirect::config::{
 use mcp_redirect::gateway::discovery::SrvCache;
 use mcp_redirect::gateway::{self, Destination};
 use mcp_redirect::net::HostPort;
-use mcp_redirect::rules::Action;
+use mcp_redirect::rules::{Action, AddressMatch, HostMatch};
 use mcp_redirect::sys::socket;
 
 use crate::discover::{self, Discovery};
@@ -43,6 +43,9 @@ pub fn load(flag: Option<&PathBuf>) -> Option<Config> {
 
 /// Loads what `discover` found: that file, or the proxy environment.
 pub fn load_from(discovery: &Discovery) -> Option<Config> {
+    // Lists the command compiles go beside the list, where the operator keeps them, for every
+    // process to map (the library writes only to the user's cache).
+    mcp_redirect::lists::write_beside_lists();
     let result = match discovery.path() {
         Some(path) => config::load_file(path, &crate::getenv),
         None => config::env::from_environment(&crate::getenv),
@@ -163,6 +166,17 @@ fn print_summary(config: &Config, discovery: &Discovery) {
             rule.pattern,
             action_text(config, rule.action)
         );
+        let host_list = match &rule.host {
+            Some(HostMatch::List(list)) => Some(&list.info),
+            _ => None,
+        };
+        let cidr_list = match &rule.cidr {
+            Some(AddressMatch::List(list)) => Some(&list.info),
+            _ => None,
+        };
+        for info in host_list.into_iter().chain(cidr_list) {
+            println!("      {} entries; {}", info.entries, info.compiled);
+        }
     }
     println!(
         "default: {}",
@@ -223,13 +237,11 @@ pub fn action_text(config: &Config, action: Action) -> String {
 pub fn warnings(config: &Config) -> Vec<String> {
     let mut out = Vec::new();
     let rules = config.rules.rules();
-    for (index, rule) in rules.iter().enumerate() {
-        if let Some(earlier) = rules[..index].iter().position(|e| e.covers(rule)) {
-            out.push(format!(
-                "rules[{index}] ({}) can never match: rules[{earlier}] ({}) matches everything it does",
-                rule.pattern, rules[earlier].pattern
-            ));
-        }
+    for (index, earlier) in config.rules.shadowed() {
+        out.push(format!(
+            "rules[{index}] ({}) can never match: rules[{earlier}] ({}) matches everything it does",
+            rules[index].pattern, rules[earlier].pattern
+        ));
     }
     for (index, gw) in config.gateways.iter().enumerate() {
         let used = config.rules.default_action() == Action::Gateway(index)

@@ -118,11 +118,58 @@ fn action_json(rt: &Runtime, action: Action) -> Value {
     }
 }
 
-fn rule_json(rt: &Runtime, decision: Decision, pattern: Option<&str>) -> Value {
+/// The deciding rule; for one that reads a list file, also the file, line and entry that
+/// matched `target`.
+fn rule_json(
+    rt: &Runtime,
+    decision: Decision,
+    pattern: Option<&str>,
+    target: &Target<'_>,
+) -> Value {
     match decision.rule_index {
-        Some(i) => json!({"index": i, "pattern": rt.rules.rules()[i].pattern}),
+        Some(i) => {
+            let rule = &rt.rules.rules()[i];
+            let mut json = json!({"index": i, "pattern": rule.pattern});
+            if let Some((file, line)) = rule.list_entry(target) {
+                json["list"] = json!({
+                    "file": file.display().to_string(),
+                    "line": line,
+                    "entry": list_line(file, line),
+                });
+            }
+            json
+        }
         None => json!({"index": null, "pattern": pattern.unwrap_or("default")}),
     }
+}
+
+/// Line `line` (from 1) of a list file, as written (comment and line end removed).
+fn list_line(file: &std::path::Path, line: u64) -> Option<String> {
+    let text = std::fs::read(file).ok()?;
+    let raw = text
+        .split(|&b| b == b'\n')
+        .nth(usize::try_from(line).ok()?.checked_sub(1)?)?;
+    let raw = String::from_utf8_lossy(raw);
+    let raw = raw.split(" #").next().unwrap_or_default();
+    Some(raw.trim().to_string())
+}
+
+/// `rules[N] PATTERN`, and for a list, `(FILE line N: ENTRY)`.
+fn rule_text(rule: &Value) -> String {
+    let s = |v: &Value| {
+        v.as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| v.to_string())
+    };
+    let mut text = match rule["index"].as_u64() {
+        Some(i) => format!("rules[{i}] {}", s(&rule["pattern"])),
+        None => s(&rule["pattern"]),
+    };
+    let list = &rule["list"];
+    if let Some(line) = list["line"].as_u64() {
+        text.push_str(&format!(" (line {line}: {})", s(&list["entry"])));
+    }
+    text
 }
 
 /// The explanation of one target, as JSON (the text form is printed from it).
@@ -185,7 +232,17 @@ fn explain_one(
             "answer": kind,
             "fake_address": fake_answer.map(|a| a.to_string()),
             "addresses": addresses,
-            "because": rule_json(rt, decision, pattern),
+            "because": rule_json(
+                rt,
+                decision,
+                pattern,
+                &Target {
+                    host: Some(&host),
+                    addr: None,
+                    port: None,
+                    exe: &rt.exe,
+                },
+            ),
             "decision": action_json(rt, decision.action),
         });
         let ip = fake_answer.or_else(|| answer.first().map(|a| a.ip()));
@@ -220,7 +277,7 @@ fn explain_one(
     };
     let mut connect = json!({
         "destination": ip.map(|ip| SocketAddr::new(ip, port).to_string()),
-        "rule": rule_json(rt, chosen.decision, Some(chosen.pattern)),
+        "rule": rule_json(rt, chosen.decision, Some(chosen.pattern), &target),
         "passed_over": passed_over,
     });
     let mut decided = action_json(rt, chosen.decision.action);
@@ -252,11 +309,7 @@ fn print_text(report: &Value, no_process: bool) {
     let lookup = &report["lookup"];
     match lookup["answer"].as_str() {
         Some(answer) if lookup["because"].is_object() => {
-            let because = &lookup["because"];
-            let rule = match because["index"].as_u64() {
-                Some(i) => format!("rules[{i}] {}", s(&because["pattern"])),
-                None => s(&because["pattern"]),
-            };
+            let rule = rule_text(&lookup["because"]);
             let detail = match (
                 lookup["fake_address"].as_str(),
                 lookup["addresses"].as_array(),
@@ -285,11 +338,7 @@ fn print_text(report: &Value, no_process: bool) {
             s(&step["why_not"])
         );
     }
-    let rule = &connect["rule"];
-    let rule_text = match rule["index"].as_u64() {
-        Some(i) => format!("rules[{i}] {}", s(&rule["pattern"])),
-        None => s(&rule["pattern"]),
-    };
+    let rule_text = rule_text(&connect["rule"]);
     let decision = &connect["decision"];
     let mut line = format!("  connect: {} by {rule_text}", s(&decision["action"]));
     if decision["enforced"] == false {

@@ -3,7 +3,7 @@
 //! operator can start from what already works and refine it.
 
 use mcp_redirect::config::{Config, ConfigSource, GatewayKind};
-use mcp_redirect::rules::{Action, HostMatch, Rule};
+use mcp_redirect::rules::{Action, AddressMatch, HostMatch, Rule};
 
 #[derive(clap::Args)]
 pub struct InitArgs {
@@ -135,10 +135,21 @@ fn render_rule(rule: &Rule, action: &str) -> String {
         Some(HostMatch::Regex { source, .. }) => {
             out.push_str(&format!("host_regex = {}\n", quoted(source)))
         }
+        Some(HostMatch::List(list)) => out.push_str(&format!(
+            "host_list = {}\n",
+            quoted(&list.info.path.to_string_lossy())
+        )),
         None => {}
     }
-    if let Some(cidr) = &rule.cidr {
-        out.push_str(&format!("cidr = {}\n", quoted(&cidr.to_string())));
+    match &rule.cidr {
+        Some(AddressMatch::Prefix(cidr)) => {
+            out.push_str(&format!("cidr = {}\n", quoted(&cidr.to_string())))
+        }
+        Some(AddressMatch::List(list)) => out.push_str(&format!(
+            "cidr_list = {}\n",
+            quoted(&list.info.path.to_string_lossy())
+        )),
+        None => {}
     }
     if let Some(ports) = &rule.ports {
         out.push_str(&format!("port = {}\n", quoted(&ports.to_string())));

@@ -11,7 +11,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
 use mcp_redirect::config::{self, Config, GatewayKind, LogTarget, CONFIG_ENV, LOG_ENV};
-use mcp_redirect::rules::{Action, HostMatch};
+use mcp_redirect::rules::{Action, AddressMatch, HostMatch};
 
 use crate::elf;
 
@@ -372,7 +372,7 @@ fn proxy_environment(config: &Config) -> Vec<Setting> {
             (Some(HostMatch::Exact(name)), None) => no_proxy.push(name.clone()),
             (Some(HostMatch::Subdomains(suffix)), None) => no_proxy.push(suffix.clone()),
             (Some(HostMatch::Domain(apex)), None) => no_proxy.push(format!(".{apex}")),
-            (None, Some(cidr)) => no_proxy.push(cidr.to_string()),
+            (None, Some(AddressMatch::Prefix(cidr))) => no_proxy.push(cidr.to_string()),
             _ => {}
         }
     }

@@ -1,0 +1,785 @@
+//! Rule lists: `[[rules]] host_list = "FILE"` and `cidr_list = "FILE"`, a rule whose host (or
+//! address) condition is a file of patterns, one per line: threat-intelligence blocklists,
+//! allow-lists exported from an inventory, cloud address ranges. A million lines must not cost
+//! every process that loads the config a second and a hundred megabytes, so a list is used in a
+//! compiled form that every process maps read-only and shares through the page cache:
+//!
+//! - host lists: an `fst` map (a minimal automaton) from each pattern, written backwards with
+//!   its kind, to its line number. A name is looked up by walking it from its last byte: at
+//!   each label boundary the walk asks whether a `*.suffix` or `.domain` pattern ends there, at
+//!   the end whether an exact name or `.domain` apex does. One walk answers every pattern form.
+//! - address lists: the prefixes as sorted, disjoint ranges, binary-searched.
+//!
+//! A compiled file names the list it was compiled from (device, inode, size, modification and
+//! change times), carries a hash of its body, and must belong to root or to us and be writable
+//! by no one else. One that fails any check is not used: the list is compiled again from its
+//! text (in memory, and written where it can be for the processes that come next). It lives
+//! beside the list (`FILE.mcpr`, where the command writes it) or in the user's cache
+//! (`$XDG_CACHE_HOME/mcp-redirect`, where the library writes it).
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::io::{self, Write};
+use std::net::IpAddr;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::net::Cidr;
+use crate::sys::Mapping;
+
+/// The largest list file read (text): far above any published blocklist (a million names is
+/// about 25 MB).
+pub const MAX_LIST_BYTES: u64 = 512 << 20;
+
+const MAGIC: &[u8; 8] = b"MCPRLIST";
+const FORMAT: u32 = 1;
+const HEADER: usize = 96;
+/// The compiled file's name beside its list.
+const SUFFIX: &str = ".mcpr";
+
+/// The last byte of a key: which pattern form it is. Below every byte a name holds, so a
+/// pattern's key never sits inside a longer name's path.
+const EXACT: u8 = 1;
+const SUBDOMAINS: u8 = 2;
+const DOMAIN: u8 = 3;
+
+/// Whether this process writes compiled files beside their lists (the command, run by whoever
+/// keeps the lists), or only in the user's cache (the library, inside someone else's program).
+static BESIDE_LISTS: AtomicBool = AtomicBool::new(false);
+
+/// Lets compiled files be written beside their lists (for the command-line tool).
+pub fn write_beside_lists() {
+    BESIDE_LISTS.store(true, Ordering::Relaxed);
+}
+
+/// Where the library writes compiled lists it had to build: the user's cache
+/// (`$XDG_CACHE_HOME/mcp-redirect`, else `$HOME/.cache/mcp-redirect`), if there is one.
+pub fn cache_dir(getenv: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    let absolute = |name: &str| getenv(name).map(PathBuf::from).filter(|p| p.is_absolute());
+    absolute("XDG_CACHE_HOME")
+        .or_else(|| absolute("HOME").map(|home| home.join(".cache")))
+        .map(|dir| dir.join("mcp-redirect"))
+}
+
+/// Which version of a file a compiled form was made from: what `stat` says of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Identity {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Identity {
+    fn of(meta: &std::fs::Metadata) -> Identity {
+        Identity {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    /// The file's identity now, or the default (no file) if it cannot be read.
+    pub fn now(path: &Path) -> Identity {
+        std::fs::metadata(path)
+            .map(|m| Identity::of(&m))
+            .unwrap_or_default()
+    }
+
+    /// One word for it, for a reload check.
+    pub fn word(&self) -> u64 {
+        let mut h = Hash::new();
+        for v in [
+            self.dev,
+            self.ino,
+            self.size,
+            self.mtime.0 as u64,
+            self.mtime.1 as u64,
+            self.ctime.0 as u64,
+            self.ctime.1 as u64,
+        ] {
+            h.word(v);
+        }
+        h.finish()
+    }
+
+    fn bytes(&self) -> [u8; 56] {
+        let mut out = [0u8; 56];
+        let words = [
+            self.dev,
+            self.ino,
+            self.size,
+            self.mtime.0 as u64,
+            self.mtime.1 as u64,
+            self.ctime.0 as u64,
+            self.ctime.1 as u64,
+        ];
+        for (chunk, word) in out.chunks_exact_mut(8).zip(words) {
+            chunk.copy_from_slice(&word.to_le_bytes());
+        }
+        out
+    }
+}
+
+/// Where a list's compiled form came from (for `check` and the docs' claims).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Compiled {
+    /// A valid compiled file, mapped.
+    Mapped(PathBuf),
+    /// Compiled from the text in this process; written to the path, if any.
+    Built(Option<PathBuf>),
+}
+
+impl fmt::Display for Compiled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Compiled::Mapped(path) => write!(f, "compiled form {} (mapped)", path.display()),
+            Compiled::Built(Some(path)) => {
+                write!(f, "compiled now, written to {}", path.display())
+            }
+            Compiled::Built(None) => f.write_str("compiled now, in memory (nowhere to write it)"),
+        }
+    }
+}
+
+/// The compiled body, mapped from its file or built in memory.
+enum Body {
+    Mapped(Mapping, usize),
+    Owned(Vec<u8>),
+}
+
+impl AsRef<[u8]> for Body {
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            Body::Mapped(mapping, offset) => &mapping.bytes()[*offset..],
+            Body::Owned(bytes) => bytes,
+        }
+    }
+}
+
+/// What every list has.
+pub struct ListInfo {
+    /// As the config gave it, made absolute.
+    pub path: PathBuf,
+    pub identity: Identity,
+    /// Patterns read (duplicates included).
+    pub entries: u64,
+    pub compiled: Compiled,
+}
+
+/// A `host_list`: exact names, `*.suffix` and `.domain` patterns.
+pub struct HostList {
+    pub info: ListInfo,
+    map: fst::Map<Body>,
+}
+
+impl HostList {
+    /// Loads the list at `path` (absolute), from a valid compiled form if there is one.
+    pub fn load(path: &Path, cache: Option<&Path>) -> Result<HostList, String> {
+        let (info, body) = load(path, cache, Kind::Hosts)?;
+        let map = fst::Map::new(body).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(HostList { info, map })
+    }
+
+    /// The line of a pattern that matches `name` (lower case, no trailing dot), if any: the
+    /// most specific one (exact name first, then the longest suffix).
+    pub fn find(&self, name: &str) -> Option<u64> {
+        let fst = self.map.as_fst();
+        let mut node = fst.root();
+        let mut out = fst::raw::Output::zero();
+        let bytes = name.as_bytes();
+        let mut found = None;
+        // The pattern ending at the current node with the last byte `kind`, if there is one.
+        let ends = |node: fst::raw::Node<'_>, out: fst::raw::Output, kind: u8| {
+            let index = node.find_input(kind)?;
+            let t = node.transition(index);
+            let next = fst.node(t.addr);
+            next.is_final()
+                .then(|| out.cat(t.out).cat(next.final_output()).value())
+        };
+        for (walked, &byte) in bytes.iter().rev().enumerate() {
+            if byte == b'.' && walked > 0 {
+                // What was walked is a suffix of `name` after a dot.
+                if let Some(line) = ends(node, out, SUBDOMAINS).or_else(|| ends(node, out, DOMAIN))
+                {
+                    found = Some(line);
+                }
+            }
+            let Some(index) = node.find_input(byte) else {
+                return found;
+            };
+            let t = node.transition(index);
+            out = out.cat(t.out);
+            node = fst.node(t.addr);
+        }
+        ends(node, out, EXACT)
+            .or_else(|| ends(node, out, DOMAIN))
+            .or(found)
+    }
+}
+
+/// A `cidr_list`: addresses and prefixes, IPv4 and IPv6.
+pub struct CidrList {
+    pub info: ListInfo,
+    body: Body,
+    v4: usize,
+    v6: usize,
+}
+
+/// Bytes per stored range: (first, last, line) as u32/u128 little-endian.
+const V4_ENTRY: usize = 12;
+const V6_ENTRY: usize = 36;
+
+impl CidrList {
+    pub fn load(path: &Path, cache: Option<&Path>) -> Result<CidrList, String> {
+        let (info, body) = load(path, cache, Kind::Cidrs)?;
+        let bytes = body.as_ref();
+        let bad = || format!("{}: a compiled form of the wrong size", path.display());
+        let v4 = read_u64(bytes, 0).ok_or_else(bad)? as usize;
+        let v6 = read_u64(bytes, 8).ok_or_else(bad)? as usize;
+        let expected = v4
+            .checked_mul(V4_ENTRY)
+            .and_then(|a| v6.checked_mul(V6_ENTRY).map(|b| (a, b)))
+            .and_then(|(a, b)| a.checked_add(b)?.checked_add(16));
+        if expected != Some(bytes.len()) {
+            return Err(bad());
+        }
+        Ok(CidrList { info, body, v4, v6 })
+    }
+
+    /// The line of a prefix holding `addr`, if any. As a `cidr` condition does, an IPv4 prefix
+    /// also holds the IPv6 spellings of its addresses, and an IPv6 prefix sees an IPv4 address
+    /// in its mapped form.
+    pub fn find(&self, addr: IpAddr) -> Option<u64> {
+        let bytes = self.body.as_ref();
+        let v4_table = &bytes[16..16 + self.v4 * V4_ENTRY];
+        let v6_table = &bytes[16 + self.v4 * V4_ENTRY..];
+        let in_v4 = crate::net::embedded_ipv4(addr).and_then(|v4| {
+            let at = |i: usize| {
+                let e = &v4_table[i * V4_ENTRY..(i + 1) * V4_ENTRY];
+                let word = |o: usize| u32::from_le_bytes(e[o..o + 4].try_into().unwrap());
+                (u128::from(word(0)), u128::from(word(4)), word(8))
+            };
+            find_range(self.v4, at, u128::from(u32::from(v4)))
+        });
+        in_v4.or_else(|| {
+            let v6 = match addr {
+                IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+                IpAddr::V6(v6) => v6,
+            };
+            let at = |i: usize| {
+                let e = &v6_table[i * V6_ENTRY..(i + 1) * V6_ENTRY];
+                let wide = |o: usize| u128::from_le_bytes(e[o..o + 16].try_into().unwrap());
+                let line = u32::from_le_bytes(e[32..36].try_into().unwrap());
+                (wide(0), wide(16), line)
+            };
+            find_range(self.v6, at, u128::from(v6))
+        })
+    }
+}
+
+/// Binary search of `count` sorted, disjoint ranges (`at(i)`: first, last, line) for `value`.
+fn find_range(count: usize, at: impl Fn(usize) -> (u128, u128, u32), value: u128) -> Option<u64> {
+    let (mut low, mut high) = (0, count);
+    // The first range whose first address is above `value`; the one before may hold it.
+    while low < high {
+        let mid = low + (high - low) / 2;
+        if at(mid).0 <= value {
+            low = mid + 1;
+        } else {
+            high = mid;
+        }
+    }
+    let (_, last, line) = at(low.checked_sub(1)?);
+    (value <= last).then_some(u64::from(line))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Hosts = 1,
+    Cidrs = 2,
+}
+
+/// The list's compiled body: mapped from a valid compiled file, else compiled from the text
+/// (and written for the next process, where that is possible).
+fn load(path: &Path, cache: Option<&Path>, kind: Kind) -> Result<(ListInfo, Body), String> {
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| format!("{shown}: {}", plain(&e)))?;
+    if !meta.is_file() {
+        return Err(format!("{shown}: not a regular file"));
+    }
+    if meta.len() > MAX_LIST_BYTES {
+        return Err(format!("{shown}: larger than {} MiB", MAX_LIST_BYTES >> 20));
+    }
+    let identity = Identity::of(&meta);
+    for candidate in compiled_paths(path, cache) {
+        if let Some((entries, mapping)) = map_compiled(&candidate, kind, &identity) {
+            let info = ListInfo {
+                path: path.to_path_buf(),
+                identity,
+                entries,
+                compiled: Compiled::Mapped(candidate),
+            };
+            return Ok((info, Body::Mapped(mapping, HEADER)));
+        }
+    }
+    let text = std::fs::read(path).map_err(|e| format!("{shown}: {}", plain(&e)))?;
+    // The file changed between the stat and the read: what was read is what is used, and its
+    // compiled form must not claim the older identity.
+    let identity = if text.len() as u64 == identity.size {
+        identity
+    } else {
+        Identity::default()
+    };
+    let (entries, body) = match kind {
+        Kind::Hosts => compile_hosts(path, &text)?,
+        Kind::Cidrs => compile_cidrs(path, &text)?,
+    };
+    let written = if identity == Identity::default() {
+        None
+    } else {
+        write_compiled(path, cache, kind, &identity, entries, &body)
+    };
+    let info = ListInfo {
+        path: path.to_path_buf(),
+        identity,
+        entries,
+        compiled: Compiled::Built(written),
+    };
+    Ok((info, Body::Owned(body)))
+}
+
+/// Where a compiled form of `list` may be: beside it, then in the cache directory.
+fn compiled_paths(list: &Path, cache: Option<&Path>) -> Vec<PathBuf> {
+    let mut beside = list.as_os_str().to_owned();
+    beside.push(SUFFIX);
+    let mut paths = vec![PathBuf::from(beside)];
+    if let Some(dir) = cache {
+        paths.push(dir.join(cache_name(list)));
+    }
+    paths
+}
+
+/// The compiled file's name in the cache: the list's name and a hash of its whole path.
+fn cache_name(list: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut h = Hash::new();
+    h.bytes(list.as_os_str().as_bytes());
+    let name = list
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    format!("{name}-{:016x}{SUFFIX}", h.finish())
+}
+
+/// The compiled file at `path` mapped, if it is one we can trust for this version of the
+/// list: ours or root's and writable by no one else, of this format and kind, made from a
+/// list with `identity`, and with its body's hash. Returns the entry count and the mapping.
+fn map_compiled(path: &Path, kind: Kind, identity: &Identity) -> Option<(u64, Mapping)> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .ok()?;
+    let meta = file.metadata().ok()?;
+    let euid = crate::sys::euid();
+    if !meta.is_file()
+        || (meta.uid() != 0 && meta.uid() != euid)
+        || meta.permissions().mode() & 0o022 != 0
+        || (meta.len() as usize) < HEADER
+    {
+        return None;
+    }
+    let mapping = Mapping::of(&file, meta.len() as usize)?;
+    let bytes = mapping.bytes();
+    let header = parse_header(bytes)?;
+    let body = &bytes[HEADER..];
+    (header.kind == kind as u32
+        && header.identity == identity.bytes()
+        && header.body_len == body.len() as u64
+        && header.body_hash == hash_bytes(body))
+    .then_some((header.entries, mapping))
+}
+
+struct Header {
+    kind: u32,
+    identity: [u8; 56],
+    entries: u64,
+    body_len: u64,
+    body_hash: u64,
+}
+
+fn parse_header(bytes: &[u8]) -> Option<Header> {
+    if bytes.get(..8)? != MAGIC || read_u32(bytes, 8)? != FORMAT {
+        return None;
+    }
+    Some(Header {
+        kind: read_u32(bytes, 12)?,
+        identity: bytes.get(16..72)?.try_into().ok()?,
+        entries: read_u64(bytes, 72)?,
+        body_len: read_u64(bytes, 80)?,
+        body_hash: read_u64(bytes, 88)?,
+    })
+}
+
+fn header(kind: Kind, identity: &Identity, entries: u64, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&FORMAT.to_le_bytes());
+    out.extend_from_slice(&(kind as u32).to_le_bytes());
+    out.extend_from_slice(&identity.bytes());
+    out.extend_from_slice(&entries.to_le_bytes());
+    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    out.extend_from_slice(&hash_bytes(body).to_le_bytes());
+    debug_assert_eq!(out.len(), HEADER);
+    out
+}
+
+/// Writes the compiled form where the next process will look: beside the list (the command
+/// only), else in the cache directory (created, private). A temporary file renamed into place,
+/// so that a reader sees a whole file or none. `None` if it could be written nowhere.
+fn write_compiled(
+    list: &Path,
+    cache: Option<&Path>,
+    kind: Kind,
+    identity: &Identity,
+    entries: u64,
+    body: &[u8],
+) -> Option<PathBuf> {
+    let head = header(kind, identity, entries, body);
+    let paths = compiled_paths(list, cache);
+    let beside = BESIDE_LISTS.load(Ordering::Relaxed);
+    for (index, target) in paths.iter().enumerate() {
+        if index == 0 && !beside {
+            continue;
+        }
+        if index == 1 {
+            if let Some(dir) = cache {
+                let _ = std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir);
+            }
+        }
+        if write_atomically(target, &head, body).is_ok() {
+            return Some(target.clone());
+        }
+    }
+    None
+}
+
+fn write_atomically(target: &Path, head: &[u8], body: &[u8]) -> io::Result<()> {
+    let mut temporary = target.as_os_str().to_owned();
+    temporary.push(format!(".{}.tmp", std::process::id()));
+    let temporary = PathBuf::from(temporary);
+    let result = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&temporary)?;
+        file.write_all(head)?;
+        file.write_all(body)?;
+        drop(file);
+        std::fs::rename(&temporary, target)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    result
+}
+
+/// The lines of a list, without comments, blank lines or line ends: (line number, text).
+fn lines(text: &[u8]) -> impl Iterator<Item = (u64, &[u8])> {
+    text.split(|&b| b == b'\n')
+        .enumerate()
+        .filter_map(|(index, line)| {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            // `#` starts a comment at the start of a line or after white space (not inside a
+            // name, where it cannot be anyway).
+            let end = line
+                .iter()
+                .enumerate()
+                .find(|&(i, &b)| b == b'#' && (i == 0 || line[i - 1].is_ascii_whitespace()))
+                .map_or(line.len(), |(i, _)| i);
+            let line = line[..end].trim_ascii();
+            (!line.is_empty()).then_some((index as u64 + 1, line))
+        })
+}
+
+/// Names a hosts file lists for the machine itself, skipped in a blocklist in hosts format.
+const HOSTS_FILE_SELF: [&str; 12] = [
+    "localhost",
+    "localhost.localdomain",
+    "local",
+    "broadcasthost",
+    "ip6-localhost",
+    "ip6-loopback",
+    "ip6-localnet",
+    "ip6-mcastprefix",
+    "ip6-allnodes",
+    "ip6-allrouters",
+    "ip6-allhosts",
+    "0.0.0.0",
+];
+
+/// Compiles a host list's text: the entry count and the `fst` map's bytes. An invalid line is
+/// an error naming the file and line.
+fn compile_hosts(path: &Path, text: &[u8]) -> Result<(u64, Vec<u8>), String> {
+    let mut keys: Vec<(Vec<u8>, u64)> = Vec::new();
+    let error = |line: u64, what: String| format!("{}:{line}: {what}", path.display());
+    for (line, bytes) in lines(text) {
+        let text = std::str::from_utf8(bytes).map_err(|_| error(line, "not UTF-8".into()))?;
+        let mut words = text.split_ascii_whitespace();
+        let first = words.next().unwrap_or_default();
+        // A hosts file: `0.0.0.0 name [name...]`.
+        if first.parse::<IpAddr>().is_ok() {
+            for name in words {
+                if HOSTS_FILE_SELF.contains(&name.to_ascii_lowercase().as_str()) {
+                    continue;
+                }
+                keys.push((key(line, name).map_err(|e| error(line, e))?, line));
+            }
+            continue;
+        }
+        if words.next().is_some() {
+            return Err(error(
+                line,
+                format!("\"{text}\": one pattern per line (or a hosts-file line, `0.0.0.0 name`)"),
+            ));
+        }
+        // Adblock's `||example.com^` is the domain and its subdomains.
+        let pattern = match first.strip_prefix("||").and_then(|p| p.strip_suffix('^')) {
+            Some(domain) => format!(".{domain}"),
+            None if first.starts_with("||") || first.starts_with("@@") => {
+                return Err(error(
+                    line,
+                    format!("\"{first}\": of adblock filters only `||domain^` lines are read"),
+                ))
+            }
+            None => first.to_string(),
+        };
+        keys.push((key(line, &pattern).map_err(|e| error(line, e))?, line));
+    }
+    let entries = keys.len() as u64;
+    // Sorted by key, the first line of a duplicate kept.
+    keys.sort_unstable();
+    keys.dedup_by(|later, earlier| later.0 == earlier.0);
+    let mut builder = fst::MapBuilder::memory();
+    for (key, line) in keys {
+        builder
+            .insert(key, line)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let bytes = builder
+        .into_inner()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((entries, bytes))
+}
+
+/// The key of a pattern: its name backwards, then its kind.
+fn key(_line: u64, pattern: &str) -> Result<Vec<u8>, String> {
+    let (base, kind) = match crate::rules::HostMatch::parse_host(pattern)? {
+        crate::rules::HostMatch::Exact(name) => (name, EXACT),
+        crate::rules::HostMatch::Subdomains(suffix) => (suffix[1..].to_string(), SUBDOMAINS),
+        crate::rules::HostMatch::Domain(apex) => (apex, DOMAIN),
+        _ => return Err(format!("\"{pattern}\" is not a host pattern")),
+    };
+    let mut key: Vec<u8> = base.bytes().rev().collect();
+    key.push(kind);
+    Ok(key)
+}
+
+/// Compiles an address list's text: the entry count and the ranges' bytes.
+fn compile_cidrs(path: &Path, text: &[u8]) -> Result<(u64, Vec<u8>), String> {
+    let mut v4: Vec<(u128, u128, u32)> = Vec::new();
+    let mut v6: Vec<(u128, u128, u32)> = Vec::new();
+    let mut entries = 0;
+    for (line, bytes) in lines(text) {
+        let error = |what: String| format!("{}:{line}: {what}", path.display());
+        let text = std::str::from_utf8(bytes).map_err(|_| error("not UTF-8".into()))?;
+        if text.split_ascii_whitespace().nth(1).is_some() {
+            return Err(error(format!("\"{text}\": one address or prefix per line")));
+        }
+        let cidr = Cidr::parse(text).map_err(error)?;
+        let (first, last) = cidr.range();
+        let line = u32::try_from(line).map_err(|_| error("too many lines".into()))?;
+        match cidr.network() {
+            IpAddr::V4(_) => v4.push((first, last, line)),
+            IpAddr::V6(_) => v6.push((first, last, line)),
+        }
+        entries += 1;
+    }
+    let mut body = Vec::new();
+    let (v4, v6) = (disjoint(v4), disjoint(v6));
+    body.extend_from_slice(&(v4.len() as u64).to_le_bytes());
+    body.extend_from_slice(&(v6.len() as u64).to_le_bytes());
+    for (first, last, line) in v4 {
+        body.extend_from_slice(&(first as u32).to_le_bytes());
+        body.extend_from_slice(&(last as u32).to_le_bytes());
+        body.extend_from_slice(&line.to_le_bytes());
+    }
+    for (first, last, line) in v6 {
+        body.extend_from_slice(&first.to_le_bytes());
+        body.extend_from_slice(&last.to_le_bytes());
+        body.extend_from_slice(&line.to_le_bytes());
+    }
+    Ok((entries, body))
+}
+
+/// Ranges sorted and merged where they overlap or touch (the merged range keeps the line of
+/// the one that starts first).
+fn disjoint(mut ranges: Vec<(u128, u128, u32)>) -> Vec<(u128, u128, u32)> {
+    ranges.sort_unstable_by_key(|&(first, last, line)| (first, std::cmp::Reverse(last), line));
+    let mut out: Vec<(u128, u128, u32)> = Vec::with_capacity(ranges.len());
+    for (first, last, line) in ranges {
+        match out.last_mut() {
+            Some(previous) if first <= previous.1.saturating_add(1) => {
+                previous.1 = previous.1.max(last);
+            }
+            _ => out.push((first, last, line)),
+        }
+    }
+    out
+}
+
+fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn read_u64(bytes: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
+}
+
+/// An I/O error's text without Rust's "(os error N)".
+fn plain(error: &io::Error) -> String {
+    crate::log::errno_text(error)
+}
+
+/// A fast 64-bit hash of a compiled body, read 32 bytes at a time in four lanes: it detects a
+/// damaged or truncated file (whoever could forge one could write the list too; the file's
+/// owner and mode are what keep others out), at memory speed, since every process that maps a
+/// compiled file checks it whole.
+fn hash_bytes(bytes: &[u8]) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut lanes = [K, K.rotate_left(16), K.rotate_left(32), K.rotate_left(48)];
+    let mut chunks = bytes.chunks_exact(32);
+    for chunk in &mut chunks {
+        for (lane, word) in lanes.iter_mut().zip(chunk.chunks_exact(8)) {
+            let word = u64::from_le_bytes(word.try_into().unwrap());
+            *lane = (*lane ^ word).wrapping_mul(K).rotate_left(29);
+        }
+    }
+    let mut h = Hash::new();
+    for lane in lanes {
+        h.word(lane);
+    }
+    h.bytes(chunks.remainder());
+    h.word(bytes.len() as u64);
+    h.finish()
+}
+
+/// FNV-1a over bytes and words, for the small hashes here.
+struct Hash(u64);
+
+impl Hash {
+    fn new() -> Hash {
+        Hash(0xcbf2_9ce4_8422_2325)
+    }
+
+    fn bytes(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+
+    fn word(&mut self, word: u64) {
+        self.bytes(&word.to_le_bytes());
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hosts(text: &str) -> HostList {
+        let dir = std::env::temp_dir().join(format!("mcpr-lists-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{:x}.txt", hash_bytes(text.as_bytes())));
+        std::fs::write(&path, text).unwrap();
+        let list = HostList::load(&path, None).unwrap();
+        let _ = std::fs::remove_file(&path);
+        list
+    }
+
+    #[test]
+    fn every_pattern_form_matches_as_a_host_rule_would() {
+        let list = hosts(
+            "# a comment\n\napi.example.com\r\n*.wild.test   # trailing comment\n.dot.test\n0.0.0.0 hosts.test other.test\n127.0.0.1 localhost\n||ads.test^\n",
+        );
+        assert_eq!(list.info.entries, 6);
+        assert_eq!(list.find("api.example.com"), Some(3));
+        assert_eq!(list.find("x.api.example.com"), None);
+        assert_eq!(list.find("example.com"), None);
+        assert_eq!(list.find("wild.test"), None);
+        assert_eq!(list.find("a.wild.test"), Some(4));
+        assert_eq!(list.find("a.b.wild.test"), Some(4));
+        assert_eq!(list.find("dot.test"), Some(5));
+        assert_eq!(list.find("a.dot.test"), Some(5));
+        assert_eq!(list.find("xdot.test"), None);
+        assert_eq!(list.find("hosts.test"), Some(6));
+        assert_eq!(list.find("other.test"), Some(6));
+        assert_eq!(list.find("localhost"), None);
+        assert_eq!(list.find("ads.test"), Some(8));
+        assert_eq!(list.find("x.ads.test"), Some(8));
+        assert_eq!(list.find(""), None);
+        assert_eq!(list.find("test"), None);
+    }
+
+    #[test]
+    fn the_most_specific_pattern_names_the_line() {
+        let list = hosts(".example.com\n*.api.example.com\nx.api.example.com\n");
+        assert_eq!(list.find("x.api.example.com"), Some(3));
+        assert_eq!(list.find("y.api.example.com"), Some(2));
+        assert_eq!(list.find("example.com"), Some(1));
+    }
+
+    #[test]
+    fn ranges_merge_and_are_found() {
+        let merged = disjoint(vec![
+            (10, 20, 1),
+            (15, 30, 2),
+            (31, 40, 3),
+            (50, 60, 4),
+            (0, 5, 5),
+        ]);
+        assert_eq!(merged, vec![(0, 5, 5), (10, 40, 1), (50, 60, 4)]);
+        let at = |i: usize| merged[i];
+        assert_eq!(find_range(3, at, 0), Some(5));
+        assert_eq!(find_range(3, at, 6), None);
+        assert_eq!(find_range(3, at, 40), Some(1));
+        assert_eq!(find_range(3, at, 45), None);
+        assert_eq!(find_range(3, at, 61), None);
+        assert_eq!(find_range(0, at, 1), None);
+    }
+}
