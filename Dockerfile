@@ -1,6 +1,7 @@
 # An image for running MCP servers behind libmcp_redirect.so: every process in a container
 # started from it has its outbound connections decided by /etc/mcp-redirect/mcp-redirect.toml.
-# It also ships the mcp-redirect command (run, check, explain, report, init, install), and starts
+# It also ships the mcp-redirect command (run, check, explain, report, learn, init, install, env,
+# wrap, unwrap; its bash, zsh and fish completions and man pages under /usr/local/share), and starts
 # every command through it: ENTRYPOINT ["mcp-redirect", "run", "--"]. The command is statically
 # linked, so `mcp-redirect install --to DIR` copies one that runs in any image (glibc, musl or
 # distroless) together with the library: what a Kubernetes init container does.
@@ -28,9 +29,16 @@ FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
 # The static command is a cargo build of its own, without the library's hooks (see the
-# script); --out gives it a path that does not depend on the architecture.
+# script); --out gives it a path that does not depend on the architecture. Then its shell
+# completions and man pages, generated from its own definitions, in the layout of /usr/local/share.
 RUN cargo build --release --locked && \
-    scripts/build-static-cli.sh --out target/static/mcp-redirect
+    scripts/build-static-cli.sh --out target/static/mcp-redirect && \
+    mkdir -p target/static/share/bash-completion/completions target/static/share/zsh/site-functions \
+        target/static/share/fish/vendor_completions.d && \
+    target/static/mcp-redirect completions bash > target/static/share/bash-completion/completions/mcp-redirect && \
+    target/static/mcp-redirect completions zsh > target/static/share/zsh/site-functions/_mcp-redirect && \
+    target/static/mcp-redirect completions fish > target/static/share/fish/vendor_completions.d/mcp-redirect.fish && \
+    target/static/mcp-redirect man --dir target/static/share/man/man1
 
 # ---- Runtime: the library, the command, the config, an unprivileged user ----
 # Same Debian release as the builder, so the glibc the library was linked against is present
@@ -39,6 +47,9 @@ FROM debian:bookworm-slim
 # The command looks for the library next to itself, then in ../lib/: /usr/local/lib here.
 COPY --from=build /src/target/static/mcp-redirect /usr/local/bin/mcp-redirect
 COPY --from=build /src/target/release/libmcp_redirect.so /usr/local/lib/libmcp_redirect.so
+# Completions (bash, zsh, fish: where each looks below /usr/local/share) and man pages
+# (`man mcp-redirect`, `man mcp-redirect-wrap`...), for an image that adds a shell or man.
+COPY --from=build /src/target/static/share/ /usr/local/share/
 # The default config path: mount your own config here (or the directory, for hot reload).
 COPY examples/mcp-redirect.toml /etc/mcp-redirect/mcp-redirect.toml
 ENV MCP_REDIRECT_CONFIG=/etc/mcp-redirect/mcp-redirect.toml

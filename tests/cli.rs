@@ -807,3 +807,86 @@ fn env_prints_nothing_for_an_invalid_config() {
     assert_eq!(out.stdout, "");
     assert!(out.stderr.contains("no gateway named"), "{}", out.stderr);
 }
+
+/// The subcommands `mcp-redirect --help` lists (without `help`).
+fn subcommands() -> Vec<String> {
+    let help = cli(&["--help"]).output();
+    let text = help.success();
+    let commands = text
+        .split("Commands:\n")
+        .nth(1)
+        .expect("--help lists its commands");
+    commands
+        .lines()
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_string)
+        .collect()
+}
+
+/// Completions for bash, zsh and fish, and the man pages, come from the clap definitions: every
+/// subcommand is in each. The bash script loads and registers itself.
+#[test]
+fn completions_and_man_pages_cover_every_subcommand() {
+    let names = subcommands();
+    for expected in [
+        "run",
+        "check",
+        "env",
+        "wrap",
+        "unwrap",
+        "completions",
+        "man",
+    ] {
+        assert!(names.iter().any(|n| n == expected), "{names:?}");
+    }
+    let scratch = Scratch::new("cli-completions");
+    for shell in ["bash", "zsh", "fish"] {
+        let out = cli(&["completions", shell]).output();
+        let script = out.success();
+        for name in &names {
+            assert!(script.contains(name.as_str()), "{shell}: no {name}");
+        }
+    }
+    let bash = scratch.dir.join("mcp-redirect.bash");
+    std::fs::write(&bash, cli(&["completions", "bash"]).output().success()).unwrap();
+    let loaded = Command::new("bash")
+        .arg("-c")
+        .arg(r#"source "$1" && complete -p mcp-redirect"#)
+        .arg("bash")
+        .arg(&bash)
+        .output()
+        .unwrap();
+    assert!(loaded.status.success(), "{loaded:?}");
+    assert!(String::from_utf8_lossy(&loaded.stdout).contains("mcp-redirect"));
+
+    let page = cli(&["man"]).output();
+    let page = page.success();
+    assert!(page.contains(".TH mcp-redirect 1"), "{page}");
+    for name in &names {
+        assert!(
+            page.contains(&format!("mcp\\-redirect\\-{}", name.replace('-', "\\-")))
+                || page.contains(name.as_str()),
+            "man: no {name}"
+        );
+    }
+    let dir = scratch.dir.join("man1");
+    cli(&["man", "--dir", dir.to_str().unwrap()])
+        .output()
+        .success();
+    let mut pages: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    pages.sort();
+    let mut expected: Vec<String> = names
+        .iter()
+        .map(|n| format!("mcp-redirect-{n}.1"))
+        .chain(["mcp-redirect.1".to_string()])
+        .collect();
+    expected.sort();
+    assert_eq!(pages, expected);
+    let wrap_page = std::fs::read_to_string(dir.join("mcp-redirect-wrap.1")).unwrap();
+    assert!(wrap_page.contains("\\-\\-dry\\-run"), "{wrap_page}");
+}

@@ -2,7 +2,8 @@
 //! which rule a host hits (`explain`), read the security log (`report`), learn the rules a
 //! program needs (`learn`), start a config (`init`), copy itself and the library into a
 //! directory (`install`), put a shell (`env`) or an MCP client's servers (`wrap`, `unwrap`)
-//! under it. Thin: every decision comes from the library crate, never a second copy.
+//! under it, and describe itself (`completions`, `man`). Thin: every decision comes from the
+//! library crate, never a second copy.
 //!
 //! Exit codes: 0 success; 1 `check --deny-warnings` found warnings, or `report` met malformed
 //! lines; 2 invalid configuration or usage, an endpoint `check --connect` could not reach, a
@@ -12,6 +13,7 @@
 //! in a shell).
 
 mod check;
+mod completions;
 mod discover;
 mod elf;
 mod env;
@@ -30,7 +32,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -42,7 +44,8 @@ use clap::{Parser, Subcommand};
         with it, validates a configuration, explains decisions and summarises the security log.\n\n\
         Exit codes: 0 ok; 1 warnings (check --deny-warnings) or malformed log lines (report); \
         2 invalid configuration or usage, an unreachable endpoint (check --connect), an unreadable \
-        log (report) or a file install could not write; 3 run --strict refused the program; \
+        log (report), a file install could not write or a client's config wrap could not read, \
+        parse or write; 3 run --strict refused the program; \
         126/127 the command cannot be run / was not found."
 )]
 struct Cli {
@@ -113,6 +116,16 @@ enum Command {
         after_help = "Example:\n  mcp-redirect unwrap ~/.config/Claude/claude_desktop_config.json"
     )]
     Unwrap(wrap::UnwrapArgs),
+    /// Print shell completions (bash, zsh or fish) for this command
+    #[command(
+        after_help = "Examples:\n  mcp-redirect completions bash > ~/.local/share/bash-completion/completions/mcp-redirect\n  mcp-redirect completions zsh > ~/.zfunc/_mcp-redirect\n  mcp-redirect completions fish > ~/.config/fish/completions/mcp-redirect.fish"
+    )]
+    Completions(completions::CompletionsArgs),
+    /// Print the man page (or write one per subcommand with --dir)
+    #[command(
+        after_help = "Examples:\n  mcp-redirect man | man -l -\n  mcp-redirect man --dir /usr/local/share/man/man1"
+    )]
+    Man(completions::ManArgs),
 }
 
 const WRAP_HELP: &str = "Rewrite an MCP client's config so that every local (stdio) server \
@@ -126,13 +139,12 @@ would find ($MCP_REDIRECT_CONFIG, $XDG_CONFIG_HOME/mcp-redirect/config.toml, \
 /etc/mcp-redirect/mcp-redirect.toml), made absolute; without one, nothing is done. It is checked \
 first.
 
-Formats, told by their content (and the name, for TOML):
-  mcpServers            Claude Desktop (claude_desktop_config.json), Cursor (.cursor/mcp.json),
-                        Windsurf (mcp_config.json), Claude Code's project .mcp.json
-  projects.*.mcpServers Claude Code's ~/.claude.json (its top-level mcpServers too)
-  servers, mcp.servers  VS Code's .vscode/mcp.json (JSON with comments), its settings.json
-  context_servers       Zed's settings.json (command a string, or {path, args, env})
-  [mcp_servers.NAME]    Codex's ~/.codex/config.toml
+Formats, told by their content (and the name, for TOML): mcpServers (Claude Desktop's \
+claude_desktop_config.json, Cursor's .cursor/mcp.json, Windsurf's mcp_config.json, Claude Code's \
+project .mcp.json); projects.*.mcpServers and mcpServers (Claude Code's ~/.claude.json); servers \
+and mcp.servers (VS Code's .vscode/mcp.json, JSON with comments, or its settings.json); \
+context_servers (Zed's settings.json: command a string, or {path, args, env}); \
+[mcp_servers.NAME] (Codex's ~/.codex/config.toml).
 
 Left alone, each with a line on stderr saying why: entries already under mcp-redirect run (wrap \
 twice = wrap once), remote servers (url, serverUrl, type http/sse: the client itself connects to \
@@ -206,6 +218,8 @@ fn main() -> ExitCode {
         Command::Env(args) => env::env(args),
         Command::Wrap(args) => wrap::wrap(args),
         Command::Unwrap(args) => wrap::unwrap(args),
+        Command::Completions(args) => completions::completions(args, Cli::command()),
+        Command::Man(args) => completions::man(args, Cli::command()),
     };
     ExitCode::from(code)
 }
