@@ -606,3 +606,40 @@ fn a_real_mcp_client_runs_a_wrapped_entry_through_the_gateway() {
         "{log:?}"
     );
 }
+
+/// A gateway password read from the environment must reach the server through the entry's env
+/// (the client passes no other variable): said once; no other variable is taken for one.
+#[test]
+fn a_password_from_the_environment_gets_a_note() {
+    let scratch = Scratch::new("wrap-password");
+    let config = scratch.config(
+        "default = \"corp\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"127.0.0.1:3128\"]\nusername = \"u\"\npassword_env = \"MCP_REDIRECT_TEST_CORP_PASSWORD\"\n",
+    );
+    let file = scratch.dir.join("mcp.json");
+    std::fs::copy(fixtures().join("cursor.json"), &file).unwrap();
+    let out = mcp_redirect(
+        &scratch.dir,
+        &[
+            "wrap",
+            "--config",
+            config.to_str().unwrap(),
+            file.to_str().unwrap(),
+        ],
+    );
+    out.ok();
+    let notes: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("note: "))
+        .collect();
+    assert_eq!(
+        notes,
+        [
+            "mcp-redirect: note: MCP_REDIRECT_TEST_CORP_PASSWORD (a password_env) is not set here; it must be set where the program runs, or the library refuses the config",
+            "mcp-redirect: mcpServers.postgres: note: its env sets LD_PRELOAD: kept; mcp-redirect run puts the library first and keeps that after it",
+            "mcp-redirect: note: the config reads a gateway password from $MCP_REDIRECT_TEST_CORP_PASSWORD: MCP clients give a server only a few variables of their own (HOME, PATH...) and its entry's env, so add MCP_REDIRECT_TEST_CORP_PASSWORD to the env of each wrapped entry",
+        ],
+        "{}",
+        out.stderr
+    );
+}

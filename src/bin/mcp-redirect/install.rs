@@ -139,8 +139,14 @@ pub fn validated_config(path: &Path) -> Option<Vec<u8>> {
         return fail("the file is not UTF-8".into());
     };
     let unset = std::cell::RefCell::new(Vec::new());
+    let passwords = password_variables(text);
     let getenv = |name: &str| {
         crate::getenv(name).or_else(|| {
+            // Only a password stands in for itself; any other variable the loader reads (a
+            // cache directory, a pod's name) is as unset as it is.
+            if !passwords.iter().any(|p| p == name) {
+                return None;
+            }
             unset.borrow_mut().push(name.to_string());
             // Stands in for the secret while the rest of the file is checked.
             Some("unset".to_string())
@@ -156,6 +162,24 @@ pub fn validated_config(path: &Path) -> Option<Vec<u8>> {
         ));
     }
     Some(bytes)
+}
+
+/// The `password_env` variables a config's gateways name (nothing for a file that is not TOML:
+/// the loader says what is wrong with it).
+pub fn password_variables(config: &str) -> Vec<String> {
+    let Ok(value) = config.parse::<toml::Table>() else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = value
+        .get("gateways")
+        .and_then(|g| g.as_table())
+        .into_iter()
+        .flat_map(|gateways| gateways.values())
+        .filter_map(|gw| gw.get("password_env")?.as_str().map(str::to_string))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// Writes `DIR/name` from `source` through a temporary file in DIR (same file system, so the

@@ -281,7 +281,8 @@ pub fn wrap(args: WrapArgs) -> u8 {
         .filter(|r| matches!(r.outcome, Outcome::Wrapped(_)))
         .count();
     if wrapped > 0 {
-        for name in password_variables(&config_bytes) {
+        let text = String::from_utf8_lossy(&config_bytes);
+        for name in crate::install::password_variables(&text) {
             crate::complain(format!(
                 "note: the config reads a gateway password from ${name}: MCP clients give a \
                  server only a few variables of their own (HOME, PATH...) and its entry's env, \
@@ -557,23 +558,4 @@ fn replace(file: &ClientFile, new: &[u8]) -> Result<(), String> {
         let _ = fs::remove_file(&temporary);
     }
     result
-}
-
-/// The `password_env` variables of a config's gateways.
-fn password_variables(config: &[u8]) -> Vec<String> {
-    let Ok(text) = std::str::from_utf8(config) else {
-        return Vec::new();
-    };
-    let Ok(value) = text.parse::<::toml::Table>() else {
-        return Vec::new();
-    };
-    let mut names: Vec<String> = value
-        .get("gateways")
-        .and_then(|g| g.as_table())
-        .into_iter()
-        .flat_map(|gateways| gateways.values())
-        .filter_map(|gw| gw.get("password_env")?.as_str().map(str::to_string))
-        .collect();
-    names.dedup();
-    names
 }
