@@ -61,24 +61,30 @@ struct Block {
 }
 
 fn blocks(text: &str) -> Vec<Block> {
+    scan(text).0
+}
+
+/// A page's fenced code blocks, and its lines outside them (where headings and links are).
+fn scan(text: &str) -> (Vec<Block>, Vec<&str>) {
     let mut blocks = Vec::new();
+    let mut prose = Vec::new();
     let mut lines = text.lines().enumerate();
     let mut before = String::new();
+    // A run of 3 or more fence characters opening a line: the character and the run's length.
+    let run = |line: &str, ch: char| line.trim_start().chars().take_while(|&c| c == ch).count();
     while let Some((n, line)) = lines.next() {
-        let trimmed = line.trim_start();
-        let ticks = trimmed.chars().take_while(|&c| c == '`').count();
-        let tildes = trimmed.chars().take_while(|&c| c == '~').count();
-        let (fence_char, len) = if ticks >= 3 {
-            ('`', ticks)
-        } else if tildes >= 3 {
-            ('~', tildes)
-        } else {
-            if !line.trim().is_empty() {
-                before = line.trim().to_string();
+        let (fence_char, len) = match (run(line, '`'), run(line, '~')) {
+            (ticks, _) if ticks >= 3 => ('`', ticks),
+            (_, tildes) if tildes >= 3 => ('~', tildes),
+            _ => {
+                if !line.trim().is_empty() {
+                    before = line.trim().to_string();
+                }
+                prose.push(line);
+                continue;
             }
-            continue;
         };
-        let lang = trimmed[len..]
+        let lang = line.trim_start()[len..]
             .trim()
             .split(|c: char| c.is_whitespace() || c == ',')
             .next()
@@ -86,9 +92,8 @@ fn blocks(text: &str) -> Vec<Block> {
             .to_string();
         let mut body = String::new();
         for (_, inner) in lines.by_ref() {
-            let t = inner.trim_start();
-            let closing = t.chars().take_while(|&c| c == fence_char).count();
-            if closing >= len && t[closing..].trim().is_empty() {
+            let closing = run(inner, fence_char);
+            if closing >= len && inner.trim_start()[closing..].trim().is_empty() {
                 break;
             }
             body.push_str(inner);
@@ -101,7 +106,7 @@ fn blocks(text: &str) -> Vec<Block> {
             before: std::mem::take(&mut before),
         });
     }
-    blocks
+    (blocks, prose)
 }
 
 fn read(path: &Path) -> String {
@@ -269,23 +274,7 @@ fn anchors(text: &str) -> BTreeSet<String> {
 
 /// The lines of a page outside fenced code blocks.
 fn prose_lines(text: &str) -> Vec<&str> {
-    let mut lines = Vec::new();
-    let mut fence: Option<(char, usize)> = None;
-    for line in text.lines() {
-        let t = line.trim_start();
-        let run = |ch: char| t.chars().take_while(|&c| c == ch).count();
-        match fence {
-            Some((ch, len)) => {
-                if run(ch) >= len && t[run(ch)..].trim().is_empty() {
-                    fence = None;
-                }
-            }
-            None if run('`') >= 3 => fence = Some(('`', run('`'))),
-            None if run('~') >= 3 => fence = Some(('~', run('~'))),
-            None => lines.push(line),
-        }
-    }
-    lines
+    scan(text).1
 }
 
 /// `[text](target)` links of a line, outside inline code.
