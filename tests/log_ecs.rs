@@ -31,6 +31,7 @@ def get(host, port):
     s = socket.create_connection((host, port))
     s.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
     print(s.recv(4096).decode().split("\r\n\r\n")[-1])
+    s.close()
 get("localhost", {origin_port})
 get("api.example.test", 80)
 try:
@@ -100,7 +101,7 @@ fn direct_redirected_and_blocked_connections_and_their_lookups() {
         ["hello from origin", "hello from origin", "blocked"]
     );
     let log = scratch.log();
-    assert_eq!(log.len(), 6, "{log:#?}");
+    assert_eq!(log.len(), 8, "{log:#?}");
     for line in &log {
         assert_ecs_shape(line);
         assert!(pod_fields(line).is_empty(), "no pod variables: {line}");
@@ -155,6 +156,21 @@ fn direct_redirected_and_blocked_connections_and_their_lookups() {
     assert_eq!(blocked["destination.domain"], "x.denied.test");
     assert_eq!(blocked["rule.id"], "0");
     assert_eq!(blocked["rule.name"], "host=*.denied.test");
+
+    // Each connection the program closed: one line with what it carried.
+    let request = "GET / HTTP/1.0\r\nHost: x\r\n\r\n".len();
+    for (name, connect) in [("close-direct", direct), ("close-redirected", redirected)] {
+        let close = action(&log, name);
+        assert_eq!(close["event.outcome"], "success", "{close}");
+        assert_eq!(
+            close["event.type"],
+            serde_json::json!(["connection", "end"]),
+            "{close}"
+        );
+        assert_eq!(close["destination.port"], connect["destination.port"]);
+        assert_eq!(close["source.bytes"], request, "{close}");
+        assert!(close["destination.bytes"].as_u64().unwrap() > 0, "{close}");
+    }
 
     let real = action(&log, "resolve-direct");
     assert_eq!(real["dns.question.name"], "localhost");
