@@ -164,7 +164,7 @@ fn on_loader_thread<T: Send + 'static>(load: fn() -> T) -> T {
         let _ = LOADING.try_with(|l| l.set(true));
         load()
     };
-    std::thread::Builder::new()
+    let value = std::thread::Builder::new()
         .name("mcp-redirect-load".into())
         .stack_size(LOADER_STACK)
         .spawn(guarded)
@@ -174,7 +174,11 @@ fn on_loader_thread<T: Send + 'static>(load: fn() -> T) -> T {
             let value = guarded();
             let _ = LOADING.try_with(|l| l.set(false));
             value
-        })
+        });
+    // Parsing a large config leaves megabytes of freed memory in the loader thread's arena:
+    // give it back, so that the program does not carry it for its whole life.
+    sys::trim_heap();
+    value
 }
 
 /// Whether this call should look at the config file: at most once a second, process-wide, and

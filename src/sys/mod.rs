@@ -277,6 +277,20 @@ pub fn map_zeroed(len: usize) -> Option<std::ptr::NonNull<u8>> {
     std::ptr::NonNull::new(ptr.cast())
 }
 
+/// Returns the heap's free memory to the system (glibc's `malloc_trim`, every arena); nothing
+/// elsewhere.
+pub fn trim_heap() {
+    #[cfg(target_env = "gnu")]
+    {
+        let saved = errno();
+        // SAFETY: malloc_trim takes the allocator's own locks and touches no memory of ours.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+        set_errno(saved);
+    }
+}
+
 /// The effective user id.
 pub fn euid() -> u32 {
     // SAFETY: geteuid takes nothing and cannot fail.
