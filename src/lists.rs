@@ -542,19 +542,21 @@ const HOSTS_FILE_SELF: [&str; 12] = [
 /// Compiles a host list's text: the entry count and the `fst` map's bytes. An invalid line is
 /// an error naming the file and line.
 fn compile_hosts(path: &Path, text: &[u8]) -> Result<(u64, Vec<u8>), String> {
-    let mut keys: Vec<(Vec<u8>, u64)> = Vec::new();
+    let mut keys = Keys::default();
     let error = |line: u64, what: String| format!("{}:{line}: {what}", path.display());
     for (line, bytes) in lines(text) {
         let text = std::str::from_utf8(bytes).map_err(|_| error(line, "not UTF-8".into()))?;
         let mut words = text.split_ascii_whitespace();
         let first = words.next().unwrap_or_default();
         // A hosts file: `0.0.0.0 name [name...]`.
-        if first.parse::<IpAddr>().is_ok() {
+        if first.starts_with(|c: char| c.is_ascii_digit()) && first.parse::<IpAddr>().is_ok()
+            || first.contains(':') && first.parse::<IpAddr>().is_ok()
+        {
             for name in words {
-                if HOSTS_FILE_SELF.contains(&name.to_ascii_lowercase().as_str()) {
+                if HOSTS_FILE_SELF.iter().any(|n| n.eq_ignore_ascii_case(name)) {
                     continue;
                 }
-                keys.push((key(line, name).map_err(|e| error(line, e))?, line));
+                keys.push(name, line).map_err(|e| error(line, e))?;
             }
             continue;
         }
@@ -565,36 +567,102 @@ fn compile_hosts(path: &Path, text: &[u8]) -> Result<(u64, Vec<u8>), String> {
             ));
         }
         // Adblock's `||example.com^` is the domain and its subdomains.
-        let pattern = match first.strip_prefix("||").and_then(|p| p.strip_suffix('^')) {
-            Some(domain) => format!(".{domain}"),
+        match first.strip_prefix("||").and_then(|p| p.strip_suffix('^')) {
+            Some(domain) => keys.push(&format!(".{domain}"), line),
             None if first.starts_with("||") || first.starts_with("@@") => {
                 return Err(error(
                     line,
                     format!("\"{first}\": of adblock filters only `||domain^` lines are read"),
                 ))
             }
-            None => first.to_string(),
-        };
-        keys.push((key(line, &pattern).map_err(|e| error(line, e))?, line));
+            None => keys.push(first, line),
+        }
+        .map_err(|e| error(line, e))?;
     }
-    let entries = keys.len() as u64;
-    // Sorted by key, the first line of a duplicate kept.
-    keys.sort_unstable();
-    keys.dedup_by(|later, earlier| later.0 == earlier.0);
-    let mut builder = fst::MapBuilder::memory();
-    for (key, line) in keys {
-        builder
-            .insert(key, line)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-    }
-    let bytes = builder
-        .into_inner()
+    let entries = keys.entries.len() as u64;
+    let bytes = keys
+        .into_fst()
         .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok((entries, bytes))
 }
 
-/// The key of a pattern: its name backwards, then its kind.
-fn key(_line: u64, pattern: &str) -> Result<Vec<u8>, String> {
+/// Every pattern's key in one buffer (a million patterns make no million allocations), with
+/// its place and line.
+#[derive(Default)]
+struct Keys {
+    bytes: Vec<u8>,
+    /// (start, length, line)
+    entries: Vec<(u32, u32, u64)>,
+}
+
+impl Keys {
+    /// Adds `pattern`'s key: its name backwards, lower case, then its kind.
+    fn push(&mut self, pattern: &str, line: u64) -> Result<(), String> {
+        let start = self.bytes.len();
+        if !plain_key(pattern, &mut self.bytes) {
+            // Not the plain form: the rule parser decides, and says what is wrong.
+            self.bytes.truncate(start);
+            self.bytes.extend_from_slice(&key(pattern)?);
+        }
+        let too_big = || "the list is too large".to_string();
+        let offset = u32::try_from(start).map_err(|_| too_big())?;
+        let length = u32::try_from(self.bytes.len() - start).map_err(|_| too_big())?;
+        self.entries.push((offset, length, line));
+        Ok(())
+    }
+
+    fn into_fst(mut self) -> Result<Vec<u8>, fst::Error> {
+        let bytes = &self.bytes;
+        let key = |&(start, length, _): &(u32, u32, u64)| {
+            &bytes[start as usize..(start + length) as usize]
+        };
+        // Sorted by key, then line: of a pattern listed twice, the first line is kept.
+        self.entries
+            .sort_unstable_by(|a, b| key(a).cmp(key(b)).then(a.2.cmp(&b.2)));
+        self.entries
+            .dedup_by(|later, earlier| key(later) == key(earlier));
+        let mut builder = fst::MapBuilder::memory();
+        for entry in &self.entries {
+            builder.insert(key(entry), entry.2)?;
+        }
+        builder.into_inner()
+    }
+}
+
+/// Writes the key of a pattern in its plain form (`name`, `*.suffix`, `.domain` of letters,
+/// digits, `-` and `_`, with an optional trailing dot) to `out`; `false` for anything else,
+/// which [`key`] handles. The same names as `HostMatch::parse_host` accepts in these forms.
+fn plain_key(pattern: &str, out: &mut Vec<u8>) -> bool {
+    let (kind, base) = if let Some(base) = pattern.strip_prefix("*.") {
+        (SUBDOMAINS, base)
+    } else if let Some(base) = pattern.strip_prefix('.') {
+        (DOMAIN, base)
+    } else {
+        (EXACT, pattern)
+    };
+    let base = base.strip_suffix('.').unwrap_or(base);
+    if base.is_empty() || base.len() > crate::net::MAX_HOST_LEN {
+        return false;
+    }
+    let mut label = 0;
+    for &b in base.as_bytes() {
+        match b {
+            b'.' if label == 0 => return false,
+            b'.' => label = 0,
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' if label < 63 => label += 1,
+            _ => return false,
+        }
+    }
+    if label == 0 {
+        return false;
+    }
+    out.extend(base.bytes().rev().map(|b| b.to_ascii_lowercase()));
+    out.push(kind);
+    true
+}
+
+/// The key of a pattern, by the rule parser: its name backwards, then its kind.
+fn key(pattern: &str) -> Result<Vec<u8>, String> {
     let (base, kind) = match crate::rules::HostMatch::parse_host(pattern)? {
         crate::rules::HostMatch::Exact(name) => (name, EXACT),
         crate::rules::HostMatch::Subdomains(suffix) => (suffix[1..].to_string(), SUBDOMAINS),
@@ -762,6 +830,44 @@ mod tests {
         assert_eq!(list.find("x.api.example.com"), Some(3));
         assert_eq!(list.find("y.api.example.com"), Some(2));
         assert_eq!(list.find("example.com"), Some(1));
+    }
+
+    #[test]
+    fn the_plain_form_makes_the_keys_the_rule_parser_makes() {
+        for pattern in [
+            "a.com",
+            "A.Com",
+            "*.a.com",
+            ".a.com",
+            "a.com.",
+            "*.a.com.",
+            ".a.com.",
+            "x_y-z.a.com",
+            "a..com",
+            "a.com..",
+            "*.",
+            ".",
+            "*",
+            "a*b.com",
+            "*.*.a.com",
+            "",
+            "-",
+            "a.-.b",
+            "::1",
+            "10.0.0.1",
+            "ä.com",
+            &"a".repeat(64),
+            &format!("{}.com", "a".repeat(63)),
+            &format!("{}.com", "a.".repeat(126)),
+        ] {
+            let mut plain = Vec::new();
+            let fast = plain_key(pattern, &mut plain).then_some(plain);
+            match (fast, key(pattern)) {
+                (Some(fast), Ok(slow)) => assert_eq!(fast, slow, "{pattern:?}"),
+                (Some(_), Err(e)) => panic!("{pattern:?}: plain accepts, the parser says {e}"),
+                (None, _) => {}
+            }
+        }
     }
 
     #[test]
