@@ -147,5 +147,50 @@ fn loading(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decisions, loading);
+/// A `host_list` of a million names (compiled once, in memory): a decision for a name in it, a
+/// subdomain caught by a `.domain` entry, and a name in none, through the table as the library
+/// makes it.
+fn lists(c: &mut Criterion) {
+    let dir = std::env::temp_dir().join(format!("mcpr-bench-lists-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("list.txt");
+    let mut text = String::new();
+    for i in 0..1_000_000 {
+        text.push_str(&format!("h{i}.example{}.test\n", i % 997));
+    }
+    text.push_str(".caught.example\n");
+    std::fs::write(&path, text).unwrap();
+    let list = mcp_redirect::lists::HostList::load(&path, None).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let rule = Rule::new(
+        Some(HostMatch::List(std::sync::Arc::new(list))),
+        None,
+        None,
+        None,
+        Action::Deny,
+    );
+    let table = RuleTable::new(vec![rule], Action::Direct);
+    let mut group = c.benchmark_group("host_list_1m");
+    group
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(30);
+    for (name, host, decided) in [
+        ("listed", "h123456.example825.test", Some(0)),
+        ("subdomain", "a.b.caught.example", Some(0)),
+        ("absent", "api.github.com", None),
+    ] {
+        let target = Target {
+            host: Some(host),
+            addr: None,
+            port: Some(443),
+            exe: "curl",
+        };
+        assert_eq!(table.decide(&target).rule_index, decided, "{host}");
+        group.bench_function(name, |b| b.iter(|| table.decide(black_box(&target))));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, decisions, loading, lists);
 criterion_main!(benches);

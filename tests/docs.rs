@@ -135,7 +135,14 @@ fn toml_examples_are_configs_the_library_loads() {
                     .map(|_| ())
                     .map_err(|e| e.to_string())
             } else {
-                let source = mcp_redirect::config::ConfigSource::File("example.toml".into());
+                // A block that shows a file is loaded as that file (its list paths are relative
+                // to it); the others as if from a file in the current directory.
+                let path = block
+                    .before
+                    .strip_prefix("<!-- file: ")
+                    .and_then(|r| r.strip_suffix(" -->"))
+                    .map_or_else(|| "example.toml".into(), |p| repo().join(p));
+                let source = mcp_redirect::config::ConfigSource::File(path);
                 mcp_redirect::config::parse(&block.text, source, &getenv)
                     .map(|_| ())
                     .map_err(|e| e.to_string())
