@@ -48,7 +48,7 @@ fn escape(scratch: &Scratch, linking: &str) -> PathBuf {
     binary
 }
 
-const ATTEMPTS: [&str; 11] = [
+const ATTEMPTS: [&str; 13] = [
     "connect through libc",
     "connect by raw system call",
     "raw IP socket",
@@ -59,6 +59,8 @@ const ATTEMPTS: [&str; 11] = [
     "pidfd_getfd from the supervisor",
     "signal the supervisor",
     "io_uring",
+    "enter the supervisor's network namespace",
+    "network interfaces besides lo",
     "reached the denied listener",
 ];
 
@@ -77,18 +79,50 @@ fn expected(outcomes: &[&str]) -> Vec<String> {
         .collect()
 }
 
-/// Under the supervisor, as root and as `nobody`: nothing gets out and nothing reaches in.
+/// What this machine's own network namespace shows besides `lo`, as `escape` says it.
+fn interfaces_here() -> &'static str {
+    let dev = std::fs::read_to_string("/proc/net/dev").unwrap();
+    let others = dev
+        .lines()
+        .skip(2)
+        .filter(|line| line.split(':').next().map(str::trim) != Some("lo"))
+        .count();
+    if others > 0 {
+        "some"
+    } else {
+        "none"
+    }
+}
+
+/// Under the supervisor, as root and as `nobody`, and with `--isolate` (a network namespace
+/// with only loopback): nothing gets out and nothing reaches in.
 #[test]
 fn under_the_supervisor_no_attempt_gets_out_or_reaches_the_supervisor() {
     let scratch = Scratch::new("boundary");
     let config = scratch.config("default = \"deny\"\n[log]\npath = \"off\"\n");
-    let sealed = expected(&[
-        "EACCES", "EACCES", "EPERM", "EPERM", "EPERM", "EACCES", "EPERM", "EPERM", "EPERM",
-        "ENOSYS", "0",
-    ]);
     for linking in ["static", "dynamic"] {
         let binary = escape(&scratch, linking);
-        for user in ["root", "nobody"] {
+        for (user, isolate) in [
+            ("root", false),
+            ("nobody", false),
+            ("root", true),
+            ("nobody", true),
+        ] {
+            let sealed = expected(&[
+                "EACCES",
+                "EACCES",
+                "EPERM",
+                "EPERM",
+                "EPERM",
+                "EACCES",
+                "EPERM",
+                "EPERM",
+                "EPERM",
+                "ENOSYS",
+                "EACCES",
+                if isolate { "none" } else { interfaces_here() },
+                "0",
+            ]);
             let (target, reached) = denied_listener();
             let port = target.port().to_string();
             let mut args: Vec<&str> = Vec::new();
@@ -103,8 +137,8 @@ fn under_the_supervisor_no_attempt_gets_out_or_reaches_the_supervisor() {
             }
             args.extend([
                 "run",
-                "--mode",
-                "supervise",
+                if isolate { "--isolate" } else { "--mode" },
+                if isolate { "--log=off" } else { "supervise" },
                 "--config",
                 config.to_str().unwrap(),
                 "--",
@@ -119,11 +153,17 @@ fn under_the_supervisor_no_attempt_gets_out_or_reaches_the_supervisor() {
             };
             let out = run.without_preload().output();
             let got = outcomes(&out, reached.load(Ordering::SeqCst));
+            let mode = if isolate { "--isolate" } else { "supervisor" };
             eprintln!(
-                "{linking} program, supervisor as {user}:\n  {}",
+                "{linking} program, {mode} as {user}:\n  {}",
                 got.join("\n  ")
             );
-            assert_eq!(got, sealed, "{linking} as {user}\n{}", out.describe());
+            assert_eq!(
+                got,
+                sealed,
+                "{linking}, {mode} as {user}\n{}",
+                out.describe()
+            );
         }
     }
 }
@@ -194,6 +234,8 @@ fn preloaded_the_library_is_no_boundary_for_a_program_that_wants_out() {
             "took a descriptor",
             "allowed",
             "set up",
+            "entered",
+            interfaces_here(),
             "1",
         ]),
         "{}",

@@ -36,15 +36,16 @@ fn ip(args: &[&str]) {
 }
 
 impl Net {
-    fn new() -> Net {
+    /// `tag`: one letter per test, so that the tests of this file can run at once.
+    fn new(tag: &str) -> Net {
         let id = std::process::id() % 100_000;
         let net = Net {
-            client: format!("mcprc{id}"),
-            gateway: format!("mcprg{id}"),
+            client: format!("mcprc{id}{tag}"),
+            gateway: format!("mcprg{id}{tag}"),
             children: Vec::new(),
         };
         let (c, g) = (net.client.as_str(), net.gateway.as_str());
-        let (vc, vg) = (format!("vc{id}"), format!("vg{id}"));
+        let (vc, vg) = (format!("vc{id}{tag}"), Net::gateway_link(tag));
         ip(&["netns", "add", c]);
         ip(&["netns", "add", g]);
         ip(&[
@@ -65,6 +66,48 @@ impl Net {
         // Everything the client sends off-box would go over the link.
         ip(&["-n", c, "route", "add", "default", "via", GATEWAY_IP]);
         net
+    }
+
+    /// The gateway namespace's end of the link.
+    fn gateway_link(tag: &str) -> String {
+        format!("vg{}{tag}", std::process::id() % 100_000)
+    }
+
+    /// Starts the origin (port 8080), the HTTP CONNECT gateway in front of it (3128) and the
+    /// sniffer of what comes from the client, into `capture`, in the gateway namespace.
+    fn start_gateway_side(&mut self, tag: &str, capture: &Path) {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        self.in_gateway(
+            "python3",
+            &[
+                root.join("scripts/demo_origin.py").to_str().unwrap(),
+                "--port",
+                "8080",
+            ],
+        );
+        self.in_gateway(
+            "python3",
+            &[
+                root.join("scripts/demo_gateway.py").to_str().unwrap(),
+                "--listen",
+                GATEWAY_IP,
+                "--port",
+                "3128",
+                "--origin-port",
+                "8080",
+            ],
+        );
+        self.in_gateway(
+            "python3",
+            &[
+                "-c",
+                SNIFFER,
+                &Net::gateway_link(tag),
+                capture.to_str().unwrap(),
+                CLIENT_IP,
+            ],
+        );
+        std::thread::sleep(Duration::from_millis(700));
     }
 
     /// Starts `program args` in the gateway namespace.
@@ -127,43 +170,10 @@ fn nothing_leaves_the_client_except_to_the_gateway() {
         eprintln!("zero-leak test skipped: it needs root (network namespaces)");
         return;
     }
-    let mut net = Net::new();
+    let mut net = Net::new("l");
     let scratch = Scratch::new("zero-leak");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let id = std::process::id() % 100_000;
     let capture = scratch.dir.join("packets.txt");
-
-    net.in_gateway(
-        "python3",
-        &[
-            root.join("scripts/demo_origin.py").to_str().unwrap(),
-            "--port",
-            "8080",
-        ],
-    );
-    net.in_gateway(
-        "python3",
-        &[
-            root.join("scripts/demo_gateway.py").to_str().unwrap(),
-            "--listen",
-            GATEWAY_IP,
-            "--port",
-            "3128",
-            "--origin-port",
-            "8080",
-        ],
-    );
-    net.in_gateway(
-        "python3",
-        &[
-            "-c",
-            SNIFFER,
-            &format!("vg{id}"),
-            capture.to_str().unwrap(),
-            CLIENT_IP,
-        ],
-    );
-    std::thread::sleep(Duration::from_millis(700));
+    net.start_gateway_side("l", &capture);
 
     let config = scratch.config(&format!(
         "default = \"deny\"\nstrict = true\n[log]\npath = \"{}\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"{GATEWAY_IP}:3128\"]\n[[rules]]\nhost = \"*.example.test\"\nvia = \"corp\"\n",
@@ -309,4 +319,122 @@ const net = require("net");
         .filter(|e| e["action"] == "deny")
         .count();
     assert!(denied >= 8, "the refusals were logged ({denied})");
+}
+
+/// `run --isolate`: the program's own namespace has only loopback, so whatever it does, only
+/// what the supervisor connects from outside leaves: the gateway, and the one destination a
+/// rule lets through directly. As root and as `nobody` (a user namespace then), with a program
+/// that wants out, curl, and Python (whose loopback is its own namespace's).
+#[test]
+fn under_isolate_only_what_the_supervisor_connects_leaves() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("zero-leak test skipped: it needs root (network namespaces)");
+        return;
+    }
+    let mut net = Net::new("i");
+    let scratch = Scratch::new("zero-leak-isolate");
+    let capture = scratch.dir.join("packets.txt");
+    net.start_gateway_side("i", &capture);
+    // A destination the rules let through directly: a web server on the gateway's address.
+    let www = scratch.dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("direct.txt"), "reached directly\n").unwrap();
+    net.in_gateway(
+        "python3",
+        &[
+            "-m",
+            "http.server",
+            "8081",
+            "--bind",
+            GATEWAY_IP,
+            "--directory",
+            www.to_str().unwrap(),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let config = scratch.config(&format!(
+        "default = \"deny\"\n[log]\npath = \"off\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"{GATEWAY_IP}:3128\"]\n[[rules]]\nhost = \"*.example.test\"\nvia = \"corp\"\n[[rules]]\ncidr = \"{GATEWAY_IP}\"\nport = 8081\naction = \"direct\"\n[[rules]]\ncidr = \"127.0.0.0/8\"\naction = \"direct\"\n"
+    ));
+    let escape = compile_static(&scratch, "escape");
+    let python = format!(
+        r#"
+import socket, threading, urllib.request
+print(urllib.request.urlopen("http://docs.example.test/", timeout=10).read().decode().strip())
+print(urllib.request.urlopen("http://{GATEWAY_IP}:8081/direct.txt", timeout=10).read().decode().strip())
+# Its loopback is its own namespace's: a listener of its own is reachable.
+server = socket.create_server(("127.0.0.1", 0))
+threading.Thread(target=lambda: server.accept()[0].sendall(b"inside"), daemon=True).start()
+print(socket.create_connection(server.getsockname()).recv(16).decode())
+for target in [("{GATEWAY_IP}", 22), ("10.200.0.99", 443)]:
+    try:
+        socket.create_connection(target, timeout=5)
+        print("leaked", target)
+    except OSError:
+        pass
+"#
+    );
+    for user in ["root", "nobody"] {
+        let in_client = |program: &str, args: &[&str]| {
+            let mut full = vec!["netns", "exec", net.client.as_str()];
+            if user == "nobody" {
+                full.extend([
+                    "setpriv",
+                    "--reuid=65534",
+                    "--regid=65534",
+                    "--clear-groups",
+                ]);
+            }
+            full.extend([
+                env!("CARGO_BIN_EXE_mcp-redirect"),
+                "run",
+                "--isolate",
+                "--config",
+                config.to_str().unwrap(),
+                "--",
+                program,
+            ]);
+            full.extend_from_slice(args);
+            Run::new("ip", &full).without_preload().output()
+        };
+        let out = in_client(
+            "curl",
+            &["-sS", "--max-time", "10", "http://api.example.test/"],
+        );
+        assert!(
+            out.success().starts_with("hello from the local origin"),
+            "{user}: {}",
+            out.describe()
+        );
+        let out = in_client("python3", &["-c", &python]);
+        let lines: Vec<&str> = out.success().lines().collect();
+        assert!(lines.len() == 3, "{user}: {}", out.describe());
+        assert!(lines[0].starts_with("hello from the local origin: Host docs.example.test"));
+        assert!(lines[1] == "reached directly", "{user}: {}", out.describe());
+        assert_eq!(lines[2], "inside", "{user}: {}", out.describe());
+        let out = in_client(escape.to_str().unwrap(), &["10.200.0.99", "443"]);
+        for line in [
+            "connect by raw system call: EACCES",
+            "raw IP socket: EPERM",
+            "packet socket: EPERM",
+            "enter the supervisor's network namespace: EACCES",
+            "network interfaces besides lo: none",
+        ] {
+            assert!(out.success().contains(line), "{user}: {}", out.describe());
+        }
+    }
+
+    std::thread::sleep(Duration::from_millis(300));
+    let seen = packets(&capture);
+    assert!(
+        seen.contains(&format!("tcp {GATEWAY_IP} 3128"))
+            && seen.contains(&format!("tcp {GATEWAY_IP} 8081")),
+        "the gateway and the direct destination were reached: {seen:?}"
+    );
+    let leaks: Vec<&String> = seen
+        .iter()
+        .filter(|p| {
+            **p != format!("tcp {GATEWAY_IP} 3128") && **p != format!("tcp {GATEWAY_IP} 8081")
+        })
+        .collect();
+    assert!(leaks.is_empty(), "packets to anything else: {leaks:?}");
 }

@@ -13,6 +13,7 @@ pub mod real {
     pub use libc::{close, connect, freeaddrinfo, getaddrinfo, getsockopt, setsockopt};
 }
 pub mod epoll;
+pub mod namespaces;
 pub mod privileges;
 pub mod seccomp;
 pub mod socket;

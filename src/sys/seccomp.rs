@@ -261,6 +261,39 @@ pub fn let_through(listener: i32, id: u64) {
     unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_SEND, &mut resp) };
 }
 
+/// Puts our descriptor `ours` into the caller of notification `id` as its descriptor
+/// `number`, closing what that number held, as `dup2` would (`SECCOMP_IOCTL_NOTIF_ADDFD` with
+/// `SECCOMP_ADDFD_FLAG_SETFD`, Linux 5.9); close-on-exec if `cloexec`. The caller then holds
+/// the same open socket as we do.
+pub fn install_fd(listener: i32, id: u64, ours: i32, number: i32, cloexec: bool) -> io::Result<()> {
+    let addfd = libc::seccomp_notif_addfd {
+        id,
+        flags: libc::SECCOMP_ADDFD_FLAG_SETFD as u32,
+        srcfd: ours as u32,
+        newfd: number as u32,
+        newfd_flags: if cloexec { libc::O_CLOEXEC as u32 } else { 0 },
+    };
+    // SAFETY: addfd is a valid seccomp_notif_addfd for the ioctl to read.
+    let rc = unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_ADDFD, &addfd) };
+    if rc < 0 {
+        return Err(io::Error::from_raw_os_error(errno()));
+    }
+    Ok(())
+}
+
+/// Whether descriptor `fd` of thread `tid` is close-on-exec (the `flags` of
+/// `/proc/TID/fdinfo/FD`, in octal); `false` if that cannot be read.
+pub fn fd_is_cloexec(tid: u32, fd: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{tid}/fdinfo/{fd}"))
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|line| line.strip_prefix("flags:"))
+                .and_then(|flags| u32::from_str_radix(flags.trim(), 8).ok())
+        })
+        .is_some_and(|flags| flags & libc::O_CLOEXEC as u32 != 0)
+}
+
 /// Copies `len` bytes at `address` out of process `pid`.
 pub fn read_memory(pid: u32, address: u64, len: usize) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; len];

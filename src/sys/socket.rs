@@ -948,3 +948,81 @@ pub async fn exchange_tcp_waiting(
     recv_exact(waiter, socket.0, &mut answer, false, deadline).await?;
     Ok(answer)
 }
+
+/// Socket options that a program sets before `connect()` and that mean something end to end:
+/// copied onto [`twin`]. Buffer sizes are not (the kernel doubles what it is given, and
+/// reports the doubled size).
+const TWIN_OPTIONS: [(i32, i32); 15] = [
+    (libc::SOL_SOCKET, libc::SO_KEEPALIVE),
+    (libc::SOL_SOCKET, libc::SO_LINGER),
+    (libc::SOL_SOCKET, libc::SO_RCVTIMEO),
+    (libc::SOL_SOCKET, libc::SO_SNDTIMEO),
+    (libc::SOL_SOCKET, libc::SO_PRIORITY),
+    (libc::SOL_SOCKET, libc::SO_OOBINLINE),
+    (libc::SOL_SOCKET, libc::SO_BROADCAST),
+    (libc::IPPROTO_TCP, libc::TCP_NODELAY),
+    (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE),
+    (libc::IPPROTO_TCP, libc::TCP_KEEPINTVL),
+    (libc::IPPROTO_TCP, libc::TCP_KEEPCNT),
+    (libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT),
+    (libc::IPPROTO_IPV6, libc::IPV6_V6ONLY),
+    (libc::IPPROTO_IP, libc::IP_TOS),
+    (libc::IPPROTO_IPV6, libc::IPV6_TCLASS),
+];
+
+/// A new, unconnected socket like `fd` (another process's, taken with `pidfd_getfd`): the same
+/// family, type and protocol, `O_NONBLOCK` as `fd` has it, and the options of [`TWIN_OPTIONS`]
+/// that `fd` has; close-on-exec. `mcp-redirect run --isolate` connects it outside the
+/// program's network namespace and hands it to the program in place of `fd`.
+pub fn twin(fd: i32) -> io::Result<i32> {
+    let (Some(family), Some(kind)) = (socket_domain(fd), socket_type(fd)) else {
+        return Err(os_error(libc::ENOTSOCK));
+    };
+    let protocol = int_option(fd, libc::SOL_SOCKET, libc::SO_PROTOCOL)?;
+    // SAFETY: socket(2) has no memory preconditions.
+    let twin = unsafe { libc::socket(family, kind | libc::SOCK_CLOEXEC, protocol) };
+    if twin < 0 {
+        return Err(os_error(errno()));
+    }
+    if is_nonblocking(fd) {
+        // SAFETY: F_GETFL/F_SETFL take an int.
+        unsafe {
+            libc::fcntl(
+                twin,
+                libc::F_SETFL,
+                libc::fcntl(twin, libc::F_GETFL) | libc::O_NONBLOCK,
+            )
+        };
+    }
+    for (level, name) in TWIN_OPTIONS {
+        let mut value = [0u8; 32];
+        let mut len = value.len() as libc::socklen_t;
+        // SAFETY: value and len are valid for writes of the sizes given.
+        let rc = unsafe { real::getsockopt(fd, level, name, value.as_mut_ptr().cast(), &mut len) };
+        if rc == 0 {
+            // An option of another protocol or family fails to read or to set: not ours.
+            // SAFETY: value holds len bytes that getsockopt wrote.
+            unsafe { real::setsockopt(twin, level, name, value.as_ptr().cast(), len) };
+        }
+    }
+    Ok(twin)
+}
+
+/// The cookie of the network namespace `fd` belongs to (`SO_NETNS_COOKIE`, Linux 5.14): two
+/// sockets are in the same namespace when their cookies are equal.
+pub fn netns_cookie(fd: i32) -> Option<u64> {
+    const SO_NETNS_COOKIE: i32 = 71;
+    let mut cookie: u64 = 0;
+    let mut len = size_of::<u64>() as libc::socklen_t;
+    // SAFETY: cookie and len are valid for writes of the sizes given.
+    let rc = unsafe {
+        real::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            SO_NETNS_COOKIE,
+            (&mut cookie as *mut u64).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then_some(cookie)
+}

@@ -40,6 +40,11 @@ pub struct RunArgs {
     /// supervisor)
     #[arg(long, value_enum, default_value_t = Mode::Auto)]
     pub mode: Mode,
+    /// Run the program in a network namespace of its own, with only loopback, under the
+    /// supervisor: the connections the rules allow are made from outside and handed in
+    /// (implies --mode supervise)
+    #[arg(long)]
+    pub isolate: bool,
     /// The command and its arguments
     #[arg(required = true, last = true, value_name = "CMD")]
     pub command: Vec<OsString>,
@@ -163,7 +168,12 @@ pub fn run(args: RunArgs) -> u8 {
     let itself = inspection.chain.last().is_some_and(|p| is_this_program(p));
     // auto: the supervisor for what the loader will not preload into, when the supervisor can
     // hold it (not a foreign architecture, and not setuid: no_new_privs would drop privileges).
+    if args.isolate && args.mode == Mode::Preload {
+        crate::complain("--isolate needs the supervisor: it cannot go with --mode preload");
+        return 2;
+    }
     let supervise = match args.mode {
+        _ if args.isolate => true,
         Mode::Supervise => true,
         Mode::Preload => false,
         Mode::Auto => {
@@ -191,13 +201,16 @@ pub fn run(args: RunArgs) -> u8 {
             .to_string();
         settings.push(Setting::plain("LD_PRELOAD", rest));
         if args.dry_run {
-            println!("mode: supervise");
+            println!(
+                "mode: supervise{}",
+                if args.isolate { ", isolated" } else { "" }
+            );
             print_dry_run(&settings, &args.command);
             return 0;
         }
         let env: Vec<(&'static str, OsString)> =
             settings.iter().map(|s| (s.name, s.value.clone())).collect();
-        return crate::supervise::run(config, &args.command, &env);
+        return crate::supervise::run(config, &args.command, &env, args.isolate);
     }
     if !inspection.honours_preload() && !itself {
         let file = inspection

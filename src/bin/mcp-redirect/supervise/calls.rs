@@ -12,6 +12,13 @@
 //! A TCP Fast Open send is decided like a connect; a datagram is checked as the library checks
 //! one (`strict = true` refuses routed and denied destinations) and, when it is a DNS query,
 //! the name is decided and its addresses learnt, so the connect that follows is decided by name.
+//!
+//! With `--isolate` the program's sockets live in its own network namespace, where only
+//! loopback is. For a destination outside it we make a twin of the caller's socket here, in
+//! ours (same family, type, protocol, flags and options), decide and connect or send on the
+//! twin, and put it into the caller in place of its own socket (`SECCOMP_IOCTL_NOTIF_ADDFD`),
+//! under the same descriptor number, before the call returns. A loopback destination is the
+//! namespace's own loopback: connected there, on the caller's own socket.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -48,6 +55,7 @@ pub struct Workers {
     listener: i32,
     runtime: Arc<Runtime>,
     resolver: Arc<Resolver>,
+    isolation: Option<Isolation>,
     idle: AtomicUsize,
     total: AtomicUsize,
 }
@@ -56,11 +64,17 @@ const SPARE_WORKERS: usize = 2;
 const MAX_WORKERS: usize = 256;
 
 impl Workers {
-    pub fn start(listener: i32, runtime: Arc<Runtime>, resolver: Arc<Resolver>) {
+    pub fn start(
+        listener: i32,
+        runtime: Arc<Runtime>,
+        resolver: Arc<Resolver>,
+        isolation: Option<Isolation>,
+    ) {
         let workers = Arc::new(Workers {
             listener,
             runtime,
             resolver,
+            isolation,
             idle: AtomicUsize::new(0),
             total: AtomicUsize::new(0),
         });
@@ -95,7 +109,12 @@ impl Workers {
                 // We were the last one waiting: someone must wait while we work.
                 self.clone().spawn();
             }
-            handle(self.listener, &self.runtime, &self.resolver, notif);
+            let call = Call {
+                listener: self.listener,
+                notif: &notif,
+                isolation: self.isolation.as_ref(),
+            };
+            handle(&self.runtime, &self.resolver, &call);
             if self.idle.load(Ordering::SeqCst) >= SPARE_WORKERS {
                 break;
             }
@@ -114,20 +133,38 @@ enum Reply {
     Gone,
 }
 
-fn handle(listener: i32, rt: &Runtime, resolver: &Resolver, notif: libc::seccomp_notif) {
-    let call = Call {
-        listener,
-        notif: &notif,
-    };
-    let reply = match i64::from(notif.data.nr) {
-        libc::SYS_connect => on_connect(rt, resolver, &call),
-        libc::SYS_sendto | libc::SYS_sendmsg | libc::SYS_sendmmsg => on_send(rt, &call),
+fn handle(rt: &Runtime, resolver: &Resolver, call: &Call<'_>) {
+    let reply = match i64::from(call.notif.data.nr) {
+        libc::SYS_connect => on_connect(rt, resolver, call),
+        libc::SYS_sendto | libc::SYS_sendmsg | libc::SYS_sendmmsg => on_send(rt, call),
         _ => Reply::Return(Err(libc::ENOSYS)),
     };
     match reply {
-        Reply::Return(result) => seccomp::respond(listener, notif.id, result),
-        Reply::Continue => seccomp::let_through(listener, notif.id),
+        Reply::Return(result) => seccomp::respond(call.listener, call.notif.id, result),
+        Reply::Continue => seccomp::let_through(call.listener, call.notif.id),
         Reply::Gone => {}
+    }
+}
+
+/// `--isolate`: the network namespace the supervisor connects from (the tree has its own).
+pub struct Isolation {
+    /// Our namespace's `SO_NETNS_COOKIE` (`None` before Linux 5.14: every socket of the
+    /// caller's is then taken to be in its own namespace).
+    cookie: Option<u64>,
+}
+
+impl Isolation {
+    /// The supervisor's current namespace.
+    pub fn here() -> std::io::Result<Isolation> {
+        let probe = socket::tcp_socket(libc::AF_INET)?;
+        let cookie = socket::netns_cookie(probe);
+        mcp_redirect::sys::close(probe);
+        Ok(Isolation { cookie })
+    }
+
+    /// Whether socket `fd` is in our namespace (one we made and handed in earlier).
+    fn is_ours(&self, fd: i32) -> bool {
+        self.cookie.is_some() && socket::netns_cookie(fd) == self.cookie
     }
 }
 
@@ -135,6 +172,7 @@ fn handle(listener: i32, rt: &Runtime, resolver: &Resolver, notif: libc::seccomp
 struct Call<'a> {
     listener: i32,
     notif: &'a libc::seccomp_notif,
+    isolation: Option<&'a Isolation>,
 }
 
 impl Call<'_> {
@@ -158,6 +196,31 @@ impl Call<'_> {
     fn socket(&self, fd: u64) -> Result<OwnedCopy, i32> {
         seccomp::copy_fd(self.notif.pid, fd as i32)
             .map(OwnedCopy)
+            .map_err(|e| e.raw_os_error().unwrap_or(libc::EBADF))
+    }
+
+    /// `--isolate`: the socket to work on for the caller's socket `copy`: a twin of it in our
+    /// namespace, to hand in with [`Call::hand_in`], unless `copy` is already in ours or the
+    /// destination is loopback (the namespace's own). `Ok(None)`: work on `copy`.
+    fn outside_twin(&self, copy: &OwnedCopy, dst: &SocketAddr) -> Result<Option<OwnedCopy>, i32> {
+        let Some(isolation) = self.isolation else {
+            return Ok(None);
+        };
+        let inside = dst.ip().to_canonical().is_loopback() && dst.port() != 53;
+        if inside || isolation.is_ours(copy.0) {
+            return Ok(None);
+        }
+        socket::twin(copy.0)
+            .map(|fd| Some(OwnedCopy(fd)))
+            .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
+    }
+
+    /// Puts our socket `ours` into the caller as its descriptor `number` (argument 0 of every
+    /// call we take), replacing the socket it had, with the close-on-exec flag that one had.
+    fn hand_in(&self, ours: &OwnedCopy) -> Result<(), i32> {
+        let number = self.arg(0) as i32;
+        let cloexec = seccomp::fd_is_cloexec(self.notif.pid, number);
+        seccomp::install_fd(self.listener, self.notif.id, ours.0, number, cloexec)
             .map_err(|e| e.raw_os_error().unwrap_or(libc::EBADF))
     }
 
@@ -196,22 +259,29 @@ fn on_connect(rt: &Runtime, resolver: &Resolver, call: &Call<'_>) -> Reply {
         Ok(copy) => copy,
         Err(code) => return Reply::Return(Err(code)),
     };
+    let twin = match call.outside_twin(&copy, &dst) {
+        Ok(twin) => twin,
+        Err(code) => return Reply::Return(Err(code)),
+    };
+    let fd = twin.as_ref().unwrap_or(&copy).0;
     let result = if dst.port() == 53 {
         // DNS, wherever the program meant to send it: to our resolver.
-        resolver.connect(copy.0, dst).map(|_| 0)
+        resolver.connect(fd, dst).map(|_| 0)
     } else {
         let (pid, exe) = call.process();
-        let mut direct = |to: &SocketAddr| connect_once(copy.0, to);
+        let mut direct = |to: &SocketAddr| connect_once(fd, to);
         let mut tunneled = || Ok(0);
-        decide(
-            rt,
-            caller(pid, &exe),
-            copy.0,
-            dst,
-            &mut direct,
-            &mut tunneled,
-        )
+        decide(rt, caller(pid, &exe), fd, dst, &mut direct, &mut tunneled)
     };
+    if let Some(twin) = &twin {
+        // Connected, or on its way (a non-blocking socket): the caller's from now on. A
+        // failure leaves the caller its own socket, unconnected, as a failed connect does.
+        if matches!(result, Ok(_) | Err(libc::EINPROGRESS)) {
+            if let Err(code) = call.hand_in(twin) {
+                return Reply::Return(Err(code));
+            }
+        }
+    }
     Reply::Return(result.map(|_| 0))
 }
 
@@ -277,12 +347,35 @@ fn on_send(rt: &Runtime, call: &Call<'_>) -> Reply {
     if !call.still_pending() {
         return Reply::Gone;
     }
+    // --isolate: the first message's destination says which namespace sends (the caller's
+    // socket is in its own namespace until we hand it one of ours).
+    let first = messages
+        .first()
+        .and_then(|m| m.name.as_deref())
+        .map(classify);
+    let twin = match first {
+        Some(AddrArg::Inet(dst)) => match call.outside_twin(&copy, &dst) {
+            Ok(twin) => twin,
+            Err(code) => return Reply::Return(Err(code)),
+        },
+        _ => None,
+    };
+    let fd = twin.as_ref().unwrap_or(&copy).0;
     let (pid, exe) = call.process();
     let (sent, result) = if stream {
         fast_open(rt, caller(pid, &exe), fd, &messages, flags)
     } else {
         datagrams(rt, caller(pid, &exe), fd, &messages, flags)
     };
+    if let Some(twin) = &twin {
+        // Something went: the socket that sent it is the caller's from now on (its replies
+        // come to it).
+        if !sent.is_empty() || matches!(result, Err(libc::EINPROGRESS)) {
+            if let Err(code) = call.hand_in(twin) {
+                return Reply::Return(Err(code));
+            }
+        }
+    }
     if let Err(libc::EPIPE) = result {
         if flags & libc::MSG_NOSIGNAL == 0 {
             // We send with MSG_NOSIGNAL; the program would have had its SIGPIPE.

@@ -30,6 +30,7 @@ use std::sync::Arc;
 
 use mcp_redirect::config::{Config, LogTarget, LOG_ENV};
 use mcp_redirect::runtime::Runtime;
+use mcp_redirect::sys::namespaces::{self, IdMaps, Step};
 use mcp_redirect::sys::privileges;
 use mcp_redirect::sys::seccomp::{self, Filter, Policy, Refusal};
 
@@ -39,11 +40,24 @@ mod resolver;
 use resolver::Resolver;
 
 /// Runs `command` under the supervisor with `env` set; returns the exit code for `run`.
-pub fn run(mut config: Config, command: &[OsString], env: &[(&'static str, OsString)]) -> u8 {
+/// `isolate`: the tree gets a network namespace of its own, with only loopback, and every
+/// connection out of it is made by us and handed in (`--isolate`).
+pub fn run(
+    mut config: Config,
+    command: &[OsString],
+    env: &[(&'static str, OsString)],
+    isolate: bool,
+) -> u8 {
     // Everything the child needs is prepared here: after fork it may only make system calls.
     // SAFETY: getpid has no preconditions.
     let supervisor = unsafe { libc::getpid() };
-    let refusals = boundary(supervisor);
+    let mut refusals = boundary(supervisor);
+    let id_maps = isolate.then(IdMaps::of_this_process);
+    if isolate {
+        // Into another network namespace (the machine's, through a /proc/PID/ns/net of any
+        // process the tree may open): the only way out of its own.
+        refusals.push(Refusal::always(libc::SYS_setns, libc::EPERM));
+    }
     let filter = Filter::new(&Policy {
         notify: &[libc::SYS_connect, libc::SYS_sendmsg, libc::SYS_sendmmsg],
         notify_with_arg: &[(libc::SYS_sendto, 4)],
@@ -83,7 +97,14 @@ pub fn run(mut config: Config, command: &[OsString], env: &[(&'static str, OsStr
         return 2;
     }
     if child == 0 {
-        child_side(&filter, supervisor, report_w, ack_r, &argv_ptrs);
+        child_side(
+            &filter,
+            id_maps.as_ref(),
+            supervisor,
+            report_w,
+            ack_r,
+            &argv_ptrs,
+        );
     }
     close(report_w);
     close(ack_r);
@@ -109,6 +130,15 @@ pub fn run(mut config: Config, command: &[OsString], env: &[(&'static str, OsStr
         .unwrap_or("")
         .to_string();
     let runtime = Arc::new(Runtime::from_config(config, exe_default));
+    let isolation = match isolate.then(calls::Isolation::here).transpose() {
+        Ok(isolation) => isolation,
+        Err(e) => {
+            crate::complain(format!("cannot isolate the command's network: {e}"));
+            // SAFETY: as below: never let the child run unsupervised.
+            unsafe { libc::kill(child, libc::SIGKILL) };
+            return 2;
+        }
+    };
     let resolver = match Resolver::start(runtime.clone()) {
         Ok(resolver) => Arc::new(resolver),
         Err(e) => {
@@ -118,7 +148,7 @@ pub fn run(mut config: Config, command: &[OsString], env: &[(&'static str, OsStr
             return 2;
         }
     };
-    calls::Workers::start(listener, runtime, resolver);
+    calls::Workers::start(listener, runtime, resolver, isolation);
     forward_signals(child);
     // Let the child exec its command.
     write_all(ack_w, b"go");
@@ -169,10 +199,12 @@ fn boundary(supervisor: libc::pid_t) -> Vec<Refusal> {
     ]
 }
 
-/// The child: dies with the supervisor, drops the capabilities that reach around the filter,
-/// filter on, listener number to the parent, waits for the parent to hold it, execs.
+/// The child: dies with the supervisor, enters its own network namespace (`--isolate`), drops
+/// the capabilities that reach around the filter, filter on, listener number to the parent,
+/// waits for the parent to hold it, execs.
 fn child_side(
     filter: &Filter,
+    id_maps: Option<&IdMaps>,
     supervisor: libc::pid_t,
     report_w: i32,
     ack_r: i32,
@@ -182,12 +214,23 @@ fn child_side(
         // SAFETY: _exit is always safe.
         unsafe { libc::_exit(126) };
     }
-    let code: i32 = match privileges::drop_dangerous_capabilities().and_then(|()| filter.install())
-    {
-        Ok(listener) => listener,
-        Err(e) => -e.raw_os_error().unwrap_or(libc::EPERM),
+    // The report: the listener's number, or minus an errno and the step that failed (0: the
+    // capabilities or the filter).
+    let isolated = match id_maps {
+        Some(maps) => namespaces::enter_own_network(maps),
+        None => Ok(()),
     };
-    write_all(report_w, &code.to_ne_bytes());
+    let (code, step): (i32, i32) = match isolated {
+        Err((step, code)) => (-code, step as i32),
+        Ok(()) => match privileges::drop_dangerous_capabilities().and_then(|()| filter.install()) {
+            Ok(listener) => (listener, 0),
+            Err(e) => (-e.raw_os_error().unwrap_or(libc::EPERM), 0),
+        },
+    };
+    let mut report = [0u8; 8];
+    report[..4].copy_from_slice(&code.to_ne_bytes());
+    report[4..].copy_from_slice(&step.to_ne_bytes());
+    write_all(report_w, &report);
     let mut ack = [0u8; 2];
     // SAFETY: reading into a stack buffer.
     let n = unsafe { libc::read(ack_r, ack.as_mut_ptr().cast(), ack.len()) };
@@ -213,19 +256,30 @@ fn child_side(
 
 /// Reads the child's listener fd number and takes our own copy of it.
 fn receive_listener(child: u32, report_r: i32) -> Result<i32, String> {
-    let mut bytes = [0u8; 4];
+    let mut bytes = [0u8; 8];
     // SAFETY: reading into a stack buffer.
-    let n = unsafe { libc::read(report_r, bytes.as_mut_ptr().cast(), 4) };
+    let n = unsafe { libc::read(report_r, bytes.as_mut_ptr().cast(), 8) };
     close(report_r);
-    if n != 4 {
+    if n != 8 {
         return Err("the child did not report".into());
     }
-    let code = i32::from_ne_bytes(bytes);
+    let code = i32::from_ne_bytes(bytes[..4].try_into().unwrap_or_default());
+    let step = i32::from_ne_bytes(bytes[4..].try_into().unwrap_or_default());
     if code < 0 {
-        return Err(format!(
-            "installing the seccomp filter failed: {}",
-            std::io::Error::from_raw_os_error(-code)
-        ));
+        let error = std::io::Error::from_raw_os_error(-code);
+        return Err(match Step::from_code(step) {
+            Some(step) => format!(
+                "cannot isolate its network: {}: {error}{}",
+                step.describe(),
+                if matches!(step, Step::NewNetwork | Step::NewUserAndNetwork) {
+                    " (user namespaces may be off for this user, or refused by a container's \
+                     seccomp profile: see docs/supervisor.md#isolate)"
+                } else {
+                    ""
+                }
+            ),
+            None => format!("installing the seccomp filter failed: {error}"),
+        });
     }
     let listener =
         seccomp::copy_fd(child, code).map_err(|e| format!("taking the listener: {e}"))?;
