@@ -126,6 +126,12 @@ enum Command {
         after_help = "Examples:\n  mcp-redirect man | man -l -\n  mcp-redirect man --dir /usr/local/share/man/man1"
     )]
     Man(completions::ManArgs),
+    /// The helper of `run --isolate --publish` (started by the supervisor, not by hand)
+    #[command(hide = true)]
+    PublishHelper {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
 }
 
 const WRAP_HELP: &str = "Rewrite an MCP client's config so that every local (stdio) server \
@@ -220,6 +226,7 @@ fn main() -> ExitCode {
         Command::Unwrap(args) => wrap::unwrap(args),
         Command::Completions(args) => completions::completions(args, Cli::command()),
         Command::Man(args) => completions::man(args, Cli::command()),
+        Command::PublishHelper { args } => supervise::publish::helper(&args),
     };
     ExitCode::from(code)
 }

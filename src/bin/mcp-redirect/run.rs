@@ -45,6 +45,11 @@ pub struct RunArgs {
     /// (implies --mode supervise)
     #[arg(long)]
     pub isolate: bool,
+    /// With --isolate: let connections to ADDRESS:PORT (default address 127.0.0.1) outside
+    /// reach port PORT on the namespace's loopback, where an MCP server over HTTP listens
+    /// (repeatable)
+    #[arg(long, value_name = "[ADDRESS:]PORT", requires = "isolate")]
+    pub publish: Vec<String>,
     /// The command and its arguments
     #[arg(required = true, last = true, value_name = "CMD")]
     pub command: Vec<OsString>,
@@ -55,6 +60,15 @@ pub enum Mode {
     Auto,
     Preload,
     Supervise,
+}
+
+/// `--publish [ADDRESS:]PORT`: the address outside (127.0.0.1 when only a port is given).
+fn parse_publish(text: &str) -> Result<std::net::SocketAddr, String> {
+    if let Ok(port) = text.parse::<u16>() {
+        return Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    text.parse()
+        .map_err(|_| "expected PORT, IPv4:PORT or [IPv6]:PORT".to_string())
 }
 
 /// Where the library is: next to this binary, then `../lib/`, then `$MCP_REDIRECT_LIB`.
@@ -210,7 +224,17 @@ pub fn run(args: RunArgs) -> u8 {
         }
         let env: Vec<(&'static str, OsString)> =
             settings.iter().map(|s| (s.name, s.value.clone())).collect();
-        return crate::supervise::run(config, &args.command, &env, args.isolate);
+        let mut publish = Vec::new();
+        for text in &args.publish {
+            match parse_publish(text) {
+                Ok(address) => publish.push(address),
+                Err(message) => {
+                    crate::complain(format!("--publish {text}: {message}"));
+                    return 2;
+                }
+            }
+        }
+        return crate::supervise::run(config, &args.command, &env, args.isolate, &publish);
     }
     if !inspection.honours_preload() && !itself {
         let file = inspection

@@ -35,6 +35,7 @@ use mcp_redirect::sys::privileges;
 use mcp_redirect::sys::seccomp::{self, Filter, Policy, Refusal};
 
 mod calls;
+pub mod publish;
 mod resolver;
 
 use resolver::Resolver;
@@ -47,6 +48,7 @@ pub fn run(
     command: &[OsString],
     env: &[(&'static str, OsString)],
     isolate: bool,
+    publish: &[std::net::SocketAddr],
 ) -> u8 {
     // Everything the child needs is prepared here: after fork it may only make system calls.
     // SAFETY: getpid has no preconditions.
@@ -130,6 +132,16 @@ pub fn run(
         .unwrap_or("")
         .to_string();
     let runtime = Arc::new(Runtime::from_config(config, exe_default));
+    // A server in the namespace, reachable from outside (its namespace exists by now).
+    let _publisher = match publish::start(child, publish) {
+        Ok(helper) => helper,
+        Err(message) => {
+            crate::complain(message);
+            // SAFETY: as below: never let the child run unsupervised.
+            unsafe { libc::kill(child, libc::SIGKILL) };
+            return 2;
+        }
+    };
     let isolation = match isolate.then(calls::Isolation::here).transpose() {
         Ok(isolation) => isolation,
         Err(e) => {
@@ -273,7 +285,7 @@ fn receive_listener(child: u32, report_r: i32) -> Result<i32, String> {
                 step.describe(),
                 if matches!(step, Step::NewNetwork | Step::NewUserAndNetwork) {
                     " (user namespaces may be off for this user, or refused by a container's \
-                     seccomp profile: see docs/supervisor.md#isolate)"
+                     seccomp profile: see docs/supervisor.md#isolate-a-network-namespace-with-only-loopback)"
                 } else {
                     ""
                 }
