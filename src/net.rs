@@ -271,6 +271,16 @@ pub fn parse_ipv4_any(text: &str) -> Option<Ipv4Addr> {
     Some(Ipv4Addr::from(value as u32))
 }
 
+/// Whether `name` is `localhost` or below it (`api.localhost`), any case, with or without the
+/// final dot: names that are loopback by definition (RFC 6761, section 6.3).
+pub fn is_localhost_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name).as_bytes();
+    let tail = b"localhost";
+    name.len() >= tail.len()
+        && name[name.len() - tail.len()..].eq_ignore_ascii_case(tail)
+        && (name.len() == tail.len() || name[name.len() - tail.len() - 1] == b'.')
+}
+
 /// Whether `getaddrinfo` would take `text` as a numeric address (no lookup involved).
 pub fn is_numeric_host(text: &str) -> bool {
     if parse_ipv4_any(text).is_some() {
@@ -309,6 +319,23 @@ pub fn canonical(addr: SocketAddr) -> SocketAddr {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn localhost_names_are_localhost_and_below_only() {
+        for yes in ["localhost", "LocalHost.", "api.localhost", "a.b.localhost."] {
+            assert!(is_localhost_name(yes), "{yes}");
+        }
+        for no in [
+            "",
+            "localhost.com",
+            "mylocalhost",
+            "localhos",
+            ".",
+            "xlocalhost.",
+        ] {
+            assert!(!is_localhost_name(no), "{no}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -454,12 +454,21 @@ impl Runtime {
 }
 
 /// The addresses of an endpoint: the literal, or what DNS says at load time (empty if nothing;
-/// `connect` then retries the lookup and fails closed if it still has no answer).
+/// `connect` then retries the lookup and fails closed if it still has no answer). `localhost`
+/// and `*.localhost` that nothing resolves are loopback (RFC 6761): a sandbox that hides
+/// `/etc/hosts` (srt with `denyRead`) still names its proxy `localhost`.
 pub fn resolve_endpoint(endpoint: &crate::net::HostPort) -> Vec<SocketAddr> {
     if let Some(addr) = endpoint.literal() {
         return vec![addr];
     }
-    sys::resolve_real(&endpoint.host, endpoint.port).unwrap_or_default()
+    let found = sys::resolve_real(&endpoint.host, endpoint.port).unwrap_or_default();
+    if found.is_empty() && crate::net::is_localhost_name(&endpoint.host) {
+        return vec![
+            SocketAddr::from(([127, 0, 0, 1], endpoint.port)),
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, endpoint.port)),
+        ];
+    }
+    found
 }
 
 /// The system's DNS servers, from `/etc/resolv.conf`.
