@@ -438,3 +438,126 @@ for target in [("{GATEWAY_IP}", 22), ("10.200.0.99", 443)]:
         .collect();
     assert!(leaks.is_empty(), "packets to anything else: {leaks:?}");
 }
+
+/// Where srt is: $MCP_REDIRECT_TEST_SRT (.ci/run sets it from scripts/test-npm-packages.sh),
+/// else that script's default place.
+fn srt() -> Option<std::path::PathBuf> {
+    if let Some(path) = std::env::var_os("MCP_REDIRECT_TEST_SRT").filter(|p| !p.is_empty()) {
+        return Some(path.into());
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(&std::env::var_os("HOME").unwrap_or_default()).join(".cache"));
+    let path = cache.join("mcp-redirect-tests/npm/node_modules/.bin/srt");
+    path.exists().then_some(path)
+}
+
+/// Anthropic's sandbox-runtime (srt) gives the sandbox no network but its own proxy, named in
+/// proxy variables that Node's built-in `fetch` ignores: `fetch` fails. The library inside the
+/// sandbox, with no config of its own (the proxy variables are its config), sends it through
+/// srt's proxy, which decides by its allow-list. srt's proxy refuses this machine's own
+/// addresses, so the origin is in the test's other namespace; the sandbox does not see
+/// /etc/hosts (srt `denyRead`), where the origin's name is, as a name DNS would know.
+#[test]
+fn inside_srt_the_library_takes_node_fetch_to_srts_proxy() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("srt test skipped: it needs root (network namespaces)");
+        return;
+    }
+    let Some(srt) = srt() else {
+        eprintln!(
+            "srt test skipped: no srt (run scripts/test-npm-packages.sh, or set MCP_REDIRECT_TEST_SRT)"
+        );
+        return;
+    };
+    let mut net = Net::new("s");
+    let scratch = Scratch::new("zero-leak-srt");
+    let www = scratch.dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("hello.txt"), "hello from the other side\n").unwrap();
+    net.in_gateway(
+        "python3",
+        &[
+            "-m",
+            "http.server",
+            "8082",
+            "--bind",
+            GATEWAY_IP,
+            "--directory",
+            www.to_str().unwrap(),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(700));
+    let settings = scratch.dir.join("srt-settings.json");
+    std::fs::write(
+        &settings,
+        format!(
+            r#"{{"network": {{"allowedDomains": ["origin.srt.test"], "deniedDomains": []}},
+"filesystem": {{"denyRead": ["/etc/hosts"], "allowWrite": ["{}"], "denyWrite": []}}}}"#,
+            scratch.dir.display()
+        ),
+    )
+    .unwrap();
+    let fetch = scratch.dir.join("fetch.js");
+    std::fs::write(
+        &fetch,
+        r#"fetch("http://origin.srt.test:8082/hello.txt").then(r => r.text()).then(
+  t => console.log(t.trim()),
+  e => { console.log("failed:", e.cause ? e.cause.code : e.message); process.exitCode = 1; });
+"#,
+    )
+    .unwrap();
+    let library = support::library();
+    let library = library.to_str().unwrap();
+    // The origin's name for srt's proxy, in a hosts file that stays (srt binds /dev/null over
+    // /etc/hosts for the sandbox, which a bind of a deleted file would not allow).
+    let hosts = scratch.dir.join("hosts");
+    let mut text = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    text.push_str(&format!("\n{GATEWAY_IP} origin.srt.test\n"));
+    std::fs::write(&hosts, text).unwrap();
+    let in_srt = |preload: bool| {
+        let mut command = Command::new("unshare");
+        command
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(r#"mount --bind "$1" /etc/hosts && shift && exec "$@""#)
+            .arg("sh")
+            .arg(&hosts)
+            .args(["ip", "netns", "exec", &net.client])
+            .arg(&srt)
+            .arg("-s")
+            .arg(&settings)
+            .args(["--", "env"]);
+        if preload {
+            command
+                .arg(format!("LD_PRELOAD={}", support::library().display()))
+                .arg("MCP_REDIRECT_LOG=off");
+        }
+        for var in [
+            "LD_PRELOAD",
+            "MCP_REDIRECT_CONFIG",
+            "HTTPS_PROXY",
+            "HTTP_PROXY",
+            "ALL_PROXY",
+        ] {
+            command.env_remove(var);
+        }
+        let out = command.arg("node").arg(&fetch).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = in_srt(false);
+    assert_eq!(
+        (code, stdout.as_str()),
+        (Some(1), "failed: EAI_AGAIN"),
+        "without the library\n{stderr}"
+    );
+    let (code, stdout, stderr) = in_srt(true);
+    assert_eq!(
+        (code, stdout.as_str()),
+        (Some(0), "hello from the other side"),
+        "with the library\n{stderr}"
+    );
+}
