@@ -507,8 +507,6 @@ fn inside_srt_the_library_takes_node_fetch_to_srts_proxy() {
 "#,
     )
     .unwrap();
-    let library = support::library();
-    let library = library.to_str().unwrap();
     // The origin's name for srt's proxy, in a hosts file that stays (srt binds /dev/null over
     // /etc/hosts for the sandbox, which a bind of a deleted file would not allow).
     let hosts = scratch.dir.join("hosts");
