@@ -211,11 +211,11 @@ pub fn decide_connect(
             Err(libc::EACCES)
         }
         Action::Gateway(index) if proto == "udp" => {
+            // Logged, but no notice: a UDP connect sends nothing, and glibc's getaddrinfo and
+            // Go make one to each address they sort (to learn the source address), so under the
+            // supervisor every lookup of a routed name would print one.
             event.gateway = Some(rt.gateways[index].name.as_str());
             error_text = "UDP cannot go through a gateway".into();
-            notice(rt, host, dst, || {
-                Reason::Refused("UDP cannot go through a gateway")
-            });
             Err(libc::EACCES)
         }
         Action::Gateway(index) => {

@@ -153,6 +153,13 @@ fn bubblewrap_inside_isolate_keeps_the_supervisors_network() {
         ]);
         let out = Run::new(launcher(user), &args).without_preload().output();
         assert_eq!(out.success(), "hello from origin", "{user}");
+        // curl's getaddrinfo connects a UDP socket to the fake address to sort it (nothing is
+        // sent): refused and logged, but no notice for that.
+        assert!(
+            !out.stderr.contains("mcp-redirect:"),
+            "{user}: {}",
+            out.describe()
+        );
     }
 }
 
