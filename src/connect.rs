@@ -7,6 +7,8 @@
 //! hostname (arithmetic for fake addresses), the real `connect`, and one log line (`fstat` +
 //! `write`).
 
+#![forbid(unsafe_code)]
+
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 

@@ -2,6 +2,8 @@
 //! (fake address or real DNS), remember real answers, log the decision. The hooks turn the
 //! answer into C structures.
 
+#![forbid(unsafe_code)]
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::log::{Event, LogResult};

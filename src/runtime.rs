@@ -14,6 +14,8 @@
 //! file changes once more. The resolver's tables outlive reloads, so fake addresses already
 //! handed out stay valid; `[dns]` settings apply to new processes.
 
+#![forbid(unsafe_code)]
+
 use std::ffi::CString;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Deref;

@@ -157,6 +157,7 @@ fn run_gives_the_programs_exit_status_and_signals() {
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
+    // SAFETY: kill with a pid and a signal number.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait().unwrap();
     assert_eq!(status.signal(), Some(libc::SIGTERM));

@@ -640,6 +640,7 @@ fn log_lines_have_the_shape_the_library_writes() {
 /// `/etc/resolv.conf` names 127.0.0.1 only.
 #[test]
 fn console_examples() {
+    // SAFETY: geteuid takes nothing and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         println!("console_examples: skipped, needs root for its namespaces");
         return;

@@ -166,6 +166,7 @@ fn packets(log: &Path) -> Vec<String> {
 
 #[test]
 fn nothing_leaves_the_client_except_to_the_gateway() {
+    // SAFETY: geteuid takes nothing and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("zero-leak test skipped: it needs root (network namespaces)");
         return;
@@ -327,6 +328,7 @@ const net = require("net");
 /// that wants out, curl, and Python (whose loopback is its own namespace's).
 #[test]
 fn under_isolate_only_what_the_supervisor_connects_leaves() {
+    // SAFETY: geteuid takes nothing and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("zero-leak test skipped: it needs root (network namespaces)");
         return;
@@ -460,6 +462,7 @@ fn srt() -> Option<std::path::PathBuf> {
 /// /etc/hosts (srt `denyRead`), where the origin's name is, as a name DNS would know.
 #[test]
 fn inside_srt_the_library_takes_node_fetch_to_srts_proxy() {
+    // SAFETY: geteuid takes nothing and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("srt test skipped: it needs root (network namespaces)");
         return;

@@ -8,6 +8,8 @@
 //! and a generation, so that an event of a connection that ended earlier in the same batch never
 //! reaches the one that took its slot.
 
+#![forbid(unsafe_code)]
+
 use std::cell::Cell;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};

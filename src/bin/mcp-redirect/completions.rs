@@ -2,6 +2,8 @@
 //! and man pages, made from the command's own clap definitions when asked, so that they always
 //! list exactly the subcommands and options this build accepts. The Dockerfile installs them.
 
+#![forbid(unsafe_code)]
+
 use std::io::Write;
 use std::path::PathBuf;
 

@@ -21,6 +21,8 @@
 //! config denies. The user's and the system's directories are writable by the user and by root
 //! only.
 
+#![forbid(unsafe_code)]
+
 use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};

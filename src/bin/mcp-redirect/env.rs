@@ -9,6 +9,8 @@
 //! when nothing else is left) and `unset MCP_REDIRECT_CONFIG`. Values are quoted for POSIX
 //! shells (sh, bash, zsh).
 
+#![forbid(unsafe_code)]
+
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};

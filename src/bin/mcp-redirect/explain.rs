@@ -3,6 +3,8 @@
 //! calls the library's own decision functions (`lookup::plan`, `connect::choose`,
 //! `RuleTable::trace`): what it prints is what the library would do.
 
+#![forbid(unsafe_code)]
+
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 

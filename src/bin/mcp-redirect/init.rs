@@ -2,6 +2,8 @@
 //! rules that the current proxy variables stand for (as the library itself reads them), so an
 //! operator can start from what already works and refine it.
 
+#![forbid(unsafe_code)]
+
 use mcp_redirect::config::{Config, ConfigSource, GatewayKind};
 use mcp_redirect::rules::{Action, AddressMatch, HostMatch, Rule};
 

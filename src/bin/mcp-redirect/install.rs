@@ -8,6 +8,8 @@
 //! again over an existing install leaves the same files. The copied program finds the copied
 //! library next to itself (as `run` looks for it).
 
+#![forbid(unsafe_code)]
+
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};

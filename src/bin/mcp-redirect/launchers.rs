@@ -3,6 +3,8 @@
 //! fetches fail first, with the launcher's own error; `run` says beforehand which host the
 //! config denies and the rule that would allow it, and `init` offers such rules.
 
+#![forbid(unsafe_code)]
+
 use std::ffi::OsString;
 
 use mcp_redirect::connect;

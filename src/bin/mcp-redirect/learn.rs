@@ -3,6 +3,8 @@
 //! reached and the configuration denied. The way from "npx under default deny fails" to an
 //! allow-list someone can read, check and enforce.
 
+#![forbid(unsafe_code)]
+
 use std::ffi::OsString;
 use std::path::PathBuf;
 

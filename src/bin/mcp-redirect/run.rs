@@ -5,6 +5,8 @@
 //! validate the config (an invalid one never reaches production: exit 2), and look at the
 //! program's ELF to say whether it will honour `LD_PRELOAD` at all.
 
+#![forbid(unsafe_code)]
+
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;

@@ -4,6 +4,8 @@
 //! sites, `api.github.com` and `uploads.github.com` one). Used by `learn` and
 //! `report --suggest`.
 
+#![forbid(unsafe_code)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead;
 use std::net::IpAddr;

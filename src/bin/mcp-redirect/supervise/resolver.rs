@@ -4,6 +4,8 @@
 //! system's nameservers, and the addresses they answer are remembered, so later connects are
 //! decided by name.
 
+#![forbid(unsafe_code)]
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::Arc;

@@ -1,6 +1,8 @@
 //! What to do with one server entry, whatever the file's syntax: the JSON and TOML editors read
 //! an entry into a `View` and act on the `Plan` this module makes of it.
 
+#![forbid(unsafe_code)]
+
 use std::path::Path;
 
 /// The name the command has, wherever it is installed: an entry whose command is a file of this

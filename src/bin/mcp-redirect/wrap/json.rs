@@ -14,6 +14,8 @@
 //! concrete syntax tree can edit too, but formats what it inserts in its own way, and what it
 //! removes does not give the original back.)
 
+#![forbid(unsafe_code)]
+
 use jsonc_parser::ast::{Array, Object, ObjectProp, Value};
 use jsonc_parser::common::Ranged;
 use jsonc_parser::{CollectOptions, ParseOptions};

@@ -25,6 +25,8 @@
 //! - `unwrap` gives the file back byte for byte when nothing else changed, and otherwise still
 //!   gives each entry its own command and arguments back.
 
+#![forbid(unsafe_code)]
+
 mod entry;
 mod json;
 mod toml;

@@ -7,6 +7,8 @@
 //! command's value is moved into the array as it was written (quotes and escapes included), so
 //! that `unwrap` gives the file back byte for byte.
 
+#![forbid(unsafe_code)]
+
 use toml_edit::{Array, Decor, DocumentMut, Item, RawString, TableLike, Value};
 
 use super::entry::{self, Args, Plan, View};
