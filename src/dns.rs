@@ -8,6 +8,7 @@ use std::net::IpAddr;
 
 pub const TYPE_A: u16 = 1;
 pub const TYPE_AAAA: u16 = 28;
+pub const TYPE_SRV: u16 = 33;
 pub const CLASS_IN: u16 = 1;
 pub const RCODE_NXDOMAIN: u16 = 3;
 pub const RCODE_REFUSED: u16 = 5;

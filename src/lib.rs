@@ -23,6 +23,7 @@
 //!   what they carried.
 //! - [`lookup`]: what happens to one intercepted name lookup: fake or real answer, log.
 //! - [`dns`]: the DNS wire format (SRV discovery, the supervisor's resolver).
+//! - [`hash`]: FNV-1a, the one small hash (the rule index, the name memory, compiled lists).
 //! - [`log`]: the JSON-lines security event and its `O_APPEND` writer.
 //! - [`notice`]: the one-line notices on stderr of what was refused, once per host and reason.
 //! - [`runtime`]: the process-wide state: an immutable snapshot, loaded lazily on the first
@@ -33,6 +34,7 @@ pub mod connect;
 pub mod connections;
 pub mod dns;
 pub mod gateway;
+pub mod hash;
 #[cfg(feature = "preload")]
 pub mod hooks;
 pub mod lists;

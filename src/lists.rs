@@ -768,13 +768,13 @@ struct Hash(u64);
 
 impl Hash {
     fn new() -> Hash {
-        Hash(0xcbf2_9ce4_8422_2325)
+        Hash(crate::hash::FNV_OFFSET)
     }
 
     fn bytes(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
-        }
+        self.0 = bytes
+            .iter()
+            .fold(self.0, |h, &b| crate::hash::fnv_step(h, b));
     }
 
     fn word(&mut self, word: u64) {

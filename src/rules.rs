@@ -9,6 +9,7 @@
 //! and the lowest-numbered of those that matches in full decides, as a walk would.
 #![forbid(unsafe_code)]
 
+use crate::hash::{fnv_step, FNV_OFFSET};
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -1131,13 +1132,6 @@ enum KeyKind {
     Domain = 3,
     V4Prefix = 4,
     V6Prefix = 5,
-}
-
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
-
-fn fnv_step(hash: u64, byte: u8) -> u64 {
-    (hash ^ u64::from(byte)).wrapping_mul(FNV_PRIME)
 }
 
 /// FNV-1a of `text` read from its last byte to its first, as `RuleIndex::first` walks a name.

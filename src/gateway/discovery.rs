@@ -19,13 +19,9 @@ use std::sync::Arc;
 use arc_swap::ArcSwapOption;
 
 use crate::config::DiscoveryConfig;
-use crate::dns::Reader;
+use crate::dns::{Reader, CLASS_IN, TYPE_A, TYPE_AAAA, TYPE_SRV};
 use crate::sys::{self, socket};
 
-const TYPE_A: u16 = 1;
-const TYPE_AAAA: u16 = 28;
-const TYPE_SRV: u16 = 33;
-const CLASS_IN: u16 = 1;
 /// Largest UDP answer we read (EDNS is not used; a truncated answer is asked again over TCP).
 const UDP_MAX: usize = 4096;
 

@@ -53,10 +53,5 @@ pub fn name_equals(words: &[AtomicU64], len: usize, name: &str) -> bool {
 
 /// FNV-1a: small, no allocation, and good enough to spread hostnames and addresses over slots.
 pub fn hash_bytes(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        hash ^= b as u64;
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash
+    crate::hash::fnv1a(bytes)
 }
