@@ -223,3 +223,86 @@ fn options_that_cannot_go_together_are_refused() {
         out.describe()
     );
 }
+
+/// Event loops register a socket after `connect()` returns, so they watch the socket handed in
+/// under `--isolate`: Node's fetch and Python's asyncio, three requests at once each, and a Go
+/// program (its netpoller, its own resolver), all through the gateway.
+#[test]
+fn event_loops_and_go_use_the_socket_handed_in() {
+    let origin = Origin::start("origin");
+    let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
+    let scratch = Scratch::new("isolate-loops");
+    let config = scratch.config(&format!(
+        "default = \"deny\"\n[log]\npath = \"off\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"{}\"]\n[[rules]]\nhost = \"*.example.test\"\nvia = \"corp\"\n",
+        proxy.addr
+    ));
+    let url = format!("http://api.example.test:{}/", origin.addr.port());
+    let isolated = |program: &str, args: &[&str]| {
+        let mut full = vec![
+            "run",
+            "--isolate",
+            "--config",
+            config.to_str().unwrap(),
+            "--",
+        ];
+        full.push(program);
+        full.extend_from_slice(args);
+        Run::new(CLI, &full).without_preload().output()
+    };
+    let node = format!(
+        r#"Promise.all([1, 2, 3].map(() => fetch("{url}").then(r => r.text())))
+  .then(texts => console.log(texts.join(",")), e => {{ console.log("failed", e.cause ? e.cause.code : e.message); process.exitCode = 1; }});"#
+    );
+    let out = isolated("node", &["-e", &node]);
+    assert_eq!(
+        out.success().trim(),
+        "hello from origin,hello from origin,hello from origin",
+        "{}",
+        out.describe()
+    );
+    let python = format!(
+        r#"
+import asyncio
+async def one():
+    r, w = await asyncio.open_connection("api.example.test", {port})
+    w.write(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+    return (await r.read()).split(b"\r\n\r\n")[-1].decode()
+async def main():
+    print(",".join(await asyncio.gather(one(), one(), one())))
+asyncio.run(main())
+"#,
+        port = origin.addr.port()
+    );
+    let out = isolated("python3", &["-c", &python]);
+    assert_eq!(
+        out.success().trim(),
+        "hello from origin,hello from origin,hello from origin",
+        "{}",
+        out.describe()
+    );
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/go/fetch.go");
+    let binary = scratch.dir.join("fetch");
+    let status = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&binary)
+        .arg(&source)
+        .env("CGO_ENABLED", "0")
+        .env("GOCACHE", scratch.dir.join("gocache"))
+        .env("GOPATH", scratch.dir.join("gopath"))
+        .env("GO111MODULE", "off")
+        .status()
+        .expect("go (golang-go) is needed for this test");
+    assert!(status.success(), "go build");
+    let out = isolated(binary.to_str().unwrap(), &[&url]);
+    assert_eq!(
+        out.success().trim(),
+        "ok hello from origin",
+        "{}",
+        out.describe()
+    );
+    assert_eq!(
+        proxy.request_lines().len(),
+        7,
+        "every request went through the gateway"
+    );
+}
