@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod env;
+mod simple_rules;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -376,7 +377,7 @@ impl fmt::Display for ConfigError {
 
 // ---- The file schema, as serde reads it. ----
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileSchema {
     default: Option<String>,
@@ -395,7 +396,7 @@ struct FileSchema {
     rules: Vec<RuleSchema>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LogSchema {
     path: Option<String>,
@@ -405,7 +406,7 @@ struct LogSchema {
     close: Option<bool>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DiscoverySchema {
     nameserver: Option<String>,
@@ -414,7 +415,7 @@ struct DiscoverySchema {
     timeout_ms: Option<i64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DnsSchema {
     mode: Option<String>,
@@ -423,7 +424,7 @@ struct DnsSchema {
     max_hosts: Option<i64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct GatewaySchema {
     kind: String,
@@ -442,7 +443,7 @@ struct GatewaySchema {
     async_handshake: Option<bool>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RuleSchema {
     host: Option<String>,
@@ -526,8 +527,7 @@ pub fn parse(
     source: ConfigSource,
     getenv: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
-    let schema: Result<FileSchema, String> =
-        toml::from_str(text).map_err(|e| describe_toml_error(text, &e));
+    let schema = parse_schema(text, true);
     let result = schema.and_then(|schema| {
         validate(schema, source.clone(), getenv).map_err(|message| with_location(text, message))
     });
@@ -541,6 +541,33 @@ pub fn parse(
             log_format,
         }
     })
+}
+
+/// The file's TOML, read into the schema; with `scan`, simple `[[rules]]` tables are taken out
+/// of the text first ([`simple_rules`]) when that adds up, which gives the same schema faster.
+/// Errors always come from parsing the whole text, so that they name the file's own lines.
+fn parse_schema(text: &str, scan: bool) -> Result<FileSchema, String> {
+    if let Some(split) = scan.then(|| simple_rules::split(text)).flatten() {
+        if let Ok(mut schema) = toml::from_str::<FileSchema>(&split.rest) {
+            if schema.rules.len() + split.taken.len() == split.tables {
+                let mut others = std::mem::take(&mut schema.rules).into_iter();
+                let mut taken = split.taken.into_iter().peekable();
+                let mut rules = Vec::with_capacity(split.tables);
+                for index in 0..split.tables {
+                    let rule = match taken.next_if(|(at, _)| *at == index) {
+                        Some((_, rule)) => Some(rule),
+                        None => others.next(),
+                    };
+                    rules.extend(rule);
+                }
+                if rules.len() == split.tables {
+                    schema.rules = rules;
+                    return Ok(schema);
+                }
+            }
+        }
+    }
+    toml::from_str(text).map_err(|e| describe_toml_error(text, &e))
 }
 
 /// The list files a config file's rules name (`host_list`, `cidr_list`), read leniently: for a
@@ -1205,6 +1232,90 @@ fn validate_dns(dns: Option<&DnsSchema>) -> Result<DnsConfig, String> {
 
 #[cfg(test)]
 mod tests {
+
+    /// The scanner of simple [[rules]] tables gives the schema the TOML parser gives, for
+    /// files that mix simple tables with every shape it must leave alone, and the same error
+    /// for files that are wrong.
+    #[test]
+    fn scanned_rules_are_the_rules_the_toml_parser_reads() {
+        let shapes = [
+            "[[rules]]\nhost = \"h{i}.example.test\"\naction = \"deny\"\n",
+            "[[rules]]  # a comment\n# another\nhost = \"*.s{i}.test\"   # why\n\nvia = \"corp\"\n",
+            "[[rules]]\r\ncidr = \"10.{i}.0.0/16\"\r\nport = 443\r\naction = \"direct\"\r\n",
+            "[[rules]]\nhost = \".d{i}.test\"\nport = \"8000-8999\"\nprocess = \"node\"\nvia = \"corp\"\n",
+            // Left to the TOML parser: a literal string, an escape, a regex, a quoted key, a
+            // comment with quotes, a leading zero, a tab in the string.
+            "[[rules]]\nhost = 'lit{i}.test'\naction = \"deny\"\n",
+            "[[rules]]\nhost = \"e{i}\\u0041.test\"\naction = \"deny\"\n",
+            "[[rules]]\nhost_regex = '^r{i}\\.test$'\naction = \"deny\"\n",
+            "[[rules]]\n\"host\" = \"q{i}.test\"\naction = \"deny\"\n",
+            "[[rules]]\nhost = \"x{i}.test\" # \"quoted\" comment\naction = \"deny\"\n",
+            "[[rules]]\nhost = \"z{i}.test\"\nport = 0443\naction = \"deny\"\n",
+            "[[rules]]\nhost = \"t{i}\t.test\"\naction = \"deny\"\n",
+            "[gateways.g{i}]\nkind = \"http\"\nendpoints = [\n  \"127.0.0.1:3128\",\n]\n",
+            "[log]\npath = \"off\"\n",
+        ];
+        let head =
+            "default = \"direct\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"127.0.0.1:3128\"]\n";
+        let mut seed: u64 = 7;
+        let mut next = |n: usize| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) as usize % n
+        };
+        for round in 0..60 {
+            let mut text = head.to_string();
+            let mut has_log = false;
+            let mut has_zero = false;
+            for i in 0..(120 + next(60)) {
+                // Mostly simple tables, so that the scanner takes them.
+                let shape = if next(4) == 0 {
+                    next(shapes.len())
+                } else {
+                    next(4)
+                };
+                if shape == shapes.len() - 1 {
+                    if has_log {
+                        continue;
+                    }
+                    has_log = true;
+                }
+                has_zero |= shape == 9 || shape == 10;
+                text.push_str(&shapes[shape].replace("{i}", &i.to_string()));
+            }
+            if round % 7 == 3 {
+                // A duplicate key in a simple table.
+                text.push_str("[[rules]]\nhost = \"a.test\"\nhost = \"b.test\"\n");
+            }
+            if round % 11 == 5 {
+                text.push_str("[[rules]]\nhots = \"a.test\"\naction = \"deny\"\n");
+            }
+            let scanned = parse_schema(&text, true).map(|s| format!("{s:?}"));
+            let parsed = parse_schema(&text, false).map(|s| format!("{s:?}"));
+            assert_eq!(scanned, parsed, "round {round}:\n{text}");
+            if round % 7 != 3 && round % 11 != 5 && !has_zero {
+                assert!(parsed.is_ok(), "round {round}: {parsed:?}");
+            }
+            assert!(
+                simple_rules::split(&text).is_some(),
+                "round {round}: scanned"
+            );
+        }
+        // Files the scanner must not touch at all.
+        let many = "[[rules]]\nhost = \"m.test\"\naction = \"deny\"\n".repeat(100);
+        for other in [
+            "x = '''\n[[rules]]\n'''\n",
+            "rules = []\n",
+            "[rules]\n",
+            "[[rules.x]]\n",
+        ] {
+            assert!(
+                simple_rules::split(&format!("{other}{many}")).is_none(),
+                "{other}"
+            );
+        }
+    }
     use super::*;
 
     fn no_env(_: &str) -> Option<String> {
