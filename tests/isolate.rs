@@ -306,3 +306,32 @@ asyncio.run(main())
         "every request went through the gateway"
     );
 }
+
+/// Where no network namespace can be made (here: a user namespace whose limit of network
+/// namespaces is 0), `--isolate` does not start the program: exit 2, and the step that failed.
+#[test]
+fn without_a_namespace_the_program_is_not_started() {
+    let scratch = Scratch::new("isolate-refused");
+    let config = scratch.config("default = \"deny\"\n[log]\npath = \"off\"\n");
+    let marker = scratch.dir.join("started");
+    let script = format!(
+        "echo 0 > /proc/sys/user/max_net_namespaces && exec {CLI} run --isolate --config {} -- touch {}",
+        config.display(),
+        marker.display()
+    );
+    let out = Run::new(
+        "unshare",
+        &["--user", "--map-root-user", "sh", "-c", &script],
+    )
+    .without_preload()
+    .output();
+    assert_eq!(out.code, Some(2), "{}", out.describe());
+    assert!(
+        out.stderr.contains(
+            "mcp-redirect: cannot supervise the command: cannot isolate its network: unshare(CLONE_NEWNET): "
+        ),
+        "{}",
+        out.describe()
+    );
+    assert!(!marker.exists(), "the program must not have run");
+}

@@ -284,8 +284,9 @@ fn receive_listener(child: u32, report_r: i32) -> Result<i32, String> {
                 "cannot isolate its network: {}: {error}{}",
                 step.describe(),
                 if matches!(step, Step::NewNetwork | Step::NewUserAndNetwork) {
-                    " (user namespaces may be off for this user, or refused by a container's \
-                     seccomp profile: see docs/supervisor.md#isolate-a-network-namespace-with-only-loopback)"
+                    " (user namespaces may be off for this user, refused by a container's \
+                     seccomp profile, or at their limit: see \
+                     docs/supervisor.md#isolate-a-network-namespace-with-only-loopback)"
                 } else {
                     ""
                 }
