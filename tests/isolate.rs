@@ -328,7 +328,7 @@ fn without_a_namespace_the_program_is_not_started() {
     assert_eq!(out.code, Some(2), "{}", out.describe());
     assert!(
         out.stderr.contains(
-            "mcp-redirect: cannot supervise the command: cannot isolate its network: unshare(CLONE_NEWNET): "
+            "mcp-redirect: cannot supervise the command: cannot isolate its network: unshare(CLONE_NEWUSER | CLONE_NEWNET): "
         ),
         "{}",
         out.describe()

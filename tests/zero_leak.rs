@@ -367,6 +367,15 @@ print(urllib.request.urlopen("http://{GATEWAY_IP}:8081/direct.txt", timeout=10).
 server = socket.create_server(("127.0.0.1", 0))
 threading.Thread(target=lambda: server.accept()[0].sendall(b"inside"), daemon=True).start()
 print(socket.create_connection(server.getsockname()).recv(16).decode())
+# A socket handed in from outside cannot then be pointed at loopback (the machine's, from there).
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.connect(("{GATEWAY_IP}", 8081))
+for target in [("127.0.0.1", 9), ("0.0.0.0", 9)]:
+    try:
+        u.connect(target)
+        print("leaked", target)
+    except OSError:
+        pass
 for target in [("{GATEWAY_IP}", 22), ("10.200.0.99", 443)]:
     try:
         socket.create_connection(target, timeout=5)

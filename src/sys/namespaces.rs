@@ -89,12 +89,9 @@ pub fn enter_own_network(maps: &IdMaps) -> Result<(), (Step, i32)> {
     if !alone {
         // SAFETY: as above.
         if unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) } != 0 {
-            let step = if root {
-                Step::NewNetwork
-            } else {
-                Step::NewUserAndNetwork
-            };
-            return Err((step, errno()));
+            // (As root, the error of this second attempt, after the network namespace alone
+            // was refused.)
+            return Err((Step::NewUserAndNetwork, errno()));
         }
         write_file(c"/proc/self/setgroups", b"deny").map_err(|e| (Step::Setgroups, e))?;
         write_file(c"/proc/self/uid_map", &maps.uid[..maps.uid_len])

@@ -282,16 +282,14 @@ pub fn install_fd(listener: i32, id: u64, ours: i32, number: i32, cloexec: bool)
 }
 
 /// Whether descriptor `fd` of thread `tid` is close-on-exec (the `flags` of
-/// `/proc/TID/fdinfo/FD`, in octal); `false` if that cannot be read.
-pub fn fd_is_cloexec(tid: u32, fd: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{tid}/fdinfo/{fd}"))
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find_map(|line| line.strip_prefix("flags:"))
-                .and_then(|flags| u32::from_str_radix(flags.trim(), 8).ok())
-        })
-        .is_some_and(|flags| flags & libc::O_CLOEXEC as u32 != 0)
+/// `/proc/TID/fdinfo/FD`, in octal); `None` if that cannot be read.
+pub fn fd_is_cloexec(tid: u32, fd: i32) -> Option<bool> {
+    let info = std::fs::read_to_string(format!("/proc/{tid}/fdinfo/{fd}")).ok()?;
+    let flags = info
+        .lines()
+        .find_map(|line| line.strip_prefix("flags:"))
+        .and_then(|flags| u32::from_str_radix(flags.trim(), 8).ok())?;
+    Some(flags & libc::O_CLOEXEC as u32 != 0)
 }
 
 /// Copies `len` bytes at `address` out of process `pid`.

@@ -316,6 +316,20 @@ pub fn disconnect(fd: i32) {
     super::set_errno(saved);
 }
 
+/// `connect()` to `AF_UNSPEC`: dissolves a socket's association (a UDP socket's peer), as the
+/// program asked; its result.
+pub fn connect_unspec(fd: i32) -> Result<(), i32> {
+    // SAFETY: sockaddr is plain data; all-zero means AF_UNSPEC.
+    let unspec: libc::sockaddr = unsafe { zeroed() };
+    // SAFETY: unspec is a valid sockaddr of the stated size.
+    let rc = unsafe { real::connect(fd, &unspec, size_of::<libc::sockaddr>() as libc::socklen_t) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(errno())
+    }
+}
+
 /// An absolute point on the monotonic clock after which every wait fails with `ETIMEDOUT`.
 #[derive(Clone, Copy, Debug)]
 pub struct Deadline(u64);

@@ -148,9 +148,8 @@ fn handle(rt: &Runtime, resolver: &Resolver, call: &Call<'_>) {
 
 /// `--isolate`: the network namespace the supervisor connects from (the tree has its own).
 pub struct Isolation {
-    /// Our namespace's `SO_NETNS_COOKIE` (`None` before Linux 5.14: every socket of the
-    /// caller's is then taken to be in its own namespace).
-    cookie: Option<u64>,
+    /// Our namespace's `SO_NETNS_COOKIE`.
+    cookie: u64,
 }
 
 impl Isolation {
@@ -159,12 +158,18 @@ impl Isolation {
         let probe = socket::tcp_socket(libc::AF_INET)?;
         let cookie = socket::netns_cookie(probe);
         mcp_redirect::sys::close(probe);
-        Ok(Isolation { cookie })
+        match cookie {
+            Some(cookie) => Ok(Isolation { cookie }),
+            None => Err(std::io::Error::other(
+                "it needs Linux 5.14 or later (SO_NETNS_COOKIE), to tell the sockets it hands \
+                 in from the program's own",
+            )),
+        }
     }
 
-    /// Whether socket `fd` is in our namespace (one we made and handed in earlier).
+    /// Whether socket `fd` is in our namespace (one we handed in earlier).
     fn is_ours(&self, fd: i32) -> bool {
-        self.cookie.is_some() && socket::netns_cookie(fd) == self.cookie
+        socket::netns_cookie(fd) == Some(self.cookie)
     }
 }
 
@@ -206,8 +211,7 @@ impl Call<'_> {
         let Some(isolation) = self.isolation else {
             return Ok(None);
         };
-        let inside = dst.ip().to_canonical().is_loopback() && dst.port() != 53;
-        if inside || isolation.is_ours(copy.0) {
+        if (is_inside(dst) && dst.port() != 53) || isolation.is_ours(copy.0) {
             return Ok(None);
         }
         socket::twin(copy.0)
@@ -219,7 +223,8 @@ impl Call<'_> {
     /// call we take), replacing the socket it had, with the close-on-exec flag that one had.
     fn hand_in(&self, ours: &OwnedCopy) -> Result<(), i32> {
         let number = self.arg(0) as i32;
-        let cloexec = seccomp::fd_is_cloexec(self.notif.pid, number);
+        // Unknown, the socket could leak into a program `exec`ed later: not handed in.
+        let cloexec = seccomp::fd_is_cloexec(self.notif.pid, number).ok_or(libc::EBADF)?;
         seccomp::install_fd(self.listener, self.notif.id, ours.0, number, cloexec)
             .map_err(|e| e.raw_os_error().unwrap_or(libc::EBADF))
     }
@@ -250,15 +255,38 @@ fn on_connect(rt: &Runtime, resolver: &Resolver, call: &Call<'_>) -> Reply {
     if !call.still_pending() {
         return Reply::Gone;
     }
-    let dst = match classify(&bytes) {
-        AddrArg::Inet(dst) => dst,
-        AddrArg::Malformed => return Reply::Return(Err(libc::EINVAL)),
-        AddrArg::Other => return Reply::Continue,
-    };
+    let classified = classify(&bytes);
+    if let AddrArg::Malformed = classified {
+        return Reply::Return(Err(libc::EINVAL));
+    }
     let copy = match call.socket(call.arg(0)) {
         Ok(copy) => copy,
         Err(code) => return Reply::Return(Err(code)),
     };
+    let ip_socket = matches!(
+        socket::socket_domain(copy.0),
+        Some(libc::AF_INET | libc::AF_INET6)
+    );
+    let dst = match classified {
+        AddrArg::Inet(dst) if ip_socket => dst,
+        // A non-IP socket (AF_UNIX...): nothing for us, whatever its address says.
+        _ if !ip_socket => return Reply::Continue,
+        // An IP socket with another family's address: never let through, since the program
+        // could turn the address into an IP one after we read it. AF_UNSPEC (dissolving the
+        // association) we do ourselves; anything else fails as the kernel fails it.
+        _ if sa_family(&bytes) == Some(libc::AF_UNSPEC as u16) => {
+            return Reply::Return(socket::connect_unspec(copy.0).map(|()| 0));
+        }
+        _ => return Reply::Return(Err(libc::EAFNOSUPPORT)),
+    };
+    if !decidable(copy.0) {
+        return Reply::Return(Err(libc::EACCES));
+    }
+    if call.isolation.is_some_and(|i| i.is_ours(copy.0)) && is_inside(&dst) {
+        // A socket we handed in lives outside: the namespace's loopback is not reachable from
+        // it, and the machine's must not be.
+        return Reply::Return(Err(libc::ECONNREFUSED));
+    }
     let twin = match call.outside_twin(&copy, &dst) {
         Ok(twin) => twin,
         Err(code) => return Reply::Return(Err(code)),
@@ -340,6 +368,9 @@ fn on_send(rt: &Runtime, call: &Call<'_>) -> Reply {
     if stream && flags & libc::MSG_FASTOPEN == 0 {
         return Reply::Continue;
     }
+    if !decidable(fd) {
+        return Reply::Return(Err(libc::EACCES));
+    }
     let messages = match read_messages(call, nr) {
         Ok(messages) => messages,
         Err(code) => return Reply::Return(Err(code)),
@@ -361,11 +392,17 @@ fn on_send(rt: &Runtime, call: &Call<'_>) -> Reply {
         _ => None,
     };
     let fd = twin.as_ref().unwrap_or(&copy).0;
+    // Sent from outside (a twin, or a socket handed in before): no message may go to the
+    // namespace's loopback from there, where the machine's is.
+    let outside = twin.is_some() || call.isolation.is_some_and(|i| i.is_ours(copy.0));
     let (pid, exe) = call.process();
     let (sent, result) = if stream {
+        if outside && first_is_inside(&messages) {
+            return Reply::Return(Err(libc::ECONNREFUSED));
+        }
         fast_open(rt, caller(pid, &exe), fd, &messages, flags)
     } else {
-        datagrams(rt, caller(pid, &exe), fd, &messages, flags)
+        datagrams(rt, caller(pid, &exe), fd, &messages, flags, outside)
     };
     if let Some(twin) = &twin {
         // Something went: the socket that sent it is the caller's from now on (its replies
@@ -519,12 +556,17 @@ fn datagrams(
     fd: i32,
     messages: &[Message],
     flags: i32,
+    outside: bool,
 ) -> (Vec<usize>, Result<isize, i32>) {
     send_each(fd, messages, flags | libc::MSG_NOSIGNAL, |message| {
         let Some(name) = message.name.as_deref() else {
             return Ok(None);
         };
         match classify(name) {
+            // --isolate, from a socket outside: each message's own destination counts.
+            AddrArg::Inet(dst) if outside && is_inside(&dst) && dst.port() != 53 => {
+                Err(libc::ECONNREFUSED)
+            }
             AddrArg::Inet(dst) => {
                 if dst.port() == 53 {
                     learn_query(rt, &message.data)?;
@@ -618,6 +660,35 @@ fn learn_query(rt: &Runtime, query: &[u8]) -> Result<(), i32> {
         lookup::remember_in(rt, &host, decision, &addresses, rc);
     }
     Ok(())
+}
+
+/// `--isolate`: a destination in the program's own namespace: loopback, or the unspecified
+/// address (which Linux connects to loopback).
+fn is_inside(dst: &SocketAddr) -> bool {
+    let ip = dst.ip().to_canonical();
+    ip.is_loopback() || ip.is_unspecified()
+}
+
+/// Whether the first message of a send names a destination inside (see [`is_inside`]).
+fn first_is_inside(messages: &[Message]) -> bool {
+    matches!(
+        messages.first().and_then(|m| m.name.as_deref()).map(classify),
+        Some(AddrArg::Inet(dst)) if is_inside(&dst)
+    )
+}
+
+/// An IP socket whose calls the library decides: TCP-like streams and UDP-like datagrams.
+/// Others (SCTP's SOCK_SEQPACKET, DCCP) carry traffic no rule was written for: refused.
+fn decidable(fd: i32) -> bool {
+    matches!(
+        socket::socket_type(fd),
+        Some(libc::SOCK_STREAM | libc::SOCK_DGRAM)
+    )
+}
+
+/// The `sa_family` of a socket address read from the caller.
+fn sa_family(bytes: &[u8]) -> Option<u16> {
+    Some(u16::from_ne_bytes(bytes.get(..2)?.try_into().ok()?))
 }
 
 fn caller(pid: u32, exe: &str) -> Caller<'_> {

@@ -196,6 +196,24 @@ fn boundary(supervisor: libc::pid_t) -> Vec<Refusal> {
             libc::EPERM,
         ),
         Refusal::when(libc::SYS_socket, &[(1, 0xf, 10)], libc::EPERM),
+        // SCTP: its own ways to connect (setsockopt SCTP_SOCKOPT_CONNECTX, sends to many
+        // peers) that no rule was written for.
+        Refusal::when(
+            libc::SYS_socket,
+            &[
+                (0, all, libc::AF_INET as u32),
+                (2, all, libc::IPPROTO_SCTP as u32),
+            ],
+            libc::EPERM,
+        ),
+        Refusal::when(
+            libc::SYS_socket,
+            &[
+                (0, all, libc::AF_INET6 as u32),
+                (2, all, libc::IPPROTO_SCTP as u32),
+            ],
+            libc::EPERM,
+        ),
         // Another process's memory and descriptors.
         Refusal::always(libc::SYS_ptrace, libc::EPERM),
         Refusal::always(libc::SYS_process_vm_readv, libc::EPERM),
@@ -277,8 +295,8 @@ fn receive_listener(child: u32, report_r: i32) -> Result<i32, String> {
     }
     let code = i32::from_ne_bytes(bytes[..4].try_into().unwrap_or_default());
     let step = i32::from_ne_bytes(bytes[4..].try_into().unwrap_or_default());
-    if code < 0 {
-        let error = std::io::Error::from_raw_os_error(-code);
+    if code < 0 || step != 0 {
+        let error = std::io::Error::from_raw_os_error(code.checked_neg().unwrap_or(libc::EIO));
         return Err(match Step::from_code(step) {
             Some(step) => format!(
                 "cannot isolate its network: {}: {error}{}",
