@@ -170,58 +170,24 @@ fn options_that_cannot_go_together_are_refused() {
     let scratch = Scratch::new("isolate-options");
     let config = scratch.config("default = \"deny\"\n");
     let config = config.to_str().unwrap();
-    let out = Run::new(
-        CLI,
-        &[
-            "run",
-            "--isolate",
-            "--mode",
-            "preload",
-            "--config",
-            config,
-            "--",
-            "true",
-        ],
-    )
-    .without_preload()
-    .output();
-    assert_eq!(out.code, Some(2), "{}", out.describe());
-    assert!(
-        out.stderr
-            .contains("--isolate needs the supervisor: it cannot go with --mode preload"),
-        "{}",
-        out.describe()
-    );
-    let out = Run::new(
-        CLI,
-        &["run", "--publish", "8080", "--config", config, "--", "true"],
-    )
-    .without_preload()
-    .output();
-    assert_eq!(out.code, Some(2), "{}", out.describe());
-    assert!(out.stderr.contains("--isolate"), "{}", out.describe());
-    let out = Run::new(
-        CLI,
-        &[
-            "run",
-            "--isolate",
-            "--publish",
-            "no:such",
-            "--config",
-            config,
-            "--",
-            "true",
-        ],
-    )
-    .without_preload()
-    .output();
-    assert_eq!(out.code, Some(2), "{}", out.describe());
-    assert!(
-        out.stderr
-            .contains("--publish no:such: expected PORT, IPv4:PORT or [IPv6]:PORT"),
-        "{}",
-        out.describe()
-    );
+    for (args, says) in [
+        (
+            &["--isolate", "--mode", "preload"][..],
+            "--isolate needs the supervisor: it cannot go with --mode preload",
+        ),
+        (&["--publish", "8080"][..], "--isolate"),
+        (
+            &["--isolate", "--publish", "no:such"][..],
+            "--publish no:such: expected PORT, IPv4:PORT or [IPv6]:PORT",
+        ),
+    ] {
+        let mut full = vec!["run"];
+        full.extend_from_slice(args);
+        full.extend(["--config", config, "--", "true"]);
+        let out = Run::new(CLI, &full).without_preload().output();
+        assert_eq!(out.code, Some(2), "{}", out.describe());
+        assert!(out.stderr.contains(says), "{}", out.describe());
+    }
 }
 
 /// Event loops register a socket after `connect()` returns, so they watch the socket handed in
@@ -280,19 +246,7 @@ asyncio.run(main())
         "{}",
         out.describe()
     );
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/go/fetch.go");
-    let binary = scratch.dir.join("fetch");
-    let status = Command::new("go")
-        .args(["build", "-o"])
-        .arg(&binary)
-        .arg(&source)
-        .env("CGO_ENABLED", "0")
-        .env("GOCACHE", scratch.dir.join("gocache"))
-        .env("GOPATH", scratch.dir.join("gopath"))
-        .env("GO111MODULE", "off")
-        .status()
-        .expect("go (golang-go) is needed for this test");
-    assert!(status.success(), "go build");
+    let binary = build_go_fetch(&scratch);
     let out = isolated(binary.to_str().unwrap(), &[&url]);
     assert_eq!(
         out.success().trim(),

@@ -6,8 +6,6 @@
 mod support;
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -209,20 +207,7 @@ fn a_go_program_with_its_own_resolver_reaches_routed_names_through_the_gateway()
     let origin = Origin::start("origin");
     let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
     let scratch = Scratch::new("supervise-go");
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/go/fetch.go");
-    let binary = scratch.dir.join("fetch");
-    let status = Command::new("go")
-        .args(["build", "-o"])
-        .arg(&binary)
-        .arg(&source)
-        .env("CGO_ENABLED", "0")
-        .env("GOCACHE", scratch.dir.join("gocache"))
-        .env("GOPATH", scratch.dir.join("gopath"))
-        .env("GOFLAGS", "-mod=mod")
-        .env("GO111MODULE", "off")
-        .status()
-        .expect("go (golang-go) is needed for this test");
-    assert!(status.success(), "go build");
+    let binary = build_go_fetch(&scratch);
     let config = scratch.config(&format!(
         "default = \"deny\"\n[log]\npath = \"{}\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"{}\"]\n[[rules]]\nhost = \"*.corp.test\"\nvia = \"corp\"\n[[rules]]\nhost = \"denied.test\"\naction = \"deny\"\n",
         scratch.log_path().display(),

@@ -83,6 +83,26 @@ pub fn compile_static(scratch: &Scratch, name: &str) -> PathBuf {
     binary
 }
 
+/// Builds `tests/go/fetch.go` with `CGO_ENABLED=0` (Go's own resolver, raw system calls: a
+/// program `LD_PRELOAD` never sees) into the scratch directory.
+pub fn build_go_fetch(scratch: &Scratch) -> PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/go/fetch.go");
+    let binary = scratch.dir.join("fetch");
+    let status = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&binary)
+        .arg(&source)
+        .env("CGO_ENABLED", "0")
+        .env("GOCACHE", scratch.dir.join("gocache"))
+        .env("GOPATH", scratch.dir.join("gopath"))
+        .env("GOFLAGS", "-mod=mod")
+        .env("GO111MODULE", "off")
+        .status()
+        .expect("go (golang-go) is needed for this test");
+    assert!(status.success(), "go build");
+    binary
+}
+
 /// A config that sends `*.example.test` through the HTTP CONNECT gateway at `proxy`, denies the
 /// rest, and logs to the scratch directory's log.
 pub fn example_test_via(scratch: &Scratch, proxy: SocketAddr) -> PathBuf {
