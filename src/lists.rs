@@ -93,20 +93,11 @@ impl Identity {
     /// One word for it, for a reload check.
     pub fn word(&self) -> u64 {
         let mut h = Hash::new();
-        for v in [
-            self.dev,
-            self.ino,
-            self.size,
-            self.mtime.0 as u64,
-            self.mtime.1 as u64,
-            self.ctime.0 as u64,
-            self.ctime.1 as u64,
-        ] {
-            h.word(v);
-        }
+        h.bytes(&self.bytes());
         h.finish()
     }
 
+    /// The seven words, little-endian, as the compiled file's header holds them.
     fn bytes(&self) -> [u8; 56] {
         let mut out = [0u8; 56];
         let words = [
