@@ -94,26 +94,28 @@ impl fmt::Display for AddressMatch {
 impl HostMatch {
     /// Parses a `host` value: `name`, `*.suffix` or `.domain`.
     pub fn parse_host(text: &str) -> Result<HostMatch, String> {
-        let lowered = text.to_ascii_lowercase();
+        // `normalize_host` lowers the case; `*` and `.` have none.
         let check = |name: &str| {
             crate::net::normalize_host(name)
                 .ok_or_else(|| format!("\"{text}\" is not a valid host name or pattern"))
         };
-        if lowered == "*" {
+        if text == "*" {
             return Err("\"*\" matches everything: leave `host` out instead".into());
         }
-        if let Some(suffix) = lowered.strip_prefix("*.") {
-            return Ok(HostMatch::Subdomains(format!(".{}", check(suffix)?)));
+        if let Some(suffix) = text.strip_prefix("*.") {
+            let mut dotted = check(suffix)?;
+            dotted.insert(0, '.');
+            return Ok(HostMatch::Subdomains(dotted));
         }
-        if let Some(apex) = lowered.strip_prefix('.') {
+        if let Some(apex) = text.strip_prefix('.') {
             return Ok(HostMatch::Domain(check(apex)?));
         }
-        if lowered.contains('*') {
+        if text.contains('*') {
             return Err(format!(
                 "\"{text}\": a wildcard is allowed only as a leading \"*.\"; use host_regex for more"
             ));
         }
-        Ok(HostMatch::Exact(check(&lowered)?))
+        Ok(HostMatch::Exact(check(text)?))
     }
 
     /// Compiles a `host_regex` value.
@@ -224,7 +226,13 @@ impl Rule {
     ) -> Rule {
         // One string, written in place: a table of 70,000 rules builds 70,000 of them.
         use std::fmt::Write;
-        let mut pattern = String::new();
+        let mut pattern = String::with_capacity(match &host {
+            // `host=` and the name: a host-only rule's pattern, in one allocation.
+            Some(
+                HostMatch::Exact(name) | HostMatch::Subdomains(name) | HostMatch::Domain(name),
+            ) => name.len() + 6,
+            _ => 32,
+        });
         let space = |p: &mut String| {
             if !p.is_empty() {
                 p.push(' ');
@@ -822,8 +830,8 @@ const REGEX_SET_DENSE_MAX: usize = 512 << 10;
 
 impl RuleIndex {
     fn build(rules: &[Rule], regex_budget: usize) -> RuleIndex {
-        let mut keyed_rules: Vec<(u64, usize)> = Vec::new();
-        let mut last_labels = Vec::new();
+        let mut keyed_rules: Vec<(u64, usize)> = Vec::with_capacity(rules.len());
+        let mut last_labels = Vec::with_capacity(rules.len());
         let mut regex_rules: Vec<(usize, &str, usize)> = Vec::new();
         let mut unkeyed = Vec::new();
         let mut v4_lens = [false; 33];
@@ -869,9 +877,10 @@ impl RuleIndex {
         }
         // Stable: within one key the rules stay in table order.
         keyed_rules.sort_by_key(|&(key, _)| key);
-        let mut keyed = HashMap::default();
+        let runs = keyed_rules.chunk_by(|a, b| a.0 == b.0);
+        let mut keyed = HashMap::with_capacity_and_hasher(runs.clone().count(), Default::default());
         let mut postings = Vec::with_capacity(keyed_rules.len());
-        for run in keyed_rules.chunk_by(|a, b| a.0 == b.0) {
+        for run in runs {
             let start = postings.len();
             postings.extend(run.iter().map(|&(_, index)| index));
             keyed.insert(

@@ -457,6 +457,79 @@ struct RuleSchema {
     action: Option<String>,
 }
 
+/// One `[[rules]]` table's keys as `validate` reads them, borrowed: from a parsed
+/// [`RuleSchema`], or straight from the file's text for a simple table ([`simple_rules`]), which
+/// then needs no owned copy of its strings.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct RuleFields<'a> {
+    host: Option<&'a str>,
+    host_regex: Option<&'a str>,
+    host_list: Option<&'a str>,
+    cidr: Option<&'a str>,
+    cidr_list: Option<&'a str>,
+    port: Option<PortValue<'a>>,
+    process: Option<&'a str>,
+    via: Option<&'a str>,
+    action: Option<&'a str>,
+}
+
+/// A rule's `port` value: `443`, `"8000-8999"`, or another TOML type (refused by `validate`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum PortValue<'a> {
+    Integer(i64),
+    Text(&'a str),
+    Other(&'static str),
+}
+
+impl RuleSchema {
+    fn fields(&self) -> RuleFields<'_> {
+        RuleFields {
+            host: self.host.as_deref(),
+            host_regex: self.host_regex.as_deref(),
+            host_list: self.host_list.as_deref(),
+            cidr: self.cidr.as_deref(),
+            cidr_list: self.cidr_list.as_deref(),
+            port: self.port.as_ref().map(|value| match value {
+                toml::Value::Integer(n) => PortValue::Integer(*n),
+                toml::Value::String(text) => PortValue::Text(text),
+                other => PortValue::Other(other.type_str()),
+            }),
+            process: self.process.as_deref(),
+            via: self.via.as_deref(),
+            action: self.action.as_deref(),
+        }
+    }
+}
+
+/// A config file read into its schema; the simple `[[rules]]` tables that the scanner took
+/// from the text are held apart, with their place among all the file's rules.
+struct ParsedFile<'t> {
+    schema: FileSchema,
+    taken: Vec<(usize, RuleFields<'t>)>,
+    tables: usize,
+}
+
+impl<'t> ParsedFile<'t> {
+    fn whole(schema: FileSchema) -> ParsedFile<'t> {
+        let tables = schema.rules.len();
+        ParsedFile {
+            schema,
+            taken: Vec::new(),
+            tables,
+        }
+    }
+
+    /// Every rule, in file order.
+    fn rules(&self) -> impl Iterator<Item = RuleFields<'_>> {
+        let mut others = self.schema.rules.iter();
+        let mut taken = self.taken.iter().peekable();
+        (0..self.tables).filter_map(move |index| match taken.next_if(|(at, _)| *at == index) {
+            Some((_, rule)) => Some(*rule),
+            None => others.next().map(RuleSchema::fields),
+        })
+    }
+}
+
 /// Loads the configuration the environment points at: the file in `MCP_REDIRECT_CONFIG`, else
 /// the proxy variables, else nothing. `MCP_REDIRECT_LOG` overrides the log target in all three.
 pub fn load(getenv: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
@@ -546,28 +619,21 @@ pub fn parse(
 /// The file's TOML, read into the schema; with `scan`, simple `[[rules]]` tables are taken out
 /// of the text first ([`simple_rules`]) when that adds up, which gives the same schema faster.
 /// Errors always come from parsing the whole text, so that they name the file's own lines.
-fn parse_schema(text: &str, scan: bool) -> Result<FileSchema, String> {
+fn parse_schema(text: &str, scan: bool) -> Result<ParsedFile<'_>, String> {
     if let Some(split) = scan.then(|| simple_rules::split(text)).flatten() {
-        if let Ok(mut schema) = toml::from_str::<FileSchema>(&split.rest) {
+        if let Ok(schema) = toml::from_str::<FileSchema>(&split.rest) {
             if schema.rules.len() + split.taken.len() == split.tables {
-                let mut others = std::mem::take(&mut schema.rules).into_iter();
-                let mut taken = split.taken.into_iter().peekable();
-                let mut rules = Vec::with_capacity(split.tables);
-                for index in 0..split.tables {
-                    let rule = match taken.next_if(|(at, _)| *at == index) {
-                        Some((_, rule)) => Some(rule),
-                        None => others.next(),
-                    };
-                    rules.extend(rule);
-                }
-                if rules.len() == split.tables {
-                    schema.rules = rules;
-                    return Ok(schema);
-                }
+                return Ok(ParsedFile {
+                    schema,
+                    taken: split.taken,
+                    tables: split.tables,
+                });
             }
         }
     }
-    toml::from_str(text).map_err(|e| describe_toml_error(text, &e))
+    toml::from_str(text)
+        .map(ParsedFile::whole)
+        .map_err(|e| describe_toml_error(text, &e))
 }
 
 /// The list files a config file's rules name (`host_list`, `cidr_list`), read leniently: for a
@@ -762,11 +828,21 @@ fn key_path_at(text: &str, offset: usize) -> String {
     current
 }
 
+/// `rules[N]`, the key path of a rule in errors.
+struct RuleKey(usize);
+
+impl fmt::Display for RuleKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "rules[{}]", self.0)
+    }
+}
+
 fn validate(
-    schema: FileSchema,
+    file: ParsedFile<'_>,
     source: ConfigSource,
     getenv: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, String> {
+    let schema = &file.schema;
     let mut gateways = Vec::new();
     for (name, gw) in &schema.gateways {
         let mut gateway = validate_gateway(name, gw, getenv)?;
@@ -776,7 +852,7 @@ fn validate(
             .unwrap_or(true);
         gateways.push(gateway);
     }
-    let gateway_index = |name: &str, key: &str| -> Result<usize, String> {
+    let gateway_index = |name: &str, key: &dyn fmt::Display| -> Result<usize, String> {
         gateways.iter().position(|g| g.name == name).ok_or_else(|| {
             let known: Vec<&str> = gateways.iter().map(|g| g.name.as_str()).collect();
             if known.is_empty() {
@@ -793,7 +869,7 @@ fn validate(
     let default = match schema.default.as_deref() {
         None | Some("direct") => Action::Direct,
         Some("deny") => Action::Deny,
-        Some(name) => Action::Gateway(gateway_index(name, "default")?),
+        Some(name) => Action::Gateway(gateway_index(name, &"default")?),
     };
 
     if let Some(value) = schema.on_config_error.as_deref() {
@@ -804,18 +880,19 @@ fn validate(
         }
     }
 
-    let mut rules = Vec::new();
+    let mut rules = Vec::with_capacity(file.tables);
     let mut lists = Lists::new(&source, getenv);
-    for (index, rule) in schema.rules.iter().enumerate() {
-        let key = format!("rules[{index}]");
-        let action = match (rule.via.as_deref(), rule.action.as_deref()) {
+    for (index, rule) in file.rules().enumerate() {
+        // Written out only into an error: a table of 70,000 rules formats no keys.
+        let key = RuleKey(index);
+        let action = match (rule.via, rule.action) {
             (Some(_), Some(_)) => return Err(format!("{key}: give either `via` or `action`, not both")),
             (None, None) => {
                 return Err(format!(
                     "{key}: needs `via = \"<gateway>\"` or `action = \"direct\"` / \"deny\""
                 ))
             }
-            (Some(name), None) => Action::Gateway(gateway_index(name, &format!("{key}.via"))?),
+            (Some(name), None) => Action::Gateway(gateway_index(name, &format_args!("{key}.via"))?),
             (None, Some("direct")) => Action::Direct,
             (None, Some("deny")) => Action::Deny,
             (None, Some(other)) => {
@@ -824,7 +901,7 @@ fn validate(
                 ))
             }
         };
-        let host = match (&rule.host, &rule.host_regex, &rule.host_list) {
+        let host = match (rule.host, rule.host_regex, rule.host_list) {
             (Some(h), None, None) => {
                 Some(HostMatch::parse_host(h).map_err(|e| format!("{key}.host: {e}"))?)
             }
@@ -843,7 +920,7 @@ fn validate(
                 ))
             }
         };
-        let cidr = match (&rule.cidr, &rule.cidr_list) {
+        let cidr = match (rule.cidr, rule.cidr_list) {
             (Some(c), None) => Some(AddressMatch::Prefix(
                 Cidr::parse(c).map_err(|e| format!("{key}.cidr: {e}"))?,
             )),
@@ -859,29 +936,34 @@ fn validate(
                 ))
             }
         };
-        let ports = match &rule.port {
+        let ports = match rule.port {
             None => None,
-            Some(toml::Value::Integer(n)) => {
+            Some(PortValue::Integer(n)) => {
                 Some(PortRange::parse(&n.to_string()).map_err(|e| format!("{key}.port: {e}"))?)
             }
-            Some(toml::Value::String(s)) => {
+            Some(PortValue::Text(s)) => {
                 Some(PortRange::parse(s).map_err(|e| format!("{key}.port: {e}"))?)
             }
-            Some(other) => {
+            Some(PortValue::Other(type_name)) => {
                 return Err(format!(
-                    "{key}.port: expected a number or a \"first-last\" string, found {}",
-                    other.type_str()
+                    "{key}.port: expected a number or a \"first-last\" string, found {type_name}"
                 ))
             }
         };
-        if let Some(process) = &rule.process {
+        if let Some(process) = rule.process {
             if process.is_empty() || process.contains('/') {
                 return Err(format!(
                     "{key}.process: \"{process}\" must be an executable's base name, like \"node\""
                 ));
             }
         }
-        rules.push(Rule::new(host, cidr, ports, rule.process.clone(), action));
+        rules.push(Rule::new(
+            host,
+            cidr,
+            ports,
+            rule.process.map(str::to_string),
+            action,
+        ));
     }
 
     let audit = match schema.mode.as_deref() {
@@ -1236,6 +1318,13 @@ mod tests {
     /// The scanner of simple [[rules]] tables gives the schema the TOML parser gives, for
     /// files that mix simple tables with every shape it must leave alone, and the same error
     /// for files that are wrong.
+    /// The schema with its rules in file order, as `validate` sees them.
+    fn described(mut file: ParsedFile<'_>) -> String {
+        let rules = format!("{:?}", file.rules().collect::<Vec<_>>());
+        file.schema.rules.clear();
+        format!("{:?} {rules}", file.schema)
+    }
+
     #[test]
     fn scanned_rules_are_the_rules_the_toml_parser_reads() {
         let shapes = [
@@ -1291,8 +1380,8 @@ mod tests {
             if round % 11 == 5 {
                 text.push_str("[[rules]]\nhots = \"a.test\"\naction = \"deny\"\n");
             }
-            let scanned = parse_schema(&text, true).map(|s| format!("{s:?}"));
-            let parsed = parse_schema(&text, false).map(|s| format!("{s:?}"));
+            let scanned = parse_schema(&text, true).map(described);
+            let parsed = parse_schema(&text, false).map(described);
             assert_eq!(scanned, parsed, "round {round}:\n{text}");
             if round % 7 != 3 && round % 11 != 5 && !has_zero {
                 assert!(parsed.is_ok(), "round {round}: {parsed:?}");

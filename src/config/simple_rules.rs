@@ -1,9 +1,9 @@
 //! A config of tens of thousands of `[[rules]]` is almost all tables of one shape: a header
 //! and a few `key = "string"` lines. Parsing those with the TOML parser costs every process
 //! hundreds of milliseconds and tens of megabytes at its first connection (a token vector and a
-//! value tree for the whole file). This scanner takes such tables out of the text itself, and
-//! leaves blank lines in their place (so that line numbers in errors are unchanged), for the
-//! TOML parser to read the rest.
+//! value tree for the whole file), and building a schema value of owned strings for each
+//! costs again. This scanner takes such tables out of the text itself, as fields borrowed from
+//! the text, and leaves the rest of the file for the TOML parser.
 //!
 //! It is conservative: a table is taken only when every line of it is blank, a comment, or
 //! `KEY = "TEXT"` (KEY a rule key; TEXT without `\` or `"`), or `port = DIGITS`; any other line
@@ -14,60 +14,81 @@
 
 #![forbid(unsafe_code)]
 
-use super::RuleSchema;
+use super::{PortValue, RuleFields};
 
-/// The text without the tables taken, and the rules taken with their place among all
-/// `[[rules]]` tables of the file (`None`: nothing taken, parse the text as it is).
-pub struct Split {
+/// The text without the tables taken, and the rules taken, borrowed from the text, with their
+/// place among all `[[rules]]` tables of the file (`None`: nothing taken, parse the text as it
+/// is). `rest` holds no trace of the tables taken: its line numbers are not the file's, which
+/// does not matter, because every error is reported from a parse of the whole text.
+pub struct Split<'t> {
     pub rest: String,
-    pub taken: Vec<(usize, RuleSchema)>,
+    pub taken: Vec<(usize, RuleFields<'t>)>,
     pub tables: usize,
 }
 
 /// Fewer rules than this are not worth a second look at the text.
 const WORTH_IT: usize = 64;
 
-pub fn split(text: &str) -> Option<Split> {
-    if text.contains("'''") || text.contains("\"\"\"") {
-        return None;
-    }
-    let mut rest = String::with_capacity(text.len());
-    let mut taken = Vec::new();
-    let mut tables = 0;
-    let lines: Vec<&str> = text.split_inclusive('\n').collect();
-    let mut i = 0;
-    while i < lines.len() {
-        let line = bare(lines[i]);
-        if is_rules_header(line) {
-            // The table: this header up to the next line that starts another.
-            let end = (i + 1..lines.len())
-                .find(|&j| bare(lines[j]).starts_with('['))
-                .unwrap_or(lines.len());
-            match simple_table(&lines[i + 1..end]) {
-                Some(rule) => {
-                    taken.push((tables, rule));
-                    for line in &lines[i..end] {
-                        rest.push_str(if line.ends_with('\n') { "\n" } else { "" });
-                    }
-                }
-                None => lines[i..end].iter().for_each(|l| rest.push_str(l)),
+/// One pass over the lines: a `[[rules]]` table runs from its header up to the next line that
+/// starts with `[`; a simple one is taken, any other goes to `rest` as it is written.
+pub fn split(text: &str) -> Option<Split<'_>> {
+    let mut split = Split {
+        rest: String::new(),
+        taken: Vec::new(),
+        tables: 0,
+    };
+    // The open table: where its header starts, and its lines after the header.
+    let mut open: Option<usize> = None;
+    let mut body: Vec<&str> = Vec::new();
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let at = offset;
+        offset += line.len();
+        let bare_line = bare(line);
+        if let Some(start) = open {
+            if !bare_line.starts_with('[') {
+                body.push(line);
+                continue;
             }
-            tables += 1;
-            i = end;
+            split.close_table(&text[start..at], &body)?;
+            open = None;
+        }
+        if is_rules_header(bare_line) {
+            open = Some(at);
+            body.clear();
             continue;
         }
-        // `rules` other than as [[rules]] headers: the text is not for us.
-        if mentions_rules(line) {
+        // `rules` other than as [[rules]] headers, or a multi-line string (whose lines could
+        // look like anything): the text is not for us.
+        if mentions_rules(bare_line) || opens_multiline_string(line) {
             return None;
         }
-        rest.push_str(lines[i]);
-        i += 1;
+        split.rest.push_str(line);
     }
-    (taken.len() >= WORTH_IT).then_some(Split {
-        rest,
-        taken,
-        tables,
-    })
+    if let Some(start) = open {
+        split.close_table(&text[start..], &body)?;
+    }
+    (split.taken.len() >= WORTH_IT).then_some(split)
+}
+
+impl<'t> Split<'t> {
+    /// Takes the table (header and `body`, `whole` as written) if it is simple.
+    fn close_table(&mut self, whole: &'t str, body: &[&'t str]) -> Option<()> {
+        match simple_table(body) {
+            Some(rule) => self.taken.push((self.tables, rule)),
+            // A simple table holds no multi-line string; any other table is looked at whole.
+            None if opens_multiline_string(whole) => return None,
+            None => self.rest.push_str(whole),
+        }
+        self.tables += 1;
+        Some(())
+    }
+}
+
+/// Whether `text` has a `'''` or `"""` in it (looked for in what the scanner does not take:
+/// a multi-line string there could hold lines that look like tables).
+fn opens_multiline_string(text: &str) -> bool {
+    text.contains("'''") || text.contains("\"\"\"")
 }
 
 /// A line without its end and surrounding white space.
@@ -92,8 +113,8 @@ fn mentions_rules(line: &str) -> bool {
 
 /// The rule of a table whose every line is blank, a comment or a simple key; `None` for any
 /// other table.
-fn simple_table(body: &[&str]) -> Option<RuleSchema> {
-    let mut rule = RuleSchema::default();
+fn simple_table<'t>(body: &[&'t str]) -> Option<RuleFields<'t>> {
+    let mut rule = RuleFields::default();
     for line in body {
         let line = bare(line);
         if line.is_empty() || line.starts_with('#') {
@@ -121,7 +142,7 @@ fn simple_table(body: &[&str]) -> Option<RuleSchema> {
         if slot.is_some() {
             return None;
         }
-        *slot = Some(basic_string(value)?.to_string());
+        *slot = Some(basic_string(value)?);
     }
     Some(rule)
 }
@@ -131,14 +152,17 @@ fn basic_string(value: &str) -> Option<&str> {
     let inner = value.strip_prefix('"')?;
     let end = inner.find('"')?;
     let (text, after) = (&inner[..end], inner[end + 1..].trim_start());
-    let plain = !text.contains('\\') && !text.chars().any(|c| c.is_control());
+    // Printable ASCII at a glance; otherwise by characters (C1 controls are two bytes).
+    let printable = |b: u8| (0x20..0x7f).contains(&b) && b != b'\\';
+    let plain = text.bytes().all(printable)
+        || (!text.contains('\\') && !text.chars().any(|c| c.is_control()));
     (plain && (after.is_empty() || after.starts_with('#'))).then_some(text)
 }
 
 /// `port = 443` or `port = "8000-8999"`, as the TOML parser would give them.
-fn port(value: &str) -> Option<toml::Value> {
+fn port(value: &str) -> Option<PortValue<'_>> {
     if let Some(text) = basic_string(value) {
-        return Some(toml::Value::String(text.to_string()));
+        return Some(PortValue::Text(text));
     }
     let digits = value.split('#').next()?.trim_end();
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || digits.len() > 6 {
@@ -148,5 +172,5 @@ fn port(value: &str) -> Option<toml::Value> {
     if digits.len() > 1 && digits.starts_with('0') {
         return None;
     }
-    Some(toml::Value::Integer(digits.parse().ok()?))
+    Some(PortValue::Integer(digits.parse().ok()?))
 }
