@@ -221,19 +221,28 @@ pub fn normalize_host(raw: &str) -> Option<String> {
     if name.is_empty() || name.len() > MAX_HOST_LEN {
         return None;
     }
-    if name.parse::<Ipv6Addr>().is_ok() {
+    if name.contains(':') && name.parse::<Ipv6Addr>().is_ok() {
         return Some(name.to_ascii_lowercase());
     }
-    for label in name.split('.') {
-        if label.is_empty() || label.len() > 63 {
+    // Labels of 1 to 63 letters, digits, `-` and `_`, in one pass over the bytes.
+    let mut label = 0;
+    for &b in name.as_bytes() {
+        if b == b'.' {
+            if label == 0 {
+                return None;
+            }
+            label = 0;
+        } else if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+            label += 1;
+            if label > 63 {
+                return None;
+            }
+        } else {
             return None;
         }
-        if !label
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return None;
-        }
+    }
+    if label == 0 {
+        return None;
     }
     Some(name.to_ascii_lowercase())
 }

@@ -875,8 +875,8 @@ impl RuleIndex {
                 }
             }
         }
-        // Stable: within one key the rules stay in table order.
-        keyed_rules.sort_by_key(|&(key, _)| key);
+        // By key, then rule index: within one key the rules stay in table order.
+        keyed_rules.sort_unstable();
         let runs = keyed_rules.chunk_by(|a, b| a.0 == b.0);
         let mut keyed = HashMap::with_capacity_and_hasher(runs.clone().count(), Default::default());
         let mut postings = Vec::with_capacity(keyed_rules.len());
