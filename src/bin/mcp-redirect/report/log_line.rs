@@ -247,7 +247,7 @@ pub(super) fn parse_line(line: &[u8], end: LineEnd) -> Result<(LogLine<'_>, i64)
     })?;
     let event = raw.into_line().map_err(Flaw::Invalid)?;
     match parse_rfc3339(&event.ts) {
-        Some(ts) => Ok((event, ts)),
-        None => Err(Flaw::BadTime(bounded(&event.ts, 64).to_string())),
+        Ok(ts) => Ok((event, ts)),
+        Err(_) => Err(Flaw::BadTime(bounded(&event.ts, 64).to_string())),
     }
 }

@@ -70,11 +70,11 @@ pub fn report(args: ReportArgs) -> u8 {
     let since = match args.since.as_deref() {
         None => None,
         Some(text) => match parse_rfc3339(text) {
-            Some(us) => Some(us),
-            None => {
+            Ok(us) => Some(us),
+            Err(why) => {
                 crate::complain(format!(
                     "report: --since {text:?} is not an RFC 3339 time \
-                     (such as 2026-11-27T00:00:00Z or 2026-11-27T08:00:00.5+02:00)"
+                     (such as 2026-11-27T00:00:00Z or 2026-11-27T08:00:00.5+02:00): {why}"
                 ));
                 return 2;
             }
