@@ -351,8 +351,12 @@ fn standard_input_is_read_without_files_or_for_a_dash() {
 fn since_skips_earlier_events_and_refuses_a_time_it_cannot_read() {
     let scratch = Scratch::new("report-since");
     let log = write_log(&scratch, "events.jsonl", &sample_lines(), "");
-    // The same instant, written in UTC and at +02:00.
-    for since in ["2026-11-27T06:00:05Z", "2026-11-27T08:00:05+02:00"] {
+    // The same instant, written in UTC and at +02:00 (also in ISO 8601's form without a colon).
+    for since in [
+        "2026-11-27T06:00:05Z",
+        "2026-11-27T08:00:05+02:00",
+        "2026-11-27T08:00:05+0200",
+    ] {
         let out = report(&["--json", "--since", since, path(&log)], None);
         assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
         let json = out.json();
@@ -365,12 +369,17 @@ fn since_skips_earlier_events_and_refuses_a_time_it_cannot_read() {
         assert_eq!(json["denials"]["total"], 0);
         assert_eq!(json["resolves"]["total"], 2);
     }
-    for bad in ["yesterday", "2026-11-27", "2026-11-27T06:00:05"] {
+    // Refused with what is missing or wrong.
+    for (bad, why) in [
+        ("yesterday", "year"),
+        ("2026-11-27", "time component"),
+        ("2026-11-27T06:00:05", "offset component"),
+    ] {
         let out = report(&["--since", bad, path(&log)], None);
         assert_eq!(out.code, 2, "{bad}");
         assert!(out.stdout.is_empty(), "{}", out.stdout);
         assert!(
-            out.stderr.contains("is not an RFC 3339 time"),
+            out.stderr.contains("is not an RFC 3339 time") && out.stderr.contains(why),
             "{}",
             out.stderr
         );
