@@ -12,6 +12,6 @@ cd "$(dirname "$0")/.."
 cases=${CASES:-100000}
 properties=$(grep -cF '#[test]' tests/fuzz.rs)
 started=$(date +%s)
-PROPTEST_CASES=$cases cargo test --release --test fuzz -- --test-threads=2
+PROPTEST_CASES=$cases cargo test --release --test tests fuzz:: -- --test-threads=2
 elapsed=$(( $(date +%s) - started ))
 echo "fuzz: $properties properties x $cases cases = $(( properties * cases )) executions in ${elapsed}s (including the build)"

@@ -3,15 +3,13 @@
 //! an unprivileged user, and under the preloaded library, which is no boundary and says so. The
 //! table each run prints is the one the threat model quotes.
 
-mod support;
-
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use support::*;
+use crate::support::*;
 
 const CLI: &str = env!("CARGO_BIN_EXE_mcp-redirect");
 

@@ -2,12 +2,10 @@
 //! are theirs), refuses bad configs and programs that would ignore the library; `check`,
 //! `explain` and `init` say what the library will do, and agree with what it does.
 
-mod support;
-
 use std::path::PathBuf;
 use std::process::Command;
 
-use support::*;
+use crate::support::*;
 
 const CLI: &str = env!("CARGO_BIN_EXE_mcp-redirect");
 

@@ -2,13 +2,11 @@
 //! from files or stdin, counts past broken lines while naming them, filters by `--since`, and
 //! says so when a table outgrows its counters.
 
-mod support;
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use support::Scratch;
+use crate::support::Scratch;
 
 /// A `connect` line as the library writes it.
 fn connect(

@@ -3,16 +3,14 @@
 //! it, exits with it open, or shares it with a fork child. Real clients (curl, Python, Node)
 //! fetch known sizes from a loopback origin, direct and through real gateway listeners.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::Value;
-use support::*;
 
 /// An HTTP origin on 127.0.0.1 that answers `GET /<n>` (or a POST to it) with a response of
 /// exactly `n` bytes, head included, and records each exchange's bytes as (request, response).

@@ -2,9 +2,7 @@
 //! (host, regex, cidr, port, process), UDP to a routed host is refused, AF_UNIX is untouched,
 //! and an invalid config fails closed with a message that says why.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 /// A config whose gateway is a CONNECT proxy that records every request.
 fn config_with(

@@ -2,12 +2,10 @@
 //! order, failover between targets, refresh after the TTL, and the last good answer kept when
 //! the nameserver goes quiet.
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 
-use support::dns::{SrvRecord, SrvServer};
-use support::*;
+use crate::support::dns::{SrvRecord, SrvServer};
+use crate::support::*;
 
 fn config(scratch: &Scratch, dns: std::net::SocketAddr, ttl_bounds: &str) -> std::path::PathBuf {
     scratch.config(&format!(

@@ -17,8 +17,6 @@
 //! - No absolute path of a build machine in README.md, docs/ or examples/.
 //! - The quick start's install line and `.ci/run` read one list of packages.
 
-mod support;
-
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -573,6 +571,7 @@ fn console_examples_in_sandbox() {
     }
     cases.run();
     log_lines_have_the_shape_the_library_writes();
+    std::fs::write(RAN_MARKER, "").unwrap();
 }
 
 /// The fields of a native log line, by event: what the documented lines must have.
@@ -587,16 +586,17 @@ fn shape(line: &serde_json::Value) -> Option<(String, BTreeSet<String>)> {
 /// docs/cli.md, and the native lines of the pages' JSON blocks) have lines of the same shapes:
 /// a field added to or dropped from the log fails here until the docs follow.
 fn log_lines_have_the_shape_the_library_writes() {
-    let fresh: BTreeSet<(String, BTreeSet<String>)> = support::read_log(Path::new("events.jsonl"))
-        .iter()
-        .filter_map(shape)
-        .collect();
+    let fresh: BTreeSet<(String, BTreeSet<String>)> =
+        crate::support::read_log(Path::new("events.jsonl"))
+            .iter()
+            .filter_map(shape)
+            .collect();
     assert!(
         fresh.iter().any(|(event, _)| event == "connect"),
         "the console examples wrote no connect line to events.jsonl"
     );
     let mut documented: Vec<(String, serde_json::Value)> =
-        support::read_log(&repo().join("docs/examples/events.jsonl"))
+        crate::support::read_log(&repo().join("docs/examples/events.jsonl"))
             .into_iter()
             .map(|line| ("docs/examples/events.jsonl".to_string(), line))
             .collect();
@@ -646,8 +646,8 @@ fn console_examples() {
         return;
     }
     // `run` finds the library next to the command.
-    support::library();
-    let scratch = support::Scratch::new("docs");
+    crate::support::library();
+    let scratch = crate::support::Scratch::new("docs");
     for dir in ["docs", "examples", "scripts"] {
         std::os::unix::fs::symlink(repo().join(dir), scratch.dir.join(dir)).unwrap();
     }
@@ -674,7 +674,7 @@ fn console_examples() {
         .arg(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "console_examples_in_sandbox",
+            &sandboxed_test_name(),
             "--ignored",
             "--nocapture",
             "--test-threads=1",
@@ -706,4 +706,22 @@ fn console_examples() {
         status.success(),
         "the docs drifted from what the code does (see above)"
     );
+    // A filter that names no test passes too: the examples must have run.
+    assert!(
+        scratch.dir.join(RAN_MARKER).exists(),
+        "{} did not run (its name as a filter matched no test)",
+        sandboxed_test_name()
+    );
+}
+
+/// Written by `console_examples_in_sandbox` into its working directory once it has run.
+const RAN_MARKER: &str = ".console-examples-ran";
+
+/// `console_examples_in_sandbox`'s name as the test harness knows it: its path in the test
+/// binary, whose crate name comes first in `module_path!()`.
+fn sandboxed_test_name() -> String {
+    let module = module_path!()
+        .split_once("::")
+        .map_or("", |(_, module)| module);
+    format!("{module}::console_examples_in_sandbox")
 }

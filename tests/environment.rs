@@ -1,9 +1,7 @@
 //! Zero-config: with no config file, the conventional proxy variables route programs that ignore
 //! them (raw sockets, Node's fetch), and NO_PROXY entries go direct.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 /// A Python script that opens a raw socket (which never looks at proxy variables), speaks HTTP,
 /// and prints the body.

@@ -2,11 +2,9 @@
 //! no retry after a refusal any endpoint would repeat, round-robin spreading, cool-downs, and
 //! never a hard outage from stale marks. Every attempt shows in the log.
 
-mod support;
-
 use std::net::SocketAddr;
 
-use support::*;
+use crate::support::*;
 
 fn config(scratch: &Scratch, endpoints: &[SocketAddr], extra: &str) -> std::path::PathBuf {
     let list: Vec<String> = endpoints.iter().map(|e| format!("\"{e}\"")).collect();
@@ -32,6 +30,51 @@ for i in range({n}):
         time.sleep({pause})
 "#
     )
+}
+
+/// Like [`requests`], but after request `pause_after` the script says so (file `paused` in
+/// `dir`) and waits for the test (file `resume`) before it goes on, and pauses at least `pause`
+/// seconds in all: what the test does in between happens between those requests whatever the
+/// machine's load.
+fn requests_paused_for_test(
+    url: &str,
+    n: usize,
+    pause_after: usize,
+    pause: f64,
+    dir: &std::path::Path,
+) -> String {
+    let dir = dir.display();
+    format!(
+        r#"
+import os, time, urllib.request
+for i in range({n}):
+    try:
+        print(urllib.request.urlopen("{url}", timeout=20).read().decode())
+    except OSError as e:
+        print("error", getattr(e, "errno", None) or getattr(getattr(e, "reason", None), "errno", None))
+    if i + 1 == {pause_after}:
+        started = time.monotonic()
+        open("{dir}/paused", "w").close()
+        while not os.path.exists("{dir}/resume") and time.monotonic() - started < 120:
+            time.sleep(0.01)
+        time.sleep(max(0.0, {pause} - (time.monotonic() - started)))
+"#
+    )
+}
+
+/// Waits until the script of [`requests_paused_for_test`] has paused, runs `meanwhile`, and
+/// lets it go on.
+fn while_paused(dir: &std::path::Path, meanwhile: impl FnOnce()) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !dir.join("paused").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the script never paused"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    meanwhile();
+    std::fs::write(dir.join("resume"), "").unwrap();
 }
 
 fn attempts(event: &serde_json::Value) -> Vec<(String, String)> {
@@ -149,12 +192,25 @@ fn a_dead_endpoint_is_skipped_for_its_cooldown_then_used_again() {
     let scratch = Scratch::new("cooldown");
     let config = config(&scratch, &[first, second.addr], "cooldown_s = 1");
     // Two requests, a pause longer than the cool-down, a third.
-    let child = Run::python(&requests("http://api.example.test/", 3, 2, 2.5))
-        .config(&config)
-        .spawn();
+    let child = Run::python(&requests_paused_for_test(
+        "http://api.example.test/",
+        3,
+        2,
+        1.5,
+        &scratch.dir,
+    ))
+    .config(&config)
+    .spawn();
     // While the script pauses, the first endpoint comes back.
-    std::thread::sleep(std::time::Duration::from_millis(800));
-    let revived = ConnectProxy::start_on(first, origin.addr, ProxyBehaviour::Tunnel);
+    let mut revived = None;
+    while_paused(&scratch.dir, || {
+        revived = Some(ConnectProxy::start_on(
+            first,
+            origin.addr,
+            ProxyBehaviour::Tunnel,
+        ))
+    });
+    let revived = revived.unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -197,11 +253,24 @@ fn with_every_endpoint_down_the_least_recently_failed_is_still_tried() {
     );
     // Request 1 starts at a (fails a, then b); request 2 would start at b, but both are down, so
     // the least recently failed, a, goes first. Then a comes back for request 3.
-    let child = Run::python(&requests("http://api.example.test/", 3, 2, 1.5))
-        .config(&config)
-        .spawn();
-    std::thread::sleep(std::time::Duration::from_millis(600));
-    let revived = ConnectProxy::start_on(a, origin.addr, ProxyBehaviour::Tunnel);
+    let child = Run::python(&requests_paused_for_test(
+        "http://api.example.test/",
+        3,
+        2,
+        0.0,
+        &scratch.dir,
+    ))
+    .config(&config)
+    .spawn();
+    let mut revived = None;
+    while_paused(&scratch.dir, || {
+        revived = Some(ConnectProxy::start_on(
+            a,
+            origin.addr,
+            ProxyBehaviour::Tunnel,
+        ))
+    });
+    let revived = revived.unwrap();
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(stdout.ends_with("hello from origin\n"), "{stdout}");

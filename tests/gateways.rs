@@ -1,9 +1,7 @@
 //! Routed hostnames reach their target through each gateway kind, and the gateway is told the
 //! hostname, not an address. Real clients (curl, Python, Node) under the library.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 fn http_gateway_config(
     scratch: &Scratch,

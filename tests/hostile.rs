@@ -2,9 +2,7 @@
 //! byte at a time, a reply that never ends, a close in mid-handshake. Every case ends within the
 //! budget with a clear errno and log line, and leaves the caller's socket unconnected.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 fn config(scratch: &Scratch, kind: &str, endpoint: std::net::SocketAddr) -> std::path::PathBuf {
     scratch.config(&format!(

@@ -3,12 +3,10 @@
 //! the gateway; running it again (even the copy over itself) leaves the same files; an invalid
 //! config installs nothing.
 
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use support::*;
+use crate::support::*;
 
 const CLI: &str = env!("CARGO_BIN_EXE_mcp-redirect");
 

@@ -3,15 +3,13 @@
 //! gives; options that cannot go together are refused. (What gets out of the namespace, seen
 //! on the wire: `tests/zero_leak.rs`. The escaping program: `tests/boundary.rs`.)
 
-mod support;
-
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::gateways::{ConnectProxy, ProxyBehaviour};
-use support::*;
+use crate::support::gateways::{ConnectProxy, ProxyBehaviour};
+use crate::support::*;
 
 const CLI: &str = env!("CARGO_BIN_EXE_mcp-redirect");
 

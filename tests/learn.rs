@@ -2,9 +2,7 @@
 //! prints the config it needs; `report --suggest` does the same from logs; `run` warns before a
 //! launcher whose registry the config denies.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 const CLI: &str = env!("CARGO_BIN_EXE_mcp-redirect");
 

@@ -4,14 +4,12 @@
 //! before stay), never trust a damaged or foreign compiled form, and
 //! decide a real program's connections by one entry among a million.
 
-mod support;
-
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 
 fn cli(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mcp-redirect"))

@@ -1,9 +1,7 @@
 //! The security log: one well-formed JSON line per decision, from several processes appending
 //! at once, with every field the operator relies on; it survives a program that closes our fd.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 #[test]
 fn two_processes_writing_at_once_give_one_whole_line_per_decision() {

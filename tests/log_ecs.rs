@@ -3,13 +3,11 @@
 //! the Downward-API variables are set, valid JSON whatever the program is called, and
 //! `mcp-redirect report` counts them exactly as it counts the native lines.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::support::*;
 use serde_json::Value;
-use support::*;
 
 const CLI: &str = env!("CARGO_BIN_EXE_mcp-redirect");
 

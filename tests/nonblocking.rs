@@ -4,11 +4,9 @@
 //! answering and count how many handshakes they hold at once: a program whose event loop is
 //! blocked inside `connect()` never has more than one waiting.
 
-mod support;
+use crate::support::*;
 
-use support::*;
-
-use support::slow::{slow, DELAY_MS};
+use crate::support::slow::{slow, DELAY_MS};
 
 #[test]
 fn node_fetch_and_http_wait_together_and_the_event_loop_keeps_running() {

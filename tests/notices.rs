@@ -1,9 +1,7 @@
 //! From a denial to a fix (issue 19): what was refused is said on stderr, once per host and
 //! reason, with where the log is; audit mode logs denials without enforcing them.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 /// The notice lines of a run's stderr.
 fn notices(stderr: &str) -> Vec<&str> {

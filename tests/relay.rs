@@ -3,10 +3,8 @@
 //! connections at once, signals, no threads, and a program that closes its socket mid-handshake.
 //! Real programs under the library, through slow gateways of the tests' own.
 
-mod support;
-
-use support::slow::{slow, DELAY_MS};
-use support::*;
+use crate::support::slow::{slow, DELAY_MS};
+use crate::support::*;
 
 /// Helpers every script here starts with: `start(host)` begins a routed non-blocking connect,
 /// `finish(sock)` waits for it, fetches `/` and returns the body, `fds()` lists the process's

@@ -2,12 +2,10 @@
 //! rules when a rewrite is invalid (and says so once), and fake addresses handed out before a
 //! reload still lead to their host after it.
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 
 fn config_text(scratch: &Scratch, proxy: std::net::SocketAddr, action: &str) -> String {
     format!(

@@ -3,9 +3,7 @@
 //! have the shape libc gives (service names, socket types, canonical names, the gethostbyname
 //! family); hostile names are refused.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 fn routing_config(scratch: &Scratch, extra: &str) -> std::path::PathBuf {
     scratch.config(&format!(

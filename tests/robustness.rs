@@ -1,12 +1,10 @@
 //! The library must never be the reason a program fails: tiny thread stacks, a stderr that the
 //! program closed and reused. Small C programs, compiled here, do what real servers do.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::*;
+use crate::support::*;
 
 /// Compiles `tests/c/<name>.c` into the scratch directory.
 fn compile(scratch: &Scratch, name: &str) -> PathBuf {

@@ -4,13 +4,11 @@
 //! only, never a module named in `/etc/nsswitch.conf`. And the preload library, built with the
 //! default features, still exports every hook.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use support::*;
+use crate::support::*;
 
 const CLI: &str = env!("CARGO_BIN_EXE_mcp-redirect");
 

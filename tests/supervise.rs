@@ -3,13 +3,11 @@
 //! log; a program flipping its sockaddr during the check gets nowhere; the whole process tree is
 //! covered; io_uring is refused so that runtimes fall back.
 
-mod support;
-
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use support::*;
+use crate::support::*;
 
 const CLI: &str = env!("CARGO_BIN_EXE_mcp-redirect");
 

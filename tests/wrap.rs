@@ -6,12 +6,10 @@
 //! byte (with or without the backup). Then a wrapped `mcpServers` file is driven by a real MCP
 //! client (the Python SDK's stdio client) whose server reaches a routed host through a gateway.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::*;
+use crate::support::*;
 
 const CLI: &str = env!("CARGO_BIN_EXE_mcp-redirect");
 

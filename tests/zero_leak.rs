@@ -9,13 +9,11 @@
 //!
 //! Root only (namespaces); nothing leaves the machine: every address lives in the namespaces.
 
-mod support;
-
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 const GATEWAY_IP: &str = "10.200.0.1";
 const CLIENT_IP: &str = "10.200.0.2";
@@ -539,7 +537,10 @@ fn inside_srt_the_library_takes_node_fetch_to_srts_proxy() {
             .args(["--", "env"]);
         if preload {
             command
-                .arg(format!("LD_PRELOAD={}", support::library().display()))
+                .arg(format!(
+                    "LD_PRELOAD={}",
+                    crate::support::library().display()
+                ))
                 .arg("MCP_REDIRECT_LOG=off");
         }
         for var in [

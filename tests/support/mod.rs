@@ -4,7 +4,6 @@
 //!
 //! The gateways never connect anywhere but the origin they were given: every hostname maps to
 //! it, so no test sends a packet off loopback.
-#![allow(dead_code)]
 
 pub mod dns;
 pub mod gateways;
@@ -18,10 +17,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-#[allow(unused_imports)]
 pub use gateways::{ConnectProxy, ProxyBehaviour, Socks5Server};
 
-/// `libmcp_redirect.so`, built once per test binary with the same profile as the tests.
+/// `libmcp_redirect.so`, built once (by the first test that needs it) with the tests' profile.
 pub fn library() -> &'static Path {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
     LIB.get_or_init(|| {
