@@ -7,8 +7,8 @@
 //!   safe function, and converts the result back. No decisions are made there. Compiled with the
 //!   `preload` feature (default); without it (the static `mcp-redirect`) the crate exports
 //!   nothing and its calls go to libc directly.
-//! - [`sys`]: the one door to libc: the real functions behind our hooks (`dlsym(RTLD_NEXT)`),
-//!   errno, and deadline-bounded socket I/O on a borrowed fd.
+//! - [`sys`]: the one door to libc: the real functions behind our hooks (`dlsym(RTLD_NEXT)`,
+//!   without naming the hooks), errno, and deadline-bounded socket I/O on a borrowed fd.
 //! - [`config`]: the TOML schema, the proxy-environment fallback, validation with key paths.
 //! - [`net`]: address vocabulary: CIDR prefixes, port ranges, `host:port`, hostname checks.
 //! - [`rules`]: the compiled rule table and the one decision function. No I/O, no `unsafe`.
