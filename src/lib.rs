@@ -23,6 +23,8 @@
 //!   what they carried.
 //! - [`lookup`]: what happens to one intercepted name lookup: fake or real answer, log.
 //! - [`dns`]: the DNS wire format (SRV discovery, the supervisor's resolver).
+//! - [`errno`]: errno and `getaddrinfo` codes by name, and an I/O error as a sentence (for the
+//!   log, the config's messages, `connect` and the command).
 //! - [`hash`]: FNV-1a, the one small hash (the rule index, the name memory, compiled lists).
 //! - [`log`]: the JSON-lines security event and its `O_APPEND` writer.
 //! - [`notice`]: the one-line notices on stderr of what was refused, once per host and reason.
@@ -33,6 +35,7 @@ pub mod config;
 pub mod connect;
 pub mod connections;
 pub mod dns;
+pub mod errno;
 pub mod gateway;
 pub mod hash;
 #[cfg(feature = "preload")]

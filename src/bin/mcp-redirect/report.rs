@@ -22,7 +22,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use mcp_redirect::log::{ecs, errno_text, rfc3339_micros};
+use mcp_redirect::errno::errno_text;
+use mcp_redirect::log::{ecs, rfc3339_micros};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::{json, Value};
