@@ -4,16 +4,22 @@
 //! [`crate::connect`] or [`crate::lookup`] under `catch_unwind` (a panic must never cross into
 //! C), and turns the outcome back into a C return value and errno.
 
+mod addrinfo;
+mod getaddrinfo_a;
+mod gethostbyname;
+mod hostent;
 mod relayed;
+mod res_query;
 mod resolve;
 
+pub use getaddrinfo_a::getaddrinfo_a;
+pub use gethostbyname::{gethostbyname, gethostbyname2, gethostbyname2_r, gethostbyname_r};
 pub use relayed::{close, close_range, closefrom, dup2, dup3, getpeername, getsockopt, setsockopt};
-
-pub use resolve::{
-    __res_nquery, __res_nsearch, __res_query, __res_search, freeaddrinfo, getaddrinfo,
-    getaddrinfo_a, gethostbyname, gethostbyname2, gethostbyname2_r, gethostbyname_r, getnameinfo,
-    res_nquery, res_nsearch, res_query, res_search,
+pub use res_query::{
+    __res_nquery, __res_nsearch, __res_query, __res_search, res_nquery, res_nsearch, res_query,
+    res_search,
 };
+pub use resolve::{freeaddrinfo, getaddrinfo, getnameinfo};
 
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
