@@ -1,6 +1,6 @@
 //! `getaddrinfo_a`, glibc's batch of asynchronous lookups, and the glibc structures it is handed
 //! (`struct gaicb`, the start of `struct sigevent`), declared here by hand: the `libc` crate has
-//! neither. Their layout is checked at compile time against glibc's `<netdb.h>` and
+//! no `gaicb`, and its `sigevent` does not name the `SIGEV_THREAD` fields. Their layout is checked at compile time against glibc's `<netdb.h>` and
 //! `<bits/types/struct_sigevent.h>`.
 
 use std::mem::{offset_of, size_of};
@@ -37,7 +37,7 @@ struct SigEvent {
 }
 
 // The two layouts as glibc has them, checked when the library compiles: `offsetof`/`sizeof` in a
-// C program on x86_64 (glibc 2.x); aarch64 uses the same generic headers with the same 8-byte
+// C program on x86_64 (glibc 2.36); aarch64 uses the same generic headers with the same 8-byte
 // pointers. On 32-bit targets the same headers give 4-byte pointers. A `SigEvent` is only the
 // start of glibc's 64-byte `struct sigevent` (`__SIGEV_MAX_SIZE`), so it must not be longer.
 
