@@ -900,7 +900,7 @@ fn direct_to_host(
         Ok(addrs) => addrs,
         Err(code) => {
             *error_text =
-                format!("{host} does not resolve ({})", crate::log::eai_name(code)).into();
+                format!("{host} does not resolve ({})", crate::errno::eai_name(code)).into();
             return Err(libc::EHOSTUNREACH);
         }
     };

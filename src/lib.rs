@@ -2,13 +2,17 @@
 //! unmodified process by ordered host rules: direct, denied, or through a gateway (HTTP CONNECT,
 //! SOCKS5, or an address rewrite to an API gateway), and logs every decision as one JSON line.
 //!
-//! Module map (the shape is "a pure core, a thin skin"):
+//! Module map (the shape is "a pure core, a thin skin"). Dependencies point down only: `hooks` ->
+//! `connect`/`lookup` -> `runtime` -> `gateway`/`resolver`/`log` -> `config`/`rules` ->
+//! `sys`/`net`/`dns`, with the shared primitives (`errno`, `hash`, `dns`) once at the bottom.
 //! - [`hooks`]: the only `#[no_mangle] extern "C"` symbols; each converts C arguments, calls one
-//!   safe function, and converts the result back. No decisions are made there. Compiled with the
-//!   `preload` feature (default); without it (the static `mcp-redirect`) the crate exports
-//!   nothing and its calls go to libc directly.
-//! - [`sys`]: the one door to libc: the real functions behind our hooks (`dlsym(RTLD_NEXT)`),
-//!   errno, and deadline-bounded socket I/O on a borrowed fd.
+//!   safe function, and converts the result back. No decisions are made there. One file per
+//!   family of calls (connect and sends, relayed sockets, `getaddrinfo`, `gethostbyname`,
+//!   `res_query`, `getaddrinfo_a`), and one per C answer they build (`addrinfo`, `hostent`).
+//!   Compiled with the `preload` feature (default); without it (the static `mcp-redirect`) the
+//!   crate exports nothing and its calls go to libc directly.
+//! - [`sys`]: the one door to libc: the real functions behind our hooks (`dlsym(RTLD_NEXT)`,
+//!   without naming the hooks), errno, and deadline-bounded socket I/O on a borrowed fd.
 //! - [`config`]: the TOML schema, the proxy-environment fallback, validation with key paths.
 //! - [`net`]: address vocabulary: CIDR prefixes, port ranges, `host:port`, hostname checks.
 //! - [`rules`]: the compiled rule table and the one decision function. No I/O, no `unsafe`.
@@ -23,6 +27,8 @@
 //!   what they carried.
 //! - [`lookup`]: what happens to one intercepted name lookup: fake or real answer, log.
 //! - [`dns`]: the DNS wire format (SRV discovery, the supervisor's resolver).
+//! - [`errno`]: errno and `getaddrinfo` codes by name, and an I/O error as a sentence (for the
+//!   log, the config's messages, `connect` and the command).
 //! - [`hash`]: FNV-1a, the one small hash (the rule index, the name memory, compiled lists).
 //! - [`log`]: the JSON-lines security event and its `O_APPEND` writer.
 //! - [`notice`]: the one-line notices on stderr of what was refused, once per host and reason.
@@ -33,6 +39,7 @@ pub mod config;
 pub mod connect;
 pub mod connections;
 pub mod dns;
+pub mod errno;
 pub mod gateway;
 pub mod hash;
 #[cfg(feature = "preload")]

@@ -728,7 +728,7 @@ fn read_u64(bytes: &[u8], at: usize) -> Option<u64> {
 
 /// An I/O error's text without Rust's "(os error N)".
 fn plain(error: &io::Error) -> String {
-    crate::log::errno_text(error)
+    crate::errno::errno_text(error)
 }
 
 /// A fast 64-bit hash of a compiled body, read 32 bytes at a time in four lanes: it detects a

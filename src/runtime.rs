@@ -20,7 +20,7 @@ use std::ffi::CString;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
@@ -125,16 +125,24 @@ thread_local! {
 /// hooked call may come from a thread with a tiny stack (16 KiB in some servers).
 const LOADER_STACK: usize = 4 << 20;
 
+/// Set when this crate is linked into a program (the `mcp-redirect` tool) instead of preloaded
+/// as `libmcp_redirect.so`: there the hooks only forward to libc. With the hooks (the `preload`
+/// feature) it starts false, so that a hook called before the library's constructor has said
+/// where it lives (from another library's initialiser) is still decided; without them nothing is
+/// ever decided here.
+static LINKED: AtomicBool = AtomicBool::new(!cfg!(feature = "preload"));
+
+/// Called once by the library's constructor: whether this crate is linked into the program
+/// rather than preloaded. From then on a linked crate's [`get`] answers `None`.
+pub fn set_linked(linked: bool) {
+    LINKED.store(linked, Ordering::Relaxed);
+}
+
 /// The loaded state, loading it on first use and reloading a changed config file; `None` on the
 /// loading thread itself, and in a program that links this crate rather than preloading it:
 /// their calls pass straight through.
 pub fn get() -> Option<Current> {
-    // Without the hooks (built without the `preload` feature) nothing is ever decided here.
-    #[cfg(feature = "preload")]
-    let linked = crate::hooks::inert();
-    #[cfg(not(feature = "preload"))]
-    let linked = true;
-    if linked {
+    if LINKED.load(Ordering::Relaxed) {
         return None;
     }
     let current = RUNTIME.load();

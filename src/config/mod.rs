@@ -586,7 +586,7 @@ pub fn load_file(
     let bytes = crate::sys::read_small_file(path, MAX_CONFIG_BYTES).map_err(|e| {
         fail(format!(
             "cannot read the file: {}",
-            crate::log::errno_text(&e)
+            crate::errno::errno_text(&e)
         ))
     })?;
     let text = String::from_utf8(bytes).map_err(|_| fail("the file is not UTF-8".into()))?;

@@ -122,11 +122,11 @@ pub async fn query(
     let question = encode_query(id, name)?;
     let mut reply = socket::exchange_udp_waiting(waiter, &server, &question, UDP_MAX, deadline)
         .await
-        .map_err(|e| crate::log::errno_text(&e))?;
+        .map_err(|e| crate::errno::errno_text(&e))?;
     if parse(&reply, id)?.truncated {
         reply = socket::exchange_tcp_waiting(waiter, &server, &question, deadline)
             .await
-            .map_err(|e| crate::log::errno_text(&e))?;
+            .map_err(|e| crate::errno::errno_text(&e))?;
     }
     let answer = parse(&reply, id)?;
     if answer.rcode != 0 {

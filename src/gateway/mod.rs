@@ -90,7 +90,7 @@ impl GatewayError {
         let detail = if errno == libc::ETIMEDOUT {
             "timed out".to_string()
         } else {
-            crate::log::errno_text(&e)
+            crate::errno::errno_text(&e)
         };
         GatewayError::endpoint_fault(errno, format!("{context}: {detail}"))
     }

@@ -4,20 +4,25 @@
 //! [`crate::connect`] or [`crate::lookup`] under `catch_unwind` (a panic must never cross into
 //! C), and turns the outcome back into a C return value and errno.
 
+mod addrinfo;
+mod getaddrinfo_a;
+mod gethostbyname;
+mod hostent;
 mod relayed;
+mod res_query;
 mod resolve;
 
+pub use getaddrinfo_a::getaddrinfo_a;
+pub use gethostbyname::{gethostbyname, gethostbyname2, gethostbyname2_r, gethostbyname_r};
 pub use relayed::{close, close_range, closefrom, dup2, dup3, getpeername, getsockopt, setsockopt};
-
-pub use resolve::{
-    __res_nquery, __res_nsearch, __res_query, __res_search, freeaddrinfo, getaddrinfo,
-    getaddrinfo_a, gethostbyname, gethostbyname2, gethostbyname2_r, gethostbyname_r, getnameinfo,
-    res_nquery, res_nsearch, res_query, res_search,
+pub use res_query::{
+    __res_nquery, __res_nsearch, __res_query, __res_search, res_nquery, res_nsearch, res_query,
+    res_search,
 };
+pub use resolve::{freeaddrinfo, getaddrinfo, getnameinfo};
 
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use libc::{c_int, c_uint, c_void, mmsghdr, msghdr, size_t, sockaddr, socklen_t};
 
@@ -26,26 +31,13 @@ use crate::relay::Again;
 use crate::sys::socket::{self, AddrArg, RawSockAddr};
 use crate::sys::{self, real};
 
-/// Set when this crate is linked into a program (the `mcp-redirect` tool) instead of preloaded
-/// as `libmcp_redirect.so`: there the hooks only forward to libc. Starts false, so that a hook
-/// called before the constructor runs (another library's initialiser) is still decided.
-static INERT: AtomicBool = AtomicBool::new(false);
-
-/// Whether the hooks should forward straight to libc ([`crate::runtime::get`] then answers
-/// `None`, which every hook takes as "pass through").
-pub(crate) fn inert() -> bool {
-    INERT.load(Ordering::Relaxed)
-}
-
-/// The library's constructor: find the real functions and note what stderr is, before the
-/// program runs. Nothing else: the configuration loads on the first hooked call.
+/// The library's constructor: find the real functions, note what stderr is, and tell the runtime
+/// whether this crate is preloaded or linked into the program, before the program runs. Nothing
+/// else: the configuration loads on the first hooked call.
 extern "C" fn on_load() {
     real::resolve_all();
     sys::record_stderr();
-    INERT.store(
-        sys::in_main_executable(on_load as *const c_void),
-        Ordering::Relaxed,
-    );
+    crate::runtime::set_linked(sys::in_main_executable(on_load as *const c_void));
 }
 
 #[used]

@@ -556,17 +556,21 @@ pub fn hosts_from_files_and_dns() -> bool {
 /// program's entry point.
 #[cfg(feature = "preload")]
 pub fn in_main_executable(addr: *const libc::c_void) -> bool {
-    let object_base = |addr: *const libc::c_void| {
-        // SAFETY: Dl_info is plain data; dladdr fills it for any address and only reads `addr`.
-        let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
-        // SAFETY: info is a valid, writable Dl_info.
-        let found = unsafe { libc::dladdr(addr, &mut info) } != 0;
-        found.then_some(info.dli_fbase as usize)
-    };
     // SAFETY: getauxval has no preconditions.
     let entry = unsafe { libc::getauxval(libc::AT_ENTRY) } as *const libc::c_void;
     match (object_base(addr), object_base(entry)) {
         (Some(ours), Some(main)) => ours == main,
         _ => false,
     }
+}
+
+/// The load address of the object (executable or shared library) that holds `addr`, `None` if
+/// no loaded object does. `dladdr` allocates nothing.
+#[cfg(feature = "preload")]
+fn object_base(addr: *const libc::c_void) -> Option<usize> {
+    // SAFETY: Dl_info is plain data; dladdr fills it for any address and only reads `addr`.
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    // SAFETY: info is a valid, writable Dl_info.
+    let found = unsafe { libc::dladdr(addr, &mut info) } != 0;
+    found.then_some(info.dli_fbase as usize)
 }

@@ -10,14 +10,22 @@ use libc::{addrinfo, c_char, c_int, c_void, hostent, size_t, sockaddr, socklen_t
 use std::sync::atomic::{AtomicPtr, Ordering};
 
 /// Finds `name` (NUL-terminated) in the objects loaded after this one. Returns null when there is
-/// none, or when `dlsym` hands back our own hook (`ours`): calling it would recurse forever.
-fn lookup(name: &'static [u8], ours: *mut c_void) -> *mut c_void {
+/// none, or when `dlsym` hands back a definition in this very object (our own hook of that name):
+/// calling it would recurse forever. The object is recognised by its load address (`dladdr`), so
+/// this module need not know the hooks.
+fn lookup(name: &'static [u8]) -> *mut c_void {
     // SAFETY: name is a NUL-terminated static string; RTLD_NEXT is a valid pseudo-handle.
     let found = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr().cast()) };
-    if found == ours {
-        return std::ptr::null_mut();
+    if found.is_null() {
+        return found;
     }
-    found
+    match (
+        super::object_base(found),
+        super::object_base(lookup as *const c_void),
+    ) {
+        (Some(found_in), Some(ours)) if found_in == ours => std::ptr::null_mut(),
+        _ => found,
+    }
 }
 
 /// Declares `pub unsafe fn $name(..)` that calls the next definition of symbol `$name`, or the
@@ -26,7 +34,7 @@ fn lookup(name: &'static [u8], ours: *mut c_void) -> *mut c_void {
 /// calls it, so that no `dlsym` runs later inside a hook, where a `fork()` could catch another
 /// thread inside the dynamic loader's lock).
 macro_rules! real_functions {
-    ($( $(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty, ours = $ours:path, fallback = $fallback:expr; )*) => {
+    ($( $(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty, fallback = $fallback:expr; )*) => {
         $(
             #[allow(non_snake_case)]
             mod $name {
@@ -37,7 +45,7 @@ macro_rules! real_functions {
                 pub fn resolve() -> *mut c_void {
                     let mut ptr = PTR.load(Ordering::Acquire);
                     if ptr.is_null() {
-                        ptr = lookup(concat!(stringify!($name), "\0").as_bytes(), $ours as *mut c_void);
+                        ptr = lookup(concat!(stringify!($name), "\0").as_bytes());
                         PTR.store(ptr, Ordering::Release);
                     }
                     ptr
@@ -72,77 +80,76 @@ macro_rules! real_functions {
 real_functions! {
     /// `connect(2)`; without a libc symbol, the raw system call.
     fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int,
-        ours = crate::hooks::connect,
         fallback = raw_connect(fd, addr, len);
     /// `sendto(2)`.
     fn sendto(fd: c_int, buf: *const c_void, len: size_t, flags: c_int, addr: *const sockaddr, addrlen: socklen_t) -> isize,
-        ours = crate::hooks::sendto, fallback = raw_sendto(fd, buf, len, flags, addr, addrlen);
+        fallback = raw_sendto(fd, buf, len, flags, addr, addrlen);
     /// `sendmsg(2)`.
     fn sendmsg(fd: c_int, msg: *const libc::msghdr, flags: c_int) -> isize,
-        ours = crate::hooks::sendmsg, fallback = raw_sendmsg(fd, msg, flags);
+        fallback = raw_sendmsg(fd, msg, flags);
     /// `sendmmsg(2)`.
     fn sendmmsg(fd: c_int, msgvec: *mut libc::mmsghdr, vlen: libc::c_uint, flags: c_int) -> c_int,
-        ours = crate::hooks::sendmmsg, fallback = raw_sendmmsg(fd, msgvec, vlen, flags);
+        fallback = raw_sendmmsg(fd, msgvec, vlen, flags);
     /// `res_query(3)` (also `__res_query`: the same function in glibc).
     fn res_query(dname: *const c_char, class: c_int, kind: c_int, answer: *mut u8, anslen: c_int) -> c_int,
-        ours = crate::hooks::res_query, fallback = -1;
+        fallback = -1;
     /// `res_search(3)`.
     fn res_search(dname: *const c_char, class: c_int, kind: c_int, answer: *mut u8, anslen: c_int) -> c_int,
-        ours = crate::hooks::res_search, fallback = -1;
+        fallback = -1;
     /// `res_nquery(3)`.
     fn res_nquery(state: *mut c_void, dname: *const c_char, class: c_int, kind: c_int, answer: *mut u8, anslen: c_int) -> c_int,
-        ours = crate::hooks::res_nquery, fallback = -1;
+        fallback = -1;
     /// `res_nsearch(3)`.
     fn res_nsearch(state: *mut c_void, dname: *const c_char, class: c_int, kind: c_int, answer: *mut u8, anslen: c_int) -> c_int,
-        ours = crate::hooks::res_nsearch, fallback = -1;
+        fallback = -1;
     /// `getaddrinfo_a(3)`.
     fn getaddrinfo_a(mode: c_int, list: *mut *mut c_void, nitems: c_int, sevp: *mut c_void) -> c_int,
-        ours = crate::hooks::getaddrinfo_a, fallback = libc::EAI_SYSTEM;
+        fallback = libc::EAI_SYSTEM;
     /// `getaddrinfo(3)`.
     fn getaddrinfo(node: *const c_char, service: *const c_char, hints: *const addrinfo, res: *mut *mut addrinfo) -> c_int,
-        ours = crate::hooks::getaddrinfo, fallback = libc::EAI_SYSTEM;
+        fallback = libc::EAI_SYSTEM;
     /// `freeaddrinfo(3)`; without a libc symbol the list leaks rather than crash.
     fn freeaddrinfo(res: *mut addrinfo) -> (),
-        ours = crate::hooks::freeaddrinfo, fallback = ();
+        fallback = ();
     /// `getsockopt(2)`.
     fn getsockopt(fd: c_int, level: c_int, name: c_int, value: *mut c_void, len: *mut socklen_t) -> c_int,
-        ours = crate::hooks::getsockopt, fallback = raw_getsockopt(fd, level, name, value, len);
+        fallback = raw_getsockopt(fd, level, name, value, len);
     /// `setsockopt(2)`.
     fn setsockopt(fd: c_int, level: c_int, name: c_int, value: *const c_void, len: socklen_t) -> c_int,
-        ours = crate::hooks::setsockopt, fallback = raw_setsockopt(fd, level, name, value, len);
+        fallback = raw_setsockopt(fd, level, name, value, len);
     /// `getpeername(2)`.
     fn getpeername(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int,
-        ours = crate::hooks::getpeername, fallback = raw_getpeername(fd, addr, len);
+        fallback = raw_getpeername(fd, addr, len);
     /// `close(2)`.
     fn close(fd: c_int) -> c_int,
-        ours = crate::hooks::close, fallback = raw_close(fd);
+        fallback = raw_close(fd);
     /// `dup2(2)`.
     fn dup2(old: c_int, new: c_int) -> c_int,
-        ours = crate::hooks::dup2, fallback = raw_dup3(old, new, 0);
+        fallback = raw_dup3(old, new, 0);
     /// `dup3(2)`.
     fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int,
-        ours = crate::hooks::dup3, fallback = raw_dup3(old, new, flags);
+        fallback = raw_dup3(old, new, flags);
     /// `close_range(2)` (glibc 2.34).
     fn close_range(first: libc::c_uint, last: libc::c_uint, flags: c_int) -> c_int,
-        ours = crate::hooks::close_range, fallback = raw_close_range(first, last, flags);
+        fallback = raw_close_range(first, last, flags);
     /// `closefrom(3)` (glibc 2.34); without it, `close_range` up to the last descriptor.
     fn closefrom(lowest: c_int) -> (),
-        ours = crate::hooks::closefrom, fallback = { raw_close_range(lowest as libc::c_uint, libc::c_uint::MAX, 0); };
+        fallback = { raw_close_range(lowest as libc::c_uint, libc::c_uint::MAX, 0); };
     /// `getnameinfo(3)`.
     fn getnameinfo(addr: *const sockaddr, addrlen: socklen_t, host: *mut c_char, hostlen: socklen_t, serv: *mut c_char, servlen: socklen_t, flags: c_int) -> c_int,
-        ours = crate::hooks::getnameinfo, fallback = libc::EAI_SYSTEM;
+        fallback = libc::EAI_SYSTEM;
     /// `gethostbyname(3)`.
     fn gethostbyname(name: *const c_char) -> *mut hostent,
-        ours = crate::hooks::gethostbyname, fallback = std::ptr::null_mut();
+        fallback = std::ptr::null_mut();
     /// `gethostbyname2(3)`.
     fn gethostbyname2(name: *const c_char, af: c_int) -> *mut hostent,
-        ours = crate::hooks::gethostbyname2, fallback = std::ptr::null_mut();
+        fallback = std::ptr::null_mut();
     /// `gethostbyname_r(3)`.
     fn gethostbyname_r(name: *const c_char, ret: *mut hostent, buf: *mut c_char, buflen: size_t, result: *mut *mut hostent, h_errnop: *mut c_int) -> c_int,
-        ours = crate::hooks::gethostbyname_r, fallback = libc::ENOSYS;
+        fallback = libc::ENOSYS;
     /// `gethostbyname2_r(3)`.
     fn gethostbyname2_r(name: *const c_char, af: c_int, ret: *mut hostent, buf: *mut c_char, buflen: size_t, result: *mut *mut hostent, h_errnop: *mut c_int) -> c_int,
-        ours = crate::hooks::gethostbyname2_r, fallback = libc::ENOSYS;
+        fallback = libc::ENOSYS;
 }
 
 /// The `connect` system call itself, for the (theoretical) case of no libc `connect`. Only ever

@@ -340,7 +340,7 @@ fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
             .first()
             .copied()
             .ok_or_else(|| unresolved("no address")),
-        Err(code) => Err(unresolved(mcp_redirect::log::eai_name(code))),
+        Err(code) => Err(unresolved(mcp_redirect::errno::eai_name(code))),
     }
 }
 

@@ -209,7 +209,7 @@ fn explain_one(
                 return Ok(Vec::new());
             }
             mcp_redirect::sys::resolve_real(&host, port.unwrap_or(0))
-                .map_err(|code| mcp_redirect::log::eai_name(code).to_string())
+                .map_err(|code| mcp_redirect::errno::eai_name(code).to_string())
         };
         let (kind, decision, answer, fake_answer) = match plan {
             ResolvePlan::Fake(d) => ("fake", d, Vec::new(), fake()),

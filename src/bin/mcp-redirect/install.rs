@@ -133,7 +133,7 @@ pub fn validated_config(path: &Path) -> Option<Vec<u8>> {
         Err(e) => {
             return fail(format!(
                 "cannot read the file: {}",
-                mcp_redirect::log::errno_text(&e)
+                mcp_redirect::errno::errno_text(&e)
             ))
         }
     };

@@ -32,7 +32,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-use mcp_redirect::log::errno_text;
+use mcp_redirect::errno::errno_text;
 
 use lines::next_line;
 use log_line::parse_line;
