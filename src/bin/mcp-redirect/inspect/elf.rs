@@ -1,18 +1,33 @@
-//! The final ELF file: its loader (`PT_INTERP`), Go markers, class and machine. Owns: reading
-//! them, within the kernel's limits. Does not: follow `#!` lines, or say what the answer means
-//! for `LD_PRELOAD` (the parent module does).
+//! The final ELF file: its loader (`PT_INTERP`), Go markers, class and machine. Owns: what to
+//! read of it, within the kernel's limits, and what the answers are. Does not: follow `#!`
+//! lines, or say what the answer means for `LD_PRELOAD` (the parent module does).
 //!
-//! Every read is bounded: headers, tables and notes by the size limits below; the scan for Go's
-//! build-info magic by `GO_MAGIC_SCAN` and `GO_SEGMENT_SCAN`. Program headers must be sound (the
-//! kernel needs them too); section headers are optional, and any fault in them only means they
-//! are not used. Malformed files give `Err`, never a panic.
+//! The structures (file, program, section and note headers, in either class and byte order) are
+//! the `object` crate's, read from a `ReadCache` over the file, which reads a range only when it
+//! is asked for, and never past the file's end. Every range asked for is bounded here first:
+//! headers, tables and notes by the size limits below; the scan for Go's build-info magic by
+//! `GO_MAGIC_SCAN` and `GO_SEGMENT_SCAN`. So a multi-hundred-megabyte binary costs a few small
+//! reads. Notes and the magic scan are read with plain `pread`s, not through the cache, which
+//! keeps every range it reads until it is dropped. Program headers must be sound (the kernel
+//! needs them too); section headers are optional, and any fault in them only means they are not
+//! used. Malformed files give `Err`, never a panic.
 
 #![forbid(unsafe_code)]
 
 use std::ffi::OsStr;
 use std::fs::File;
+use std::mem::size_of;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
+
+use object::elf::{
+    FileHeader32, FileHeader64, Ident, ELFCLASS32, ELFCLASS64, ELFDATA2LSB, ELFDATA2MSB, EM_386,
+    EM_AARCH64, EM_ARM, EM_RISCV, EM_X86_64, ET_DYN, ET_EXEC, PF_W, PN_XNUM, PT_INTERP, PT_LOAD,
+    PT_NOTE, SHN_XINDEX,
+};
+use object::read::elf::{FileHeader, NoteHeader, ProgramHeader, SectionHeader};
+use object::read::{ReadCache, ReadRef};
+use object::{pod, Endian, Endianness, Pod};
 
 use super::read_at;
 
@@ -32,14 +47,8 @@ const GO_SEGMENT_SCAN: u64 = 1024 * 1024;
 /// Go's build-info header (`.go.buildinfo` starts with it).
 const GO_BUILDINFO_MAGIC: &[u8] = b"\xff Go buildinf:";
 
-pub(super) const PT_LOAD: u32 = 1;
-pub(super) const PT_INTERP: u32 = 3;
-pub(super) const PT_NOTE: u32 = 4;
-const PF_W: u32 = 2;
-const ET_EXEC: u16 = 2;
-pub(super) const ET_DYN: u16 = 3;
-const PN_XNUM: u64 = 0xffff;
-const SHN_XINDEX: u64 = 0xffff;
+/// The file as `object` reads it: each range read once, when first asked for, and kept.
+type Cache<'file> = ReadCache<&'file File>;
 
 /// The ELF class, byte order and machine of the programs the library can be loaded into: this
 /// tool's own (it is built with the library, for the same target).
@@ -47,15 +56,15 @@ pub(super) fn host_elf() -> Option<(bool, bool, u16)> {
     let wide = cfg!(target_pointer_width = "64");
     let big = cfg!(target_endian = "big");
     let machine = if cfg!(target_arch = "x86_64") {
-        62
+        EM_X86_64
     } else if cfg!(target_arch = "aarch64") {
-        183
+        EM_AARCH64
     } else if cfg!(target_arch = "x86") {
-        3
+        EM_386
     } else if cfg!(target_arch = "arm") {
-        40
+        EM_ARM
     } else if cfg!(target_arch = "riscv64") {
-        243
+        EM_RISCV
     } else {
         return None;
     };
@@ -70,189 +79,73 @@ pub(super) struct ElfFacts {
     pub(super) foreign: bool,
 }
 
-/// Reads fields of one ELF file's class and byte order.
-#[derive(Clone, Copy)]
-struct Layout {
-    wide: bool,
-    big: bool,
-}
-
-impl Layout {
-    fn u16(self, bytes: &[u8], at: usize) -> Option<u16> {
-        let raw: [u8; 2] = bytes.get(at..at.checked_add(2)?)?.try_into().ok()?;
-        Some(if self.big {
-            u16::from_be_bytes(raw)
-        } else {
-            u16::from_le_bytes(raw)
-        })
-    }
-
-    fn u32(self, bytes: &[u8], at: usize) -> Option<u32> {
-        let raw: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
-        Some(if self.big {
-            u32::from_be_bytes(raw)
-        } else {
-            u32::from_le_bytes(raw)
-        })
-    }
-
-    fn u64(self, bytes: &[u8], at: usize) -> Option<u64> {
-        let raw: [u8; 8] = bytes.get(at..at.checked_add(8)?)?.try_into().ok()?;
-        Some(if self.big {
-            u64::from_be_bytes(raw)
-        } else {
-            u64::from_le_bytes(raw)
-        })
-    }
-
-    /// An address-sized field: 8 bytes in ELF64, 4 in ELF32.
-    fn word(self, bytes: &[u8], at: usize) -> Option<u64> {
-        if self.wide {
-            self.u64(bytes, at)
-        } else {
-            self.u32(bytes, at).map(u64::from)
-        }
-    }
-}
-
-/// The file header fields used here (ELF64 and ELF32 alike, widened).
-struct Header {
-    e_type: u16,
-    machine: u16,
-    phoff: u64,
-    phentsize: u64,
-    phnum: u64,
-    shoff: u64,
-    shentsize: u64,
-    shnum: u64,
-    shstrndx: u64,
-}
-
-impl Header {
-    fn parse(layout: Layout, bytes: &[u8]) -> Option<Header> {
-        // Offsets after e_entry differ between the classes by the width of three words.
-        let (phoff, shoff, rest) = if layout.wide {
-            (32, 40, 52)
-        } else {
-            (28, 32, 40)
-        };
-        Some(Header {
-            e_type: layout.u16(bytes, 16)?,
-            machine: layout.u16(bytes, 18)?,
-            phoff: layout.word(bytes, phoff)?,
-            shoff: layout.word(bytes, shoff)?,
-            // e_ehsize at rest, then e_phentsize, e_phnum, e_shentsize, e_shnum, e_shstrndx.
-            phentsize: layout.u16(bytes, rest + 2)?.into(),
-            phnum: layout.u16(bytes, rest + 4)?.into(),
-            shentsize: layout.u16(bytes, rest + 6)?.into(),
-            shnum: layout.u16(bytes, rest + 8)?.into(),
-            shstrndx: layout.u16(bytes, rest + 10)?.into(),
-        })
-    }
-}
-
-/// One program header, widened.
-struct Segment {
-    kind: u32,
-    flags: u32,
-    offset: u64,
-    filesz: u64,
-    align: u64,
-}
-
-impl Segment {
-    fn parse(layout: Layout, bytes: &[u8]) -> Option<Segment> {
-        if layout.wide {
-            Some(Segment {
-                kind: layout.u32(bytes, 0)?,
-                flags: layout.u32(bytes, 4)?,
-                offset: layout.u64(bytes, 8)?,
-                filesz: layout.u64(bytes, 32)?,
-                align: layout.u64(bytes, 48)?,
-            })
-        } else {
-            Some(Segment {
-                kind: layout.u32(bytes, 0)?,
-                offset: layout.u32(bytes, 4)?.into(),
-                filesz: layout.u32(bytes, 16)?.into(),
-                flags: layout.u32(bytes, 24)?,
-                align: layout.u32(bytes, 28)?.into(),
-            })
-        }
-    }
-}
-
-/// One section header, widened: `sh_name`, `sh_offset`, `sh_size`, `sh_link` and `sh_info`.
-struct Section {
-    name: u32,
-    offset: u64,
-    size: u64,
-    link: u32,
-    info: u32,
-}
-
-impl Section {
-    fn parse(layout: Layout, bytes: &[u8]) -> Option<Section> {
-        let (offset, size, link, info) = if layout.wide {
-            (24, 32, 40, 44)
-        } else {
-            (16, 20, 24, 28)
-        };
-        Some(Section {
-            name: layout.u32(bytes, 0)?,
-            offset: layout.word(bytes, offset)?,
-            size: layout.word(bytes, size)?,
-            link: layout.u32(bytes, link)?,
-            info: layout.u32(bytes, info)?,
-        })
-    }
-}
-
-/// Reads what matters from an ELF file: the loader, Go markers, class and machine. Program
-/// headers must be sound (the kernel needs them too); section headers are optional, and any
-/// fault in them only means they are not used.
+/// Reads what matters from an ELF file: the loader, Go markers, class and machine.
 pub(super) fn read_elf(file: &File) -> Result<ElfFacts, String> {
-    let ident = read_at(file, 0, 64).map_err(|e| format!("cannot read: {e}"))?;
-    if ident.len() < 16 {
-        return Err("truncated ELF header".into());
-    }
+    let cache = ReadCache::new(file);
+    // `e_ident`: the magic, the class (`EI_CLASS`, 4), the byte order (`EI_DATA`, 5)...
+    let ident = (&cache)
+        .read_bytes_at(0, size_of::<Ident>() as u64)
+        .map_err(|()| "truncated ELF header")?;
     let wide = match ident[4] {
-        1 => false,
-        2 => true,
+        ELFCLASS32 => false,
+        ELFCLASS64 => true,
         other => return Err(format!("unknown ELF class {other}")),
     };
-    let big = match ident[5] {
-        1 => false,
-        2 => true,
+    let endian = match ident[5] {
+        ELFDATA2LSB => Endianness::Little,
+        ELFDATA2MSB => Endianness::Big,
         other => return Err(format!("unknown ELF byte order {other}")),
     };
-    let layout = Layout { wide, big };
-    let header = Header::parse(layout, &ident).ok_or("truncated ELF header")?;
-    if header.e_type != ET_EXEC && header.e_type != ET_DYN {
+    // Not `FileHeader::parse`: it also refuses an `EI_VERSION` other than 1, which the kernel
+    // does not look at.
+    if wide {
+        read_class::<FileHeader64<Endianness>>(file, &cache, endian)
+    } else {
+        read_class::<FileHeader32<Endianness>>(file, &cache, endian)
+    }
+}
+
+/// `read_elf` for one ELF class, once its byte order is known.
+fn read_class<Elf: FileHeader<Endian = Endianness>>(
+    file: &File,
+    cache: &Cache<'_>,
+    endian: Endianness,
+) -> Result<ElfFacts, String> {
+    let header: &Elf = cache.read_at(0).map_err(|()| "truncated ELF header")?;
+    let e_type = header.e_type(endian);
+    if e_type != ET_EXEC && e_type != ET_DYN {
         return Err(format!(
-            "an ELF file, but not an executable (type {})",
-            header.e_type
+            "an ELF file, but not an executable (type {e_type})"
         ));
     }
-    let foreign = host_elf().is_some_and(|host| host != (wide, big, header.machine));
+    let this = (
+        header.is_type_64(),
+        endian.is_big_endian(),
+        header.e_machine(endian),
+    );
+    let foreign = host_elf().is_some_and(|host| host != this);
 
-    let sections = SectionTable::read(file, layout, &header);
-    let phnum = if header.phnum == PN_XNUM {
+    let sections = Sections::read(cache, header, endian);
+    let phnum = if header.e_phnum(endian) == PN_XNUM {
         sections
             .as_ref()
             .map(|s| u64::from(s.zeroth_info))
             .ok_or("the program-header count is in a section header that cannot be read")?
     } else {
-        header.phnum
+        header.e_phnum(endian).into()
     };
-    let segments = read_segments(file, layout, &header, phnum)?;
+    let segments = read_segments(cache, header, endian, phnum)?;
 
     let mut loader = None;
-    if let Some(interp) = segments.iter().find(|s| s.kind == PT_INTERP) {
-        if interp.filesz < 2 || interp.filesz > MAX_INTERP {
-            return Err(format!("PT_INTERP of {} bytes", interp.filesz));
+    if let Some(interp) = segments.iter().find(|s| s.p_type(endian) == PT_INTERP) {
+        let size: u64 = interp.p_filesz(endian).into();
+        if !(2..=MAX_INTERP).contains(&size) {
+            return Err(format!("PT_INTERP of {size} bytes"));
         }
-        let bytes = read_exact_at(file, interp.offset, interp.filesz, "PT_INTERP")?;
+        let bytes = interp
+            .data(endian, cache)
+            .map_err(|()| past_the_end("PT_INTERP"))?;
+        // As the kernel: the last byte must be the NUL, and the name ends at the first.
         let Some((&0, name)) = bytes.split_last() else {
             return Err("PT_INTERP is not NUL-terminated".into());
         };
@@ -260,9 +153,9 @@ pub(super) fn read_elf(file: &File) -> Result<ElfFacts, String> {
         loader = Some(PathBuf::from(OsStr::from_bytes(name)));
     }
 
-    let go = has_go_note(file, layout, &segments)
-        || sections.as_ref().is_some_and(SectionTable::has_go_section)
-        || has_go_magic_in_data(file, &segments)
+    let go = has_go_note::<Elf>(file, endian, &segments)
+        || sections.is_some_and(|s| s.has_go_section(endian))
+        || has_go_magic_in_data::<Elf>(file, endian, &segments)
         || has_go_magic_in(file, 0, GO_MAGIC_SCAN);
     Ok(ElfFacts {
         loader,
@@ -271,86 +164,100 @@ pub(super) fn read_elf(file: &File) -> Result<ElfFacts, String> {
     })
 }
 
-fn read_segments(
-    file: &File,
-    layout: Layout,
-    header: &Header,
+fn past_the_end(what: &str) -> String {
+    format!("truncated: {what} runs past the end of the file")
+}
+
+/// The program headers, `phnum` of them at `e_phoff`, `e_phentsize` bytes apart (at least an
+/// entry's size; the table at most `MAX_PHDR_TABLE`, as the kernel wants).
+fn read_segments<'data, Elf: FileHeader<Endian = Endianness>>(
+    cache: &'data Cache<'_>,
+    header: &Elf,
+    endian: Endianness,
     phnum: u64,
-) -> Result<Vec<Segment>, String> {
-    let min_size = if layout.wide { 56 } else { 32 };
+) -> Result<Vec<&'data Elf::ProgramHeader>, String> {
     if phnum == 0 {
         return Err("no program headers".into());
     }
-    if header.phentsize < min_size {
-        return Err(format!("program headers of {} bytes", header.phentsize));
+    let entry_size = u64::from(header.e_phentsize(endian));
+    if entry_size < size_of::<Elf::ProgramHeader>() as u64 {
+        return Err(format!("program headers of {entry_size} bytes"));
     }
-    let table_size = header
-        .phentsize
+    let table_size = entry_size
         .checked_mul(phnum)
         .filter(|&size| size <= MAX_PHDR_TABLE)
         .ok_or("the program-header table is larger than the kernel accepts")?;
-    let table = read_exact_at(file, header.phoff, table_size, "the program-header table")?;
+    let table = cache
+        .read_bytes_at(header.e_phoff(endian).into(), table_size)
+        .map_err(|()| past_the_end("the program-header table"))?;
+    entries(table, entry_size).ok_or_else(|| "malformed program header".into())
+}
+
+/// A table's entries, one every `stride` bytes; `None` if `stride` is shorter than an entry.
+fn entries<T: Pod>(table: &[u8], stride: u64) -> Option<Vec<&T>> {
+    let stride = usize::try_from(stride)
+        .ok()
+        .filter(|&stride| stride >= size_of::<T>() && stride > 0)?;
     table
-        .chunks_exact(header.phentsize as usize)
-        .map(|entry| Segment::parse(layout, entry).ok_or_else(|| "malformed program header".into()))
+        .chunks_exact(stride)
+        .map(|entry| pod::from_bytes::<T>(entry).ok().map(|(value, _)| value))
         .collect()
 }
 
 /// The section headers and their name table, when present and sound.
-struct SectionTable {
-    sections: Vec<Section>,
-    names: Vec<u8>,
+struct Sections<'data, Elf: FileHeader> {
+    headers: Vec<&'data Elf::SectionHeader>,
+    names: &'data [u8],
     /// Section 0's `sh_info`: the real program-header count when `e_phnum` is `PN_XNUM`.
     zeroth_info: u32,
 }
 
-impl SectionTable {
-    fn read(file: &File, layout: Layout, header: &Header) -> Option<SectionTable> {
-        let min_size = if layout.wide { 64 } else { 40 };
-        if header.shoff == 0 || header.shentsize < min_size {
+impl<'data, Elf: FileHeader<Endian = Endianness>> Sections<'data, Elf> {
+    fn read(cache: &'data Cache<'_>, header: &Elf, endian: Endianness) -> Option<Self> {
+        let entry_size = u64::from(header.e_shentsize(endian));
+        let offset: u64 = header.e_shoff(endian).into();
+        if offset == 0 || entry_size < size_of::<Elf::SectionHeader>() as u64 {
             return None;
         }
-        let entry = usize::try_from(header.shentsize).ok()?;
-        let zeroth_bytes = read_exact_at(file, header.shoff, header.shentsize, "").ok()?;
-        let zeroth = Section::parse(layout, &zeroth_bytes)?;
+        let zeroth: &Elf::SectionHeader = cache.read_at(offset).ok()?;
         // Huge counts and indexes overflow into section 0 (`SHN_XINDEX` rules).
-        let count = if header.shnum == 0 {
-            zeroth.size
-        } else {
-            header.shnum
+        let count = match header.e_shnum(endian) {
+            0 => zeroth.sh_size(endian).into(),
+            count => u64::from(count),
         };
-        let names_index = if header.shstrndx == SHN_XINDEX {
-            u64::from(zeroth.link)
-        } else {
-            header.shstrndx
+        let names_index = match header.e_shstrndx(endian) {
+            SHN_XINDEX => zeroth.sh_link(endian),
+            index => index.into(),
         };
-        let table_size = header
-            .shentsize
+        let table_size = entry_size
             .checked_mul(count)
             .filter(|&size| size <= MAX_SECTION_TABLE)?;
-        let table = read_exact_at(file, header.shoff, table_size, "").ok()?;
-        let sections: Vec<Section> = table
-            .chunks_exact(entry)
-            .map(|bytes| Section::parse(layout, bytes))
-            .collect::<Option<_>>()?;
-        let names_section = sections.get(usize::try_from(names_index).ok()?)?;
-        let names = if names_section.size <= MAX_SECTION_TABLE {
-            read_exact_at(file, names_section.offset, names_section.size, "").ok()?
-        } else {
+        let table = cache.read_bytes_at(offset, table_size).ok()?;
+        let headers: Vec<&Elf::SectionHeader> = entries(table, entry_size)?;
+        // Read whole (bounded), whatever its `sh_type` says: a name table that cannot be read
+        // means no section headers at all.
+        let names_section = headers.get(usize::try_from(names_index).ok()?)?;
+        let names_size: u64 = names_section.sh_size(endian).into();
+        if names_size > MAX_SECTION_TABLE {
             return None;
-        };
-        Some(SectionTable {
-            sections,
+        }
+        let names = cache
+            .read_bytes_at(names_section.sh_offset(endian).into(), names_size)
+            .ok()?;
+        Some(Sections {
+            headers,
             names,
-            zeroth_info: zeroth.info,
+            zeroth_info: zeroth.sh_info(endian),
         })
     }
 
     /// A section only Go's linker makes: `.go.buildinfo`, `.gopclntab` (or
-    /// `.data.rel.ro.gopclntab` in PIE builds), `.gosymtab`, `.note.go.buildid`.
-    fn has_go_section(&self) -> bool {
-        self.sections.iter().any(|section| {
-            let Some(name) = usize::try_from(section.name)
+    /// `.data.rel.ro.gopclntab` in PIE builds), `.gosymtab`, `.note.go.buildid`. A name runs
+    /// to its NUL or the table's end (object's `StringTable` would drop a name the table cuts
+    /// short; a Go binary missed would be preloaded, and its connections never seen).
+    fn has_go_section(&self, endian: Endianness) -> bool {
+        self.headers.iter().any(|section| {
+            let Some(name) = usize::try_from(section.sh_name(endian))
                 .ok()
                 .and_then(|start| self.names.get(start..))
             else {
@@ -367,43 +274,64 @@ impl SectionTable {
 
 /// A note owned by "Go" in a `PT_NOTE` segment: Go's build ID (type 4), which its linker puts
 /// in every ELF binary; other Go note types count too.
-fn has_go_note(file: &File, layout: Layout, segments: &[Segment]) -> bool {
+fn has_go_note<Elf: FileHeader<Endian = Endianness>>(
+    file: &File,
+    endian: Endianness,
+    segments: &[&Elf::ProgramHeader],
+) -> bool {
     segments
         .iter()
-        .filter(|s| s.kind == PT_NOTE)
+        .filter(|s| s.p_type(endian) == PT_NOTE)
         .any(|segment| {
-            let size = segment.filesz.min(MAX_NOTE_SEGMENT);
-            let Ok(notes) = read_exact_at(file, segment.offset, size, "") else {
+            let size = segment.p_filesz(endian).into().min(MAX_NOTE_SEGMENT);
+            let Ok(notes) = read_at(file, segment.p_offset(endian).into(), size) else {
                 return false;
             };
-            let align = if segment.align == 8 { 8 } else { 4 };
-            let mut at = 0usize;
-            while let (Some(namesz), Some(descsz)) = (
-                layout.u32(&notes, at),
-                layout.u32(&notes, at.saturating_add(4)),
-            ) {
-                let name_start = at.saturating_add(12);
-                let Some(name_end) = name_start.checked_add(namesz as usize) else {
-                    return false;
-                };
-                let Some(name) = notes.get(name_start..name_end) else {
-                    return false;
-                };
-                let name = name.split(|&b| b == 0).next().unwrap_or_default();
-                if name == b"Go" {
-                    return true;
-                }
-                let desc_start = align_up(name_end, align);
-                let next = desc_start
-                    .and_then(|d| d.checked_add(descsz as usize))
-                    .and_then(|end| align_up(end, align));
-                match next {
-                    Some(next) if next > at => at = next,
-                    _ => return false,
-                }
+            if (notes.len() as u64) < size {
+                return false;
             }
-            false
+            let align = if segment.p_align(endian).into() == 8 {
+                8
+            } else {
+                4
+            };
+            has_go_owner::<Elf>(&notes, endian, align)
         })
+}
+
+/// Whether a note in `notes` (one `PT_NOTE` segment's bytes, notes `align`ed) is owned by
+/// "Go". Not object's `NoteIterator`: it refuses a note whose descriptor runs past the segment
+/// before giving its owner; here the owner is read first, and counts (a Go binary missed would
+/// be preloaded, and its connections never seen).
+fn has_go_owner<Elf: FileHeader<Endian = Endianness>>(
+    notes: &[u8],
+    endian: Endianness,
+    align: usize,
+) -> bool {
+    let mut at = 0usize;
+    while let Some((header, _)) = notes
+        .get(at..)
+        .and_then(|rest| pod::from_bytes::<Elf::NoteHeader>(rest).ok())
+    {
+        let name_start = at + size_of::<Elf::NoteHeader>();
+        let Some(name_end) = name_start.checked_add(header.n_namesz(endian) as usize) else {
+            return false;
+        };
+        let Some(name) = notes.get(name_start..name_end) else {
+            return false;
+        };
+        if name.split(|&b| b == 0).next() == Some(b"Go") {
+            return true;
+        }
+        let next = align_up(name_end, align)
+            .and_then(|desc_start| desc_start.checked_add(header.n_descsz(endian) as usize))
+            .and_then(|desc_end| align_up(desc_end, align));
+        match next {
+            Some(next) if next > at => at = next,
+            _ => return false,
+        }
+    }
+    false
 }
 
 fn align_up(value: usize, align: usize) -> Option<usize> {
@@ -413,13 +341,17 @@ fn align_up(value: usize, align: usize) -> Option<usize> {
 /// Go's build-info magic near the start of a writable `PT_LOAD` segment, where Go's linker puts
 /// `.go.buildinfo` (first with its internal linker; after `.data` with an external one): found
 /// even when section headers and notes are stripped and the file is large.
-fn has_go_magic_in_data(file: &File, segments: &[Segment]) -> bool {
+fn has_go_magic_in_data<Elf: FileHeader<Endian = Endianness>>(
+    file: &File,
+    endian: Endianness,
+    segments: &[&Elf::ProgramHeader],
+) -> bool {
     segments
         .iter()
-        .filter(|s| s.kind == PT_LOAD && s.flags & PF_W != 0)
+        .filter(|s| s.p_type(endian) == PT_LOAD && s.p_flags(endian) & PF_W != 0)
         .any(|segment| {
-            let size = segment.filesz.min(GO_SEGMENT_SCAN);
-            has_go_magic_in(file, segment.offset, size)
+            let size = segment.p_filesz(endian).into().min(GO_SEGMENT_SCAN);
+            has_go_magic_in(file, segment.p_offset(endian).into(), size)
         })
 }
 
@@ -449,15 +381,6 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack
         .windows(needle.len())
         .any(|window| window == needle)
-}
-
-/// Reads exactly `len` bytes at `offset`, or says that `what` runs past the end of the file.
-fn read_exact_at(file: &File, offset: u64, len: u64, what: &str) -> Result<Vec<u8>, String> {
-    let bytes = read_at(file, offset, len).map_err(|e| format!("cannot read: {e}"))?;
-    if (bytes.len() as u64) < len {
-        return Err(format!("truncated: {what} runs past the end of the file"));
-    }
-    Ok(bytes)
 }
 
 #[cfg(test)]
@@ -574,6 +497,28 @@ mod tests {
         assert!(inspect_path(&elf.write(&dir, "not-go"))
             .unwrap()
             .honours_preload());
+    }
+
+    /// A note's owner is read before its descriptor: a Go note whose descriptor runs past its
+    /// segment still marks a Go binary (object's `NoteIterator` would refuse the note first).
+    #[test]
+    fn a_go_note_cut_short_still_counts() {
+        let dir = TempDir::new("go-note-cut");
+        let mut elf = SyntheticElf::native().interp(&host_loader());
+        let mut go_note = note(elf.big, "Go", 4, b"id");
+        let descsz = if elf.big {
+            0x1000u32.to_be_bytes()
+        } else {
+            0x1000u32.to_le_bytes()
+        };
+        go_note[4..8].copy_from_slice(&descsz);
+        elf.segments.push((PT_NOTE, 4, go_note));
+        assert_eq!(
+            inspect_path(&elf.write(&dir, "go-note-cut"))
+                .unwrap()
+                .obstacles,
+            [Obstacle::Go]
+        );
     }
 
     #[test]

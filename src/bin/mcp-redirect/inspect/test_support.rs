@@ -10,7 +10,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::elf::{host_elf, ET_DYN, PT_INTERP, PT_LOAD, PT_NOTE};
+use object::elf::{ET_DYN, PT_INTERP, PT_LOAD, PT_NOTE};
+
+use super::elf::host_elf;
 use super::path::resolve;
 use super::{inspect, Inspection};
 
