@@ -10,7 +10,8 @@
 //! - `path`: finding a command or a `#!` interpreter, as `execvp` and the kernel do;
 //! - `shebang`: a `#!` line, as the kernel's `binfmt_script` reads it;
 //! - `env_args`: what a `#!/usr/bin/env ...` line runs, and with which `PATH`, as `env` reads it;
-//! - `elf`: the final ELF file's loader, Go markers, class and machine.
+//! - `elf`: the final ELF file's loader, Go markers, class and machine (its structures parsed by
+//!   the `object` crate).
 //!
 //! Every read is bounded (the `#!` buffer; ELF headers, tables and notes by size limits; the
 //! scan for Go's build-info magic by its own limits), so a multi-hundred-megabyte binary costs a
@@ -308,7 +309,8 @@ fn open(path: &Path) -> Result<File, InspectError> {
 }
 
 /// Reads up to `len` bytes at `offset`: fewer at the end of the file. `len` is bounded by the
-/// caller; the buffer never exceeds the file's size.
+/// caller; the buffer never exceeds the file's size. For the `#!` buffer here, and `elf`'s notes
+/// and Go scan.
 fn read_at(file: &File, offset: u64, len: u64) -> io::Result<Vec<u8>> {
     let size = file.metadata()?.len();
     let available = size.saturating_sub(offset).min(len);
