@@ -13,6 +13,7 @@ pub mod real {
     pub use libc::{close, connect, freeaddrinfo, getaddrinfo, getsockopt, setsockopt};
 }
 pub mod epoll;
+pub mod exec;
 pub mod namespaces;
 pub mod privileges;
 pub mod seccomp;
@@ -296,6 +297,12 @@ pub fn trim_heap() {
 pub fn euid() -> u32 {
     // SAFETY: geteuid takes nothing and cannot fail.
     unsafe { libc::geteuid() }
+}
+
+/// The effective group id.
+pub fn egid() -> u32 {
+    // SAFETY: getegid takes nothing and cannot fail.
+    unsafe { libc::getegid() }
 }
 
 /// A file mapped read-only and shared: its pages are the page cache's, so every process that

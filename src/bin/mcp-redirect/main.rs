@@ -15,10 +15,10 @@
 mod check;
 mod completions;
 mod discover;
-mod elf;
 mod env;
 mod explain;
 mod init;
+mod inspect;
 mod install;
 mod launchers;
 mod learn;

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use mcp_redirect::config::{self, Config, GatewayKind, LogTarget, CONFIG_ENV, LOG_ENV};
 use mcp_redirect::rules::{Action, AddressMatch, HostMatch};
 
-use crate::elf;
+use crate::inspect;
 
 /// The library's file name, and the variable that may point at it.
 pub const LIBRARY: &str = "libmcp_redirect.so";
@@ -171,7 +171,7 @@ pub fn run(args: RunArgs) -> u8 {
     }
 
     let program = &args.command[0];
-    let inspection = match elf::inspect(program, std::env::var_os("PATH").as_deref()) {
+    let inspection = match inspect::inspect(program, std::env::var_os("PATH").as_deref()) {
         Ok(inspection) => inspection,
         Err(error) => {
             crate::complain(&error);
@@ -193,7 +193,7 @@ pub fn run(args: RunArgs) -> u8 {
         Mode::Supervise => true,
         Mode::Preload => false,
         Mode::Auto => {
-            use elf::Obstacle::*;
+            use inspect::Obstacle::*;
             let needs = inspection
                 .obstacles
                 .iter()
@@ -293,10 +293,10 @@ pub fn run(args: RunArgs) -> u8 {
 
 /// What a shell exits with when it cannot run a command: 127 when there is nothing by that
 /// name to execute, 126 when there is but it cannot be run.
-fn exit_code(error: &elf::InspectError) -> u8 {
+fn exit_code(error: &inspect::InspectError) -> u8 {
     match error {
-        elf::InspectError::NotFound(_) => 127,
-        elf::InspectError::NotExecutable(_) | elf::InspectError::Invalid(_) => 126,
+        inspect::InspectError::NotFound(_) => 127,
+        inspect::InspectError::NotExecutable(_) | inspect::InspectError::Invalid(_) => 126,
     }
 }
 
