@@ -1890,12 +1890,8 @@ go_binary() {
     local name out rc=0 cfg
     trust "$ca"
     name="a Go program (Debian's age): run --mode preload --strict refuses it"
-    if ! "$cli" run --help | grep -q -- '--mode'; then
-        out=$("$cli" run --config "$cfg_clients_squid" --strict -- "$(command -v age)" --version 2>&1) || rc=$?
-    else
-        out=$("$cli" run --config "$cfg_clients_squid" --mode preload --strict -- \
-            "$(command -v age)" --version 2>&1) || rc=$?
-    fi
+    out=$("$cli" run --config "$cfg_clients_squid" --mode preload --strict -- \
+        "$(command -v age)" --version 2>&1) || rc=$?
     if ((rc != 3)); then
         fail "$name" "exit $rc, expected 3: $(short 200 <<<"$out")"
     elif [[ $out != *"a Go program"* ]]; then
@@ -1905,10 +1901,6 @@ go_binary() {
     fi
 
     name="a Go client (Debian's gron) under run: the supervisor sends it through squid"
-    if ! "$cli" run --help | grep -q -- '--mode'; then
-        skip "$name" "this mcp-redirect has no supervise mode (run --mode)"
-        return 0
-    fi
     cfg=$(config go <<EOF
 default = "deny"
 
