@@ -20,7 +20,25 @@ pub struct View {
     /// Variable names its `env` sets.
     pub env: Vec<String>,
     /// What makes it a remote server, when something does: `url`, `serverUrl`, `type "http"`...
-    pub remote: Option<String>,
+    pub remote: Option<Remote>,
+}
+
+/// What makes an entry a remote server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Remote {
+    /// A remote transport named in `type`: it outweighs a `command` (the client goes by it).
+    Type(String),
+    /// A key that gives a server's address (`url`...): remote only when there is no `command`.
+    Key(&'static str),
+}
+
+impl std::fmt::Display for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Remote::Type(value) => write!(f, "type \"{value}\""),
+            Remote::Key(key) => f.write_str(key),
+        }
+    }
 }
 
 /// The `args` of an entry.
@@ -66,9 +84,9 @@ pub enum Plan {
 pub fn plan(view: &View) -> Plan {
     // A remote `type` outweighs a `command` (the client goes by the type); a URL alone makes
     // an entry remote only when it has no command.
-    if let Some(reason) = &view.remote {
-        if view.command.is_none() || is_remote_type(reason) {
-            return Plan::Remote(reason.clone());
+    if let Some(remote) = &view.remote {
+        if view.command.is_none() || matches!(remote, Remote::Type(_)) {
+            return Plan::Remote(remote.to_string());
         }
     }
     let Some(command) = &view.command else {
@@ -93,11 +111,6 @@ pub fn plan(view: &View) -> Plan {
         }
         _ => Plan::Wrap,
     }
-}
-
-/// Whether the remote reason came from `type` (which outweighs a `command`).
-fn is_remote_type(reason: &str) -> bool {
-    reason.starts_with("type")
 }
 
 /// For a wrapped entry (`mcp-redirect run [OPTIONS] -- CMD [ARGS...]`), the index in `args` of
@@ -144,10 +157,10 @@ pub fn is_this_program(command: &str) -> bool {
 }
 
 /// The remote reason for an entry's `type` value, if it names a remote transport.
-pub fn remote_type(value: &str) -> Option<String> {
+pub fn remote_type(value: &str) -> Option<Remote> {
     REMOTE_TYPES
         .contains(&value)
-        .then(|| format!("type \"{value}\""))
+        .then(|| Remote::Type(value.to_string()))
 }
 
 /// The notes for an entry that is wrapped: what its `env` sets that matters, and a container
@@ -232,13 +245,13 @@ mod tests {
             Plan::Skip(_)
         ));
         let mut remote = view(None, None);
-        remote.remote = Some("url".into());
+        remote.remote = Some(Remote::Key("url"));
         assert_eq!(plan(&remote), Plan::Remote("url".into()));
         let mut typed = view(Some("npx"), None);
         typed.remote = remote_type("http");
         assert_eq!(plan(&typed), Plan::Remote("type \"http\"".into()));
         let mut url_and_command = view(Some("npx"), None);
-        url_and_command.remote = Some("url".into());
+        url_and_command.remote = Some(Remote::Key("url"));
         assert_eq!(plan(&url_and_command), Plan::Wrap);
         assert!(matches!(plan(&view(None, None)), Plan::Skip(_)));
         let mut odd = view(Some("npx"), None);

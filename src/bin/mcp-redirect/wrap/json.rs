@@ -177,7 +177,7 @@ fn view_of(entry: &Object, holder: &Holder) -> View {
             entry::REMOTE_KEYS
                 .iter()
                 .find(|key| prop(entry, key).is_some())
-                .map(|key| key.to_string())
+                .map(|key| entry::Remote::Key(key))
         });
     view
 }

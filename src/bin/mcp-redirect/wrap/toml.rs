@@ -57,7 +57,7 @@ fn view_of(entry: &dyn TableLike) -> View {
             entry::REMOTE_KEYS
                 .iter()
                 .find(|key| entry.contains_key(key))
-                .map(|key| key.to_string())
+                .map(|key| entry::Remote::Key(key))
         });
     view
 }
