@@ -52,9 +52,10 @@ impl Config {
         self
     }
 
-    /// `[log] path = "PATH"`.
+    /// `[log] path = "PATH"` (a file, or `off`, or `stderr`).
     pub fn log(mut self, path: impl AsRef<Path>) -> Config {
-        self.log = Some(vec![format!("path = \"{}\"", path.as_ref().display())]);
+        let line = format!("path = \"{}\"", path.as_ref().display());
+        self.log.get_or_insert_with(Vec::new).insert(0, line);
         self
     }
 
