@@ -97,7 +97,7 @@ fn interfaces_here() -> &'static str {
 #[test]
 fn under_the_supervisor_no_attempt_gets_out_or_reaches_the_supervisor() {
     let scratch = Scratch::new("boundary");
-    let config = scratch.config("default = \"deny\"\n[log]\npath = \"off\"\n");
+    let config = Config::new().default("deny").log("off").write(&scratch);
     for linking in ["static", "dynamic"] {
         let binary = escape(&scratch, linking);
         for (user, isolate) in [
@@ -173,7 +173,7 @@ fn under_the_supervisor_no_attempt_gets_out_or_reaches_the_supervisor() {
 #[test]
 fn a_tree_that_kills_its_supervisor_is_cut_off() {
     let scratch = Scratch::new("boundary-kill");
-    let config = scratch.config("default = \"deny\"\n[log]\npath = \"off\"\n");
+    let config = Config::new().default("deny").log("off").write(&scratch);
     let binary = escape(&scratch, "static");
     let (target, reached) = denied_listener();
     let port = target.port().to_string();
@@ -211,7 +211,7 @@ fn a_tree_that_kills_its_supervisor_is_cut_off() {
 #[test]
 fn preloaded_the_library_is_no_boundary_for_a_program_that_wants_out() {
     let scratch = Scratch::new("boundary-preload");
-    let config = scratch.config("default = \"deny\"\n[log]\npath = \"off\"\n");
+    let config = Config::new().default("deny").log("off").write(&scratch);
     let binary = escape(&scratch, "dynamic");
     let (target, reached) = denied_listener();
     // Under a throwaway shell, which plays the supervisor's part: its parent.

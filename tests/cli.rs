@@ -19,25 +19,13 @@ fn cli(args: &[&str]) -> Run {
 }
 
 fn gateway_config(scratch: &Scratch, proxy: std::net::SocketAddr) -> PathBuf {
-    scratch.config(&format!(
-        r#"
-[log]
-path = "{}"
-[gateways.corp]
-kind = "http"
-endpoints = ["{proxy}"]
-[[rules]]
-host = "denied.example.test"
-action = "deny"
-[[rules]]
-host = "*.example.test"
-via = "corp"
-[[rules]]
-cidr = "127.0.0.0/8"
-action = "direct"
-"#,
-        scratch.log_path().display()
-    ))
+    Config::new()
+        .log(scratch.log_path())
+        .gateway("corp", "http", &[proxy])
+        .deny("denied.example.test")
+        .via("*.example.test", "corp")
+        .rule(r#"cidr = "127.0.0.0/8""#, r#"action = "direct""#)
+        .write(scratch)
 }
 
 #[test]
@@ -143,7 +131,7 @@ for line in sys.stdin:
 #[test]
 fn run_gives_the_programs_exit_status_and_signals() {
     let scratch = Scratch::new("cli-status");
-    let config = scratch.config("default = \"direct\"\n");
+    let config = Config::new().default("direct").write(&scratch);
     let config = config.to_str().unwrap();
     let out = cli(&["run", "--config", config, "--", "sh", "-c", "exit 7"]).output();
     assert_eq!(out.code, Some(7));
@@ -188,7 +176,7 @@ fn run_refuses_an_invalid_config_before_starting_anything() {
 #[test]
 fn run_dry_run_prints_absolute_paths_and_one_preload_entry() {
     let scratch = Scratch::new("cli-dry");
-    let config = scratch.config("default = \"direct\"\n");
+    let config = Config::new().default("direct").write(&scratch);
     let lib = std::fs::canonicalize(library()).unwrap();
     let out = cli(&[
         "run",
@@ -240,9 +228,13 @@ fn static_binary(scratch: &Scratch) -> PathBuf {
 fn run_sees_that_a_static_binary_would_ignore_the_library() {
     // With --mode preload (auto would supervise it: tests/supervise.rs).
     let scratch = Scratch::new("cli-static");
-    let config = scratch.config(
-        "default = \"corp\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"127.0.0.1:3128\"]\nusername = \"u\"\npassword_env = \"PW\"\n[[rules]]\nhost = \".internal.test\"\naction = \"direct\"\n",
-    );
+    let config = Config::new()
+        .default("corp")
+        .gateway("corp", "http", &["127.0.0.1:3128"])
+        .gateway_option(r#"username = "u""#)
+        .gateway_option(r#"password_env = "PW""#)
+        .rule(r#"host = ".internal.test""#, r#"action = "direct""#)
+        .write(&scratch);
     let binary = static_binary(&scratch);
     let config = config.to_str().unwrap();
     let bin = binary.to_str().unwrap();
@@ -297,7 +289,7 @@ fn run_sees_that_a_static_binary_would_ignore_the_library() {
 #[test]
 fn run_sees_that_a_setuid_binary_would_ignore_the_library() {
     let scratch = Scratch::new("cli-setuid");
-    let config = scratch.config("default = \"direct\"\n");
+    let config = Config::new().default("direct").write(&scratch);
     let copy = scratch.dir.join("true-setuid");
     std::fs::copy("/bin/true", &copy).unwrap();
     use std::os::unix::fs::PermissionsExt;
@@ -343,6 +335,7 @@ fn run_sees_that_a_setuid_binary_would_ignore_the_library() {
 #[test]
 fn check_reports_problems_with_key_paths_and_lines() {
     let scratch = Scratch::new("cli-check");
+    // Literal text: the message names the line of the bad regex.
     let bad = scratch.config("[[rules]]\nhost = \"a.test\"\naction = \"direct\"\n\n[[rules]]\nhost_regex = \"(unclosed\"\naction = \"deny\"\n");
     let out = cli(&["check", "--config", bad.to_str().unwrap()]).output();
     assert_eq!(out.code, Some(2));
@@ -353,9 +346,12 @@ fn check_reports_problems_with_key_paths_and_lines() {
         out.stderr
     );
 
-    let warned = scratch.config(
-        "[gateways.spare]\nkind = \"socks5\"\nendpoints = [\"127.0.0.1:1080\"]\n[[rules]]\nhost = \".example.test\"\naction = \"deny\"\n[[rules]]\nhost = \"api.example.test\"\nport = 443\naction = \"direct\"\n",
-    );
+    let warned = Config::new()
+        .gateway("spare", "socks5", &["127.0.0.1:1080"])
+        .deny(".example.test")
+        .rule(r#"host = "api.example.test""#, r#"action = "direct""#)
+        .and("port = 443")
+        .write(&scratch);
     let out = cli(&["check", "--config", warned.to_str().unwrap()]).output();
     let text = out.success();
     assert!(
@@ -377,9 +373,10 @@ fn check_reports_problems_with_key_paths_and_lines() {
     assert_eq!(out.code, Some(1));
 
     // A gateway whose handshakes stay inside connect() says so.
-    let inline = scratch.config(
-        "async_handshake = false\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"127.0.0.1:3128\"]\n",
-    );
+    let inline = Config::new()
+        .top("async_handshake = false")
+        .gateway("corp", "http", &["127.0.0.1:3128"])
+        .write(&scratch);
     let out = cli(&["check", "--config", inline.to_str().unwrap()]).output();
     assert!(
         out.stdout.contains("  corp (http): 127.0.0.1:3128; timeout 10000 ms; handshake inside connect() on non-blocking sockets too\n"),
@@ -393,11 +390,12 @@ fn check_connect_tries_every_endpoint() {
     let origin = Origin::start("origin");
     let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
     let scratch = Scratch::new("cli-connect");
-    let config = scratch.config(&format!(
-        "default = \"corp\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"{}\"]\n[gateways.dead]\nkind = \"http\"\nendpoints = [\"{}\"]\n[[rules]]\nport = 1\nvia = \"dead\"\n",
-        proxy.addr,
-        closed_port()
-    ));
+    let config = Config::new()
+        .default("corp")
+        .gateway("corp", "http", &[proxy.addr])
+        .gateway("dead", "http", &[closed_port()])
+        .rule("port = 1", r#"via = "dead""#)
+        .write(&scratch);
     let out = cli(&[
         "check",
         "--connect",
@@ -538,7 +536,7 @@ fn init_writes_configs_that_check_accepts() {
 #[test]
 fn run_strict_says_what_it_cannot_check() {
     let scratch = Scratch::new("cli-strict-note");
-    let config = scratch.config("default = \"direct\"\n");
+    let config = Config::new().default("direct").write(&scratch);
     let out = cli(&[
         "run",
         "--strict",
@@ -562,7 +560,7 @@ fn run_strict_says_what_it_cannot_check() {
 #[test]
 fn run_exits_127_for_a_missing_command_and_126_for_one_that_cannot_run() {
     let scratch = Scratch::new("cli-exit-codes");
-    let config = scratch.config("default = \"direct\"\n");
+    let config = Config::new().default("direct").write(&scratch);
     let config = config.to_str().unwrap();
     let write = |name: &str, text: &str, mode: u32| {
         use std::os::unix::fs::PermissionsExt;

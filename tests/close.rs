@@ -75,37 +75,6 @@ fn serve(mut stream: TcpStream, seen: &Mutex<Vec<(u64, u64)>>) {
     let _ = stream.read(&mut [0u8; 1]);
 }
 
-/// A config that sends `*.gw.test` through an HTTP CONNECT gateway and `*.socks.test` through a
-/// SOCKS5 one, logging to the scratch directory; the rest goes direct.
-fn config(
-    scratch: &Scratch,
-    http: SocketAddr,
-    socks: SocketAddr,
-    extra: &str,
-) -> std::path::PathBuf {
-    scratch.config(&format!(
-        r#"
-default = "direct"
-{extra}
-[log]
-path = "{log}"
-[gateways.corp]
-kind = "http"
-endpoints = ["{http}"]
-[gateways.sock]
-kind = "socks5"
-endpoints = ["{socks}"]
-[[rules]]
-host = "*.gw.test"
-via = "corp"
-[[rules]]
-host = "*.socks.test"
-via = "sock"
-"#,
-        log = scratch.log_path().display()
-    ))
-}
-
 struct Gateways {
     origin: SizedOrigin,
     http: ConnectProxy,
@@ -124,8 +93,16 @@ impl Gateways {
         }
     }
 
-    fn config(&self, scratch: &Scratch, extra: &str) -> std::path::PathBuf {
-        config(scratch, self.http.addr, self.socks.addr, extra)
+    /// A config that sends `*.gw.test` through the HTTP CONNECT gateway and `*.socks.test`
+    /// through the SOCKS5 one, logging to the scratch directory; the rest goes direct.
+    fn config(&self, scratch: &Scratch) -> Config {
+        Config::new()
+            .default("direct")
+            .log(scratch.log_path())
+            .gateway("corp", "http", &[self.http.addr])
+            .gateway("sock", "socks5", &[self.socks.addr])
+            .via("*.gw.test", "corp")
+            .via("*.socks.test", "sock")
     }
 }
 
@@ -173,7 +150,7 @@ fn pair<'a>(log: &'a [Value], host: &str) -> (&'a Value, &'a Value) {
 fn curl_direct_and_through_both_gateways_logs_the_payload_each_way() {
     let g = Gateways::start();
     let scratch = Scratch::new("close-curl");
-    let config = g.config(&scratch, "");
+    let config = g.config(&scratch).write(&scratch);
     let upload = scratch.dir.join("upload");
     std::fs::write(&upload, vec![b'u'; 5000]).unwrap();
     let port = g.origin.addr.port();
@@ -220,7 +197,7 @@ fn curl_direct_and_through_both_gateways_logs_the_payload_each_way() {
 fn python_blocking_and_asyncio_connections_through_gateways_are_counted_exactly() {
     let g = Gateways::start();
     let scratch = Scratch::new("close-python");
-    let config = g.config(&scratch, "");
+    let config = g.config(&scratch).write(&scratch);
     let port = g.origin.addr.port();
     // A blocking socket (the synchronous handshake, bytes counted on the program's socket less
     // the handshake) and asyncio (the relay, less its filler).
@@ -272,7 +249,7 @@ print(asyncio.run(nonblocking("async.gw.test", 250000)), asyncio.run(nonblocking
 fn node_fetch_through_a_gateway_is_counted_and_its_exit_writes_what_stayed_open() {
     let g = Gateways::start();
     let scratch = Scratch::new("close-node");
-    let config = g.config(&scratch, "");
+    let config = g.config(&scratch).write(&scratch);
     let port = g.origin.addr.port();
     // Node's fetch pools the connection (keep-alive); the origin's `Connection: close` ends it.
     // A second, raw socket is left open when the process exits: its line says `exit`.
@@ -311,7 +288,7 @@ const net = require('net');
 fn a_program_that_exits_with_sockets_open_gets_their_lines_and_dup2_over_one_writes_it() {
     let g = Gateways::start();
     let scratch = Scratch::new("close-exit");
-    let config = g.config(&scratch, "");
+    let config = g.config(&scratch).write(&scratch);
     let port = g.origin.addr.port();
     // libc's exit() without Python closing anything first: the library's exit handler writes
     // the lines. dup2 over a connected socket ends that connection for the program.
@@ -356,7 +333,7 @@ ctypes.CDLL(None).exit(0)
 fn a_fork_child_closing_an_inherited_socket_writes_no_second_line() {
     let g = Gateways::start();
     let scratch = Scratch::new("close-fork");
-    let config = g.config(&scratch, "");
+    let config = g.config(&scratch).write(&scratch);
     let port = g.origin.addr.port();
     let script = format!(
         r#"
@@ -389,11 +366,10 @@ print(got)
 fn the_ecs_format_maps_duration_and_bytes() {
     let g = Gateways::start();
     let scratch = Scratch::new("close-ecs");
-    let config = g.config(&scratch, "");
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("[log]\n", "[log]\nformat = \"ecs\"\n");
-    std::fs::write(&config, text).unwrap();
+    let config = g
+        .config(&scratch)
+        .log_option("format = \"ecs\"")
+        .write(&scratch);
     let port = g.origin.addr.port();
     let out = Run::new(
         "curl",
@@ -470,11 +446,10 @@ for host in ["off.gw.test", "direct.test"]:
     };
 
     let scratch = Scratch::new("close-off");
-    let config = g.config(&scratch, "");
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("[log]\n", "[log]\nclose = false\n");
-    std::fs::write(&config, text).unwrap();
+    let config = g
+        .config(&scratch)
+        .log_option("close = false")
+        .write(&scratch);
     fetch(&config);
     assert_eq!(
         kinds(&scratch.log()),
@@ -482,11 +457,10 @@ for host in ["off.gw.test", "direct.test"]:
     );
 
     let scratch = Scratch::new("close-no-direct");
-    let config = g.config(&scratch, "");
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("[log]\n", "[log]\ndirect = false\n");
-    std::fs::write(&config, text).unwrap();
+    let config = g
+        .config(&scratch)
+        .log_option("direct = false")
+        .write(&scratch);
     fetch(&config);
     assert_eq!(
         kinds(&scratch.log()),
@@ -500,11 +474,10 @@ fn report_totals_bytes_per_host_gateway_and_process_in_both_formats() {
     let port = g.origin.addr.port();
     for format in ["native", "ecs"] {
         let scratch = Scratch::new("close-report");
-        let config = g.config(&scratch, "");
-        let text = std::fs::read_to_string(&config)
-            .unwrap()
-            .replace("[log]\n", &format!("[log]\nformat = \"{format}\"\n"));
-        std::fs::write(&config, text).unwrap();
+        let config = g
+            .config(&scratch)
+            .log_option(&format!("format = \"{format}\""))
+            .write(&scratch);
         let script = format!(
             r#"
 import socket

@@ -4,17 +4,12 @@
 
 use crate::support::*;
 
-/// A config whose gateway is a CONNECT proxy that records every request.
-fn config_with(
-    scratch: &Scratch,
-    proxy: std::net::SocketAddr,
-    rules: &str,
-    default: &str,
-) -> std::path::PathBuf {
-    scratch.config(&format!(
-        "default = \"{default}\"\n[log]\npath = \"{}\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"{proxy}\"]\n{rules}",
-        scratch.log_path().display()
-    ))
+/// A config whose gateway `corp` is a CONNECT proxy that records every request; tests add the
+/// default and their rules.
+fn corp(scratch: &Scratch, proxy: std::net::SocketAddr) -> Config {
+    Config::new()
+        .log(scratch.log_path())
+        .gateway("corp", "http", &[proxy])
 }
 
 /// A Python script that connects to each (host, port) and prints `ok` or the errno.
@@ -43,12 +38,11 @@ fn denied_hosts_fail_with_eacces_everywhere() {
     let origin = Origin::start("origin");
     let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
     let scratch = Scratch::new("deny");
-    let config = config_with(
-        &scratch,
-        proxy.addr,
-        "[[rules]]\nhost = \"evil.example.test\"\naction = \"deny\"\n[[rules]]\nhost = \"*.example.test\"\nvia = \"corp\"\n",
-        "direct",
-    );
+    let config = corp(&scratch, proxy.addr)
+        .default("direct")
+        .deny("evil.example.test")
+        .via("*.example.test", "corp")
+        .write(&scratch);
     let out = Run::python(&try_connects(&[
         ("evil.example.test", 443),
         ("EVIL.Example.TEST.", 80),
@@ -94,12 +88,10 @@ fn direct_hosts_go_direct() {
     let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
     let scratch = Scratch::new("direct");
     // Everything else goes through the proxy; localhost is direct by rule.
-    let config = config_with(
-        &scratch,
-        proxy.addr,
-        "[[rules]]\nhost = \"localhost\"\naction = \"direct\"\n",
-        "corp",
-    );
+    let config = corp(&scratch, proxy.addr)
+        .default("corp")
+        .rule(r#"host = "localhost""#, r#"action = "direct""#)
+        .write(&scratch);
     let script = format!(
         "import urllib.request\nprint(urllib.request.urlopen('http://localhost:{}/direct', timeout=20).read().decode())",
         origin.addr.port()
@@ -129,7 +121,7 @@ fn a_default_gateway_never_gets_loopback_traffic() {
     let origin = Origin::start("origin");
     let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
     let scratch = Scratch::new("loopback");
-    let config = config_with(&scratch, proxy.addr, "", "corp");
+    let config = corp(&scratch, proxy.addr).default("corp").write(&scratch);
     // curl answers "localhost" itself, without the resolver: connect() sees only 127.0.0.1.
     let url = format!("http://localhost:{}/", origin.addr.port());
     let out = Run::curl(&url).config(&config).output();
@@ -147,12 +139,10 @@ fn a_default_gateway_never_gets_loopback_traffic() {
         "loopback (a default gateway does not apply)"
     );
     // An explicit rule still applies to loopback.
-    let config = config_with(
-        &scratch,
-        proxy.addr,
-        "[[rules]]\ncidr = \"127.0.0.0/8\"\naction = \"deny\"\n",
-        "corp",
-    );
+    let config = corp(&scratch, proxy.addr)
+        .default("corp")
+        .rule(r#"cidr = "127.0.0.0/8""#, r#"action = "deny""#)
+        .write(&scratch);
     let out = Run::curl(&url).config(&config).output();
     assert_eq!(out.code, Some(7));
 }
@@ -162,12 +152,11 @@ fn literal_addresses_are_routed_by_cidr_and_sent_as_addresses() {
     let origin = Origin::start("origin");
     let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
     let scratch = Scratch::new("cidr");
-    let config = config_with(
-        &scratch,
-        proxy.addr,
-        "[[rules]]\ncidr = \"127.10.0.0/16\"\nvia = \"corp\"\n[[rules]]\ncidr = \"127.20.0.0/16\"\naction = \"deny\"\n",
-        "deny",
-    );
+    let config = corp(&scratch, proxy.addr)
+        .default("deny")
+        .rule(r#"cidr = "127.10.0.0/16""#, r#"via = "corp""#)
+        .rule(r#"cidr = "127.20.0.0/16""#, r#"action = "deny""#)
+        .write(&scratch);
     // Loopback addresses only, so that a broken library could not send a packet anywhere else:
     // the gateway's, a denied one, and one only the (deny) default matches.
     let out = Run::python(&try_connects(&[
@@ -197,24 +186,17 @@ fn ports_regexes_and_processes_combine() {
     let origin = Origin::start("origin");
     let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
     let scratch = Scratch::new("combine");
-    let config = config_with(
-        &scratch,
-        proxy.addr,
-        r#"
-[[rules]]
-host_regex = "api[0-9]+\\.example\\.test"
-port = "8000-8999"
-via = "corp"
-[[rules]]
-host = "*.example.test"
-process = "curl"
-via = "corp"
-[[rules]]
-host = ".example.test"
-action = "deny"
-"#,
-        "direct",
-    );
+    let config = corp(&scratch, proxy.addr)
+        .default("direct")
+        .rule(
+            r#"host_regex = "api[0-9]+\\.example\\.test""#,
+            r#"via = "corp""#,
+        )
+        .and(r#"port = "8000-8999""#)
+        .via("*.example.test", "corp")
+        .and(r#"process = "curl""#)
+        .deny(".example.test")
+        .write(&scratch);
     let out = Run::python(&try_connects(&[
         ("api7.example.test", 8443),
         ("API7.example.test", 9000),
@@ -262,12 +244,12 @@ fn a_host_routed_on_one_port_goes_direct_on_another() {
     let origin = Origin::start("origin");
     let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
     let scratch = Scratch::new("port-direct");
-    let config = config_with(
-        &scratch,
-        proxy.addr,
-        "[[rules]]\nhost = \"svc.example.test\"\nport = 443\nvia = \"corp\"\n[[rules]]\nhost = \"svc.example.test\"\naction = \"direct\"\n",
-        "deny",
-    );
+    let config = corp(&scratch, proxy.addr)
+        .default("deny")
+        .via("svc.example.test", "corp")
+        .and("port = 443")
+        .rule(r#"host = "svc.example.test""#, r#"action = "direct""#)
+        .write(&scratch);
     // The name gets a fake address (a rule could route it). Connecting on a port that goes
     // direct makes the library resolve it for real; for that the test gives the name a real
     // address in the private /etc/hosts, rewritten after the library has read the original.
@@ -316,12 +298,11 @@ fn udp_to_routed_or_denied_hosts_is_refused() {
     let origin = Origin::start("origin");
     let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
     let scratch = Scratch::new("udp");
-    let config = config_with(
-        &scratch,
-        proxy.addr,
-        "[[rules]]\nhost = \"quic.example.test\"\nvia = \"corp\"\n[[rules]]\nhost = \"bad.example.test\"\naction = \"deny\"\n",
-        "direct",
-    );
+    let config = corp(&scratch, proxy.addr)
+        .default("direct")
+        .via("quic.example.test", "corp")
+        .deny("bad.example.test")
+        .write(&scratch);
     let script = r#"
 import socket
 for host in ["quic.example.test", "bad.example.test", "127.0.0.1"]:
@@ -352,10 +333,10 @@ for host in ["quic.example.test", "bad.example.test", "127.0.0.1"]:
 fn unix_sockets_are_untouched_and_unlogged() {
     let scratch = Scratch::new("unix");
     // Even a config that denies everything leaves AF_UNIX alone.
-    let config = scratch.config(&format!(
-        "default = \"deny\"\n[log]\npath = \"{}\"\n",
-        scratch.log_path().display()
-    ));
+    let config = Config::new()
+        .default("deny")
+        .log(scratch.log_path())
+        .write(&scratch);
     let sock = scratch.dir.join("s.sock");
     let script = format!(
         r#"
@@ -455,10 +436,10 @@ fn an_ipv6_address_in_its_short_rfc2133_form_is_still_decided() {
     let listener = std::net::TcpListener::bind("[::1]:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let scratch = Scratch::new("short-v6");
-    let config = scratch.config(&format!(
-        "default = \"deny\"\n[log]\npath = \"{}\"\n",
-        scratch.log_path().display()
-    ));
+    let config = Config::new()
+        .default("deny")
+        .log(scratch.log_path())
+        .write(&scratch);
     let script = format!(
         r#"
 import ctypes, socket, struct
@@ -487,10 +468,10 @@ for length in (28, 24, 20):
 fn names_sharing_an_address_cannot_launder_a_denied_one() {
     let origin = Origin::start("origin");
     let scratch = Scratch::new("shared-ip");
-    let config = scratch.config(&format!(
-        "[log]\npath = \"{}\"\n[[rules]]\nhost = \"denied.test\"\naction = \"deny\"\n",
-        scratch.log_path().display()
-    ));
+    let config = Config::new()
+        .log(scratch.log_path())
+        .deny("denied.test")
+        .write(&scratch);
     // Both names are 127.0.0.1. Looking up the allowed one last must not make the address pass.
     let script = format!(
         r#"
@@ -523,10 +504,13 @@ except OSError as e:
 fn strict_mode_refuses_datagrams_to_routed_and_denied_destinations() {
     let scratch = Scratch::new("strict-udp");
     let config_text = |strict: bool| {
-        format!(
-            "strict = {strict}\n[log]\npath = \"{}\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"127.0.0.1:9\"]\n[[rules]]\nhost = \"quic.example.test\"\nvia = \"corp\"\n[[rules]]\ncidr = \"10.0.0.0/8\"\naction = \"deny\"\n",
-            scratch.log_path().display()
-        )
+        Config::new()
+            .top(&format!("strict = {strict}"))
+            .log(scratch.log_path())
+            .gateway("corp", "http", &["127.0.0.1:9"])
+            .via("quic.example.test", "corp")
+            .rule(r#"cidr = "10.0.0.0/8""#, r#"action = "deny""#)
+            .text()
     };
     // The child has a network of its own (loopback only), where its own UDP receiver stands in
     // for "direct": datagrams to it must still go, and a refused one could not leave anyway.
@@ -592,10 +576,10 @@ except OSError as e:
 #[test]
 fn nat64_and_ipv4_compatible_spellings_of_a_denied_address_are_denied() {
     let scratch = Scratch::new("nat64");
-    let config = scratch.config(&format!(
-        "[log]\npath = \"{}\"\n[[rules]]\ncidr = \"192.0.2.0/24\"\naction = \"deny\"\n",
-        scratch.log_path().display()
-    ));
+    let config = Config::new()
+        .log(scratch.log_path())
+        .rule(r#"cidr = "192.0.2.0/24""#, r#"action = "deny""#)
+        .write(&scratch);
     // Each spelling is refused before the kernel sees it: EACCES only comes from the library
     // (and the child's network of its own has nowhere to send a packet if it did not).
     let script = r#"
@@ -620,10 +604,10 @@ for addr in ["::ffff:192.0.2.7", "::192.0.2.7", "64:ff9b::192.0.2.7", "64:ff9b::
 #[test]
 fn dunder_connect_is_decided_too() {
     let scratch = Scratch::new("dunder-connect");
-    let config = scratch.config(&format!(
-        "default = \"deny\"\n[log]\npath = \"{}\"\n",
-        scratch.log_path().display()
-    ));
+    let config = Config::new()
+        .default("deny")
+        .log(scratch.log_path())
+        .write(&scratch);
     let origin = Origin::start("origin");
     let script = format!(
         r#"
@@ -643,10 +627,10 @@ print(libc.__connect(s.fileno(), sa, len(sa)), ctypes.get_errno())
 fn children_started_with_vfork_or_posix_spawn_are_decided_too() {
     let origin = Origin::start("origin");
     let scratch = Scratch::new("spawn");
-    let config = scratch.config(&format!(
-        "default = \"deny\"\n[log]\npath = \"{}\"\n",
-        scratch.log_path().display()
-    ));
+    let config = Config::new()
+        .default("deny")
+        .log(scratch.log_path())
+        .write(&scratch);
     // Python's subprocess uses vfork/posix_spawn; os.posix_spawn is the libc call itself. The
     // children inherit LD_PRELOAD and the config, and are decided like their parent.
     let url = format!("http://127.0.0.1:{}/", origin.addr.port());
@@ -676,10 +660,11 @@ print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
 #[test]
 fn msg_fastopen_on_a_datagram_is_still_a_datagram() {
     let scratch = Scratch::new("udp-fastopen");
-    let config = scratch.config(&format!(
-        "default = \"deny\"\nstrict = true\n[log]\npath = \"{}\"\n",
-        scratch.log_path().display()
-    ));
+    let config = Config::new()
+        .default("deny")
+        .top("strict = true")
+        .log(scratch.log_path())
+        .write(&scratch);
     // The flag means nothing on UDP; it must not carry the datagram past the check.
     let script = r#"
 import socket

@@ -8,10 +8,20 @@ use crate::support::dns::{SrvRecord, SrvServer};
 use crate::support::*;
 
 fn config(scratch: &Scratch, dns: std::net::SocketAddr, ttl_bounds: &str) -> std::path::PathBuf {
-    scratch.config(&format!(
-        "[log]\npath = \"{}\"\n[discovery]\nnameserver = \"{dns}\"\ntimeout_ms = 300\n{ttl_bounds}\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"srv:_gateway._tcp.proxy.service.consul\"]\nconnect_timeout_ms = 3000\n[[rules]]\nhost = \"*.example.test\"\nvia = \"corp\"\n",
-        scratch.log_path().display()
-    ))
+    Config::new()
+        .log(scratch.log_path())
+        .table(
+            "discovery",
+            &[
+                &format!("nameserver = \"{dns}\""),
+                "timeout_ms = 300",
+                ttl_bounds,
+            ],
+        )
+        .gateway("corp", "http", &["srv:_gateway._tcp.proxy.service.consul"])
+        .gateway_option("connect_timeout_ms = 3000")
+        .via("*.example.test", "corp")
+        .write(scratch)
 }
 
 fn record(priority: u16, weight: u16, target: std::net::SocketAddr) -> SrvRecord {

@@ -6,13 +6,13 @@ use std::net::SocketAddr;
 
 use crate::support::*;
 
-fn config(scratch: &Scratch, endpoints: &[SocketAddr], extra: &str) -> std::path::PathBuf {
-    let list: Vec<String> = endpoints.iter().map(|e| format!("\"{e}\"")).collect();
-    scratch.config(&format!(
-        "[log]\npath = \"{}\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [{}]\n{extra}\n[[rules]]\nhost = \"*.example.test\"\nvia = \"corp\"\n",
-        scratch.log_path().display(),
-        list.join(", ")
-    ))
+fn config(scratch: &Scratch, endpoints: &[SocketAddr], options: &str) -> std::path::PathBuf {
+    Config::new()
+        .log(scratch.log_path())
+        .gateway("corp", "http", endpoints)
+        .gateway_option(options)
+        .via("*.example.test", "corp")
+        .write(scratch)
 }
 
 /// A Python script making `n` GET requests to `url` (each a new connection), pausing `pause`

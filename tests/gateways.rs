@@ -6,23 +6,15 @@ use crate::support::*;
 fn http_gateway_config(
     scratch: &Scratch,
     proxy: std::net::SocketAddr,
-    extra: &str,
+    options: &str,
 ) -> std::path::PathBuf {
-    scratch.config(&format!(
-        r#"
-default = "direct"
-[log]
-path = "{log}"
-[gateways.corp]
-kind = "http"
-endpoints = ["{proxy}"]
-{extra}
-[[rules]]
-host = "*.example.test"
-via = "corp"
-"#,
-        log = scratch.log_path().display()
-    ))
+    Config::new()
+        .default("direct")
+        .log(scratch.log_path())
+        .gateway("corp", "http", &[proxy])
+        .gateway_option(options)
+        .via("*.example.test", "corp")
+        .write(scratch)
 }
 
 #[test]
@@ -302,25 +294,15 @@ fn an_unreachable_gateway_fails_closed() {
 fn socks_config(
     scratch: &Scratch,
     server: std::net::SocketAddr,
-    extra: &str,
+    options: &str,
 ) -> std::path::PathBuf {
-    scratch.config(&format!(
-        r#"
-[log]
-path = "{log}"
-[gateways.socks]
-kind = "socks5"
-endpoints = ["{server}"]
-{extra}
-[[rules]]
-host = ".example.test"
-via = "socks"
-[[rules]]
-cidr = "127.10.0.0/16"
-via = "socks"
-"#,
-        log = scratch.log_path().display()
-    ))
+    Config::new()
+        .log(scratch.log_path())
+        .gateway("socks", "socks5", &[server])
+        .gateway_option(options)
+        .via(".example.test", "socks")
+        .rule(r#"cidr = "127.10.0.0/16""#, r#"via = "socks""#)
+        .write(scratch)
 }
 
 #[test]
@@ -413,21 +395,12 @@ fn rewrite_connects_to_the_api_gateway_instead() {
     // The "API gateway" is an origin that routes on the Host header.
     let api_gateway = Origin::start("api-gateway");
     let scratch = Scratch::new("rewrite");
-    let config = scratch.config(&format!(
-        r#"
-[log]
-path = "{}"
-[gateways.kong]
-kind = "rewrite"
-endpoints = ["{}"]
-[[rules]]
-host = "api.openai.test"
-port = 80
-via = "kong"
-"#,
-        scratch.log_path().display(),
-        api_gateway.addr
-    ));
+    let config = Config::new()
+        .log(scratch.log_path())
+        .gateway("kong", "rewrite", &[api_gateway.addr])
+        .via("api.openai.test", "kong")
+        .and("port = 80")
+        .write(&scratch);
     let out = Run::curl("http://api.openai.test/v1/chat")
         .config(&config)
         .output();
@@ -450,11 +423,11 @@ fn a_program_that_talks_to_the_proxy_itself_is_not_proxied_twice() {
     let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
     let scratch = Scratch::new("endpoint-direct");
     // Even with everything routed through the proxy by default...
-    let config = scratch.config(&format!(
-        "default = \"corp\"\n[log]\npath = \"{}\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"{}\"]\n",
-        scratch.log_path().display(),
-        proxy.addr
-    ));
+    let config = Config::new()
+        .default("corp")
+        .log(scratch.log_path())
+        .gateway("corp", "http", &[proxy.addr])
+        .write(&scratch);
     // ...curl's own -x connection to the proxy goes straight to it.
     let out = Run::new(
         "curl",
@@ -529,11 +502,12 @@ fn tcp_fast_open_sends_are_decided_like_connects() {
     let origin = Origin::start("origin");
     let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
     let scratch = Scratch::new("fastopen");
-    let config = scratch.config(&format!(
-        "default = \"deny\"\n[log]\npath = \"{}\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"{}\"]\n[[rules]]\nhost = \"*.example.test\"\nvia = \"corp\"\n",
-        scratch.log_path().display(),
-        proxy.addr
-    ));
+    let config = Config::new()
+        .default("deny")
+        .log(scratch.log_path())
+        .gateway("corp", "http", &[proxy.addr])
+        .via("*.example.test", "corp")
+        .write(&scratch);
     // sendto(MSG_FASTOPEN) opens a TCP connection without connect(): a denied destination must
     // refuse it, and a routed one must go through the gateway with its payload.
     let script = format!(
@@ -592,10 +566,12 @@ fn a_rewrite_gateway_can_receive_a_proxy_v2_header() {
         (head, rest, request, peer)
     });
     let scratch = Scratch::new("proxy-v2");
-    let config = scratch.config(&format!(
-        "[log]\npath = \"{}\"\n[gateways.kong]\nkind = \"rewrite\"\nendpoints = [\"{gateway}\"]\nproxy_protocol = \"v2\"\n[[rules]]\nhost = \"api.openai.test\"\nvia = \"kong\"\n",
-        scratch.log_path().display()
-    ));
+    let config = Config::new()
+        .log(scratch.log_path())
+        .gateway("kong", "rewrite", &[gateway])
+        .gateway_option(r#"proxy_protocol = "v2""#)
+        .via("api.openai.test", "kong")
+        .write(&scratch);
     let out = Run::curl("http://api.openai.test:8080/v1/models")
         .config(&config)
         .output();

@@ -5,10 +5,12 @@
 use crate::support::*;
 
 fn config(scratch: &Scratch, kind: &str, endpoint: std::net::SocketAddr) -> std::path::PathBuf {
-    scratch.config(&format!(
-        "[log]\npath = \"{}\"\n[gateways.g]\nkind = \"{kind}\"\nendpoints = [\"{endpoint}\"]\nconnect_timeout_ms = 1500\n[[rules]]\nhost = \"*.example.test\"\nvia = \"g\"\n",
-        scratch.log_path().display()
-    ))
+    Config::new()
+        .log(scratch.log_path())
+        .gateway("g", kind, &[endpoint])
+        .gateway_option("connect_timeout_ms = 1500")
+        .via("*.example.test", "g")
+        .write(scratch)
 }
 
 /// Connects to api.example.test:80 and prints the errno (or "ok" and the body), then whether
@@ -171,11 +173,13 @@ fn so_sndtimeo_bounds_a_blocking_handshake_and_signals_do_not_break_it() {
     );
     let scratch = Scratch::new("sndtimeo");
     // A 10 s budget, but the program asks for 300 ms with SO_SNDTIMEO.
-    let config = scratch.config(&format!(
-        "[log]\npath = \"{}\"\n[gateways.g]\nkind = \"http\"\nendpoints = [\"{silent}\"]\n[gateways.slow]\nkind = \"http\"\nendpoints = [\"{}\"]\n[[rules]]\nhost = \"slow.example.test\"\nvia = \"slow\"\n[[rules]]\nhost = \"*.example.test\"\nvia = \"g\"\n",
-        scratch.log_path().display(),
-        slow.addr
-    ));
+    let config = Config::new()
+        .log(scratch.log_path())
+        .gateway("g", "http", &[silent])
+        .gateway("slow", "http", &[slow.addr])
+        .via("slow.example.test", "slow")
+        .via("*.example.test", "g")
+        .write(&scratch);
     let script = r#"
 import signal, socket, struct, time
 s = socket.socket()

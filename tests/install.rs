@@ -123,7 +123,7 @@ fn install_copies_the_three_files_and_the_copy_runs_curl_through_the_gateway() {
 #[test]
 fn installing_again_even_the_copy_over_itself_leaves_the_same_files() {
     let scratch = Scratch::new("install-again");
-    let config = scratch.config("default = \"direct\"\n");
+    let config = Config::new().default("direct").write(&scratch);
     let dir = scratch.dir.join("mcp-redirect");
     let first = install(Path::new(CLI), &dir, Some(&config));
     first.success();
@@ -172,9 +172,11 @@ fn a_password_variable_unset_in_the_installer_is_only_a_note() {
     // An init container does not hold the program's secrets: the config is installed, and the
     // library checks the variable where the program runs.
     let scratch = Scratch::new("install-password");
-    let config = scratch.config(
-        "[gateways.corp]\nkind = \"http\"\nendpoints = [\"127.0.0.1:3128\"]\nusername = \"mcp\"\npassword_env = \"MCP_REDIRECT_TEST_UNSET_PASSWORD\"\n",
-    );
+    let config = Config::new()
+        .gateway("corp", "http", &["127.0.0.1:3128"])
+        .gateway_option(r#"username = "mcp""#)
+        .gateway_option(r#"password_env = "MCP_REDIRECT_TEST_UNSET_PASSWORD""#)
+        .write(&scratch);
     let dir = scratch.dir.join("mcp-redirect");
     let out = install(Path::new(CLI), &dir, Some(&config));
     out.success();

@@ -67,7 +67,7 @@ fn launcher(user: &str) -> &'static str {
 #[test]
 fn a_server_in_the_namespace_is_reached_only_through_publish() {
     let scratch = Scratch::new("isolate-publish");
-    let config = scratch.config("default = \"deny\"\n[log]\npath = \"off\"\n");
+    let config = Config::new().default("deny").log("off").write(&scratch);
     let www = scratch.dir.join("www");
     std::fs::create_dir_all(&www).unwrap();
     std::fs::write(www.join("hello.txt"), "served from inside\n").unwrap();
@@ -111,6 +111,17 @@ fn a_server_in_the_namespace_is_reached_only_through_publish() {
     }
 }
 
+/// Denies everything but `*.example.test`, which goes through the CONNECT proxy at `proxy`;
+/// no log.
+fn example_test_via_corp(scratch: &Scratch, proxy: std::net::SocketAddr) -> std::path::PathBuf {
+    Config::new()
+        .default("deny")
+        .log("off")
+        .gateway("corp", "http", &[proxy])
+        .via("*.example.test", "corp")
+        .write(scratch)
+}
+
 /// bubblewrap under `--isolate` (its file system sandbox, our network): curl inside both
 /// reaches the origin through the gateway, as root (bubblewrap in a user namespace of its own)
 /// and as `nobody`.
@@ -119,10 +130,7 @@ fn bubblewrap_inside_isolate_keeps_the_supervisors_network() {
     let origin = Origin::start("origin");
     let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
     let scratch = Scratch::new("isolate-bwrap");
-    let config = scratch.config(&format!(
-        "default = \"deny\"\n[log]\npath = \"off\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"{}\"]\n[[rules]]\nhost = \"*.example.test\"\nvia = \"corp\"\n",
-        proxy.addr
-    ));
+    let config = example_test_via_corp(&scratch, proxy.addr);
     let bwrap = Path::new("/usr/bin/bwrap");
     assert!(bwrap.exists(), "bubblewrap (scripts/test-packages.txt)");
     for user in ["root", "nobody"] {
@@ -166,7 +174,7 @@ fn bubblewrap_inside_isolate_keeps_the_supervisors_network() {
 #[test]
 fn options_that_cannot_go_together_are_refused() {
     let scratch = Scratch::new("isolate-options");
-    let config = scratch.config("default = \"deny\"\n");
+    let config = Config::new().default("deny").write(&scratch);
     let config = config.to_str().unwrap();
     for (args, says) in [
         (
@@ -196,10 +204,7 @@ fn event_loops_and_go_use_the_socket_handed_in() {
     let origin = Origin::start("origin");
     let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
     let scratch = Scratch::new("isolate-loops");
-    let config = scratch.config(&format!(
-        "default = \"deny\"\n[log]\npath = \"off\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"{}\"]\n[[rules]]\nhost = \"*.example.test\"\nvia = \"corp\"\n",
-        proxy.addr
-    ));
+    let config = example_test_via_corp(&scratch, proxy.addr);
     let url = format!("http://api.example.test:{}/", origin.addr.port());
     let isolated = |program: &str, args: &[&str]| {
         let mut full = vec![
@@ -264,7 +269,7 @@ asyncio.run(main())
 #[test]
 fn without_a_namespace_the_program_is_not_started() {
     let scratch = Scratch::new("isolate-refused");
-    let config = scratch.config("default = \"deny\"\n[log]\npath = \"off\"\n");
+    let config = Config::new().default("deny").log("off").write(&scratch);
     let marker = scratch.dir.join("started");
     let script = format!(
         "echo 0 > /proc/sys/user/max_net_namespaces && exec {CLI} run --isolate --config {} -- touch {}",

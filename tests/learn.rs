@@ -28,10 +28,11 @@ for host in sys.argv[2:]:
 fn learn_prints_a_config_that_lets_the_same_program_through_and_nothing_more() {
     let origin = Origin::start("origin");
     let scratch = Scratch::new("learn");
-    let base = scratch.config(&format!(
-        "default = \"deny\"\n[log]\npath = \"{}\"\n[[rules]]\nhost = \"gamma.test\"\naction = \"deny\"\n",
-        scratch.log_path().display()
-    ));
+    let base = Config::new()
+        .default("deny")
+        .log(scratch.log_path())
+        .deny("gamma.test")
+        .write(&scratch);
     let port = origin.addr.port().to_string();
     let hosts = ["api.alpha.test", "cdn.alpha.test", "beta.test"];
     let with_hosts = |run: Run| {
@@ -149,7 +150,7 @@ fn report_suggest_groups_subdomains_by_the_public_suffix_list() {
 #[test]
 fn run_warns_before_starting_a_launcher_whose_registry_is_denied() {
     let scratch = Scratch::new("launchers");
-    let deny = scratch.config("default = \"deny\"\n[log]\npath = \"off\"\n");
+    let deny = Config::new().default("deny").log("off").write(&scratch);
     let out = cli(&[
         "run",
         "--config",
@@ -188,9 +189,12 @@ fn run_warns_before_starting_a_launcher_whose_registry_is_denied() {
         out.stderr
     );
     // A config that allows the registry says nothing.
-    let allowed = scratch.config(
-        "default = \"deny\"\n[log]\npath = \"off\"\n[[rules]]\nhost = \"registry.npmjs.org\"\nport = 443\naction = \"direct\"\n",
-    );
+    let allowed = Config::new()
+        .default("deny")
+        .log("off")
+        .rule(r#"host = "registry.npmjs.org""#, r#"action = "direct""#)
+        .and("port = 443")
+        .write(&scratch);
     let out = cli(&[
         "run",
         "--config",

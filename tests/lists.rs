@@ -31,30 +31,17 @@ fn config(
     cidrs: &str,
     proxy: Option<std::net::SocketAddr>,
 ) -> PathBuf {
-    let gateway = proxy.map_or(String::new(), |p| {
-        format!("[gateways.corp]\nkind = \"http\"\nendpoints = [\"{p}\"]\n")
-    });
-    let routed = if proxy.is_some() {
-        "[[rules]]\nhost_list = \"routed.txt\"\nvia = \"corp\"\n"
-    } else {
-        ""
-    };
-    scratch.config(&format!(
-        r#"
-default = "direct"
-[log]
-path = "{log}"
-{gateway}
-[[rules]]
-host_list = "{hosts}"
-action = "deny"
-[[rules]]
-cidr_list = "{cidrs}"
-action = "deny"
-{routed}
-"#,
-        log = scratch.log_path().display()
-    ))
+    let mut config = Config::new()
+        .default("direct")
+        .log(scratch.log_path())
+        .rule(&format!("host_list = \"{hosts}\""), r#"action = "deny""#)
+        .rule(&format!("cidr_list = \"{cidrs}\""), r#"action = "deny""#);
+    if let Some(proxy) = proxy {
+        config = config
+            .gateway("corp", "http", &[proxy])
+            .rule(r#"host_list = "routed.txt""#, r#"via = "corp""#);
+    }
+    config.write(scratch)
 }
 
 #[test]

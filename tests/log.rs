@@ -6,10 +6,10 @@ use crate::support::*;
 #[test]
 fn two_processes_writing_at_once_give_one_whole_line_per_decision() {
     let scratch = Scratch::new("concurrent");
-    let config = scratch.config(&format!(
-        "[log]\npath = \"{}\"\n[[rules]]\nhost = \"*.denied.test\"\naction = \"deny\"\n",
-        scratch.log_path().display()
-    ));
+    let config = Config::new()
+        .log(scratch.log_path())
+        .deny("*.denied.test")
+        .write(&scratch);
     // Each process: 300 lookups and 300 denied connects, from 3 threads each.
     let script = r#"
 import socket, threading
@@ -70,10 +70,10 @@ for t in threads: t.join()
 #[test]
 fn a_program_that_closes_every_fd_neither_loses_lines_nor_gets_them_in_its_files() {
     let scratch = Scratch::new("closefrom");
-    let config = scratch.config(&format!(
-        "[log]\npath = \"{}\"\n[[rules]]\nhost = \"denied.test\"\naction = \"deny\"\n",
-        scratch.log_path().display()
-    ));
+    let config = Config::new()
+        .log(scratch.log_path())
+        .deny("denied.test")
+        .write(&scratch);
     let own_file = scratch.dir.join("own.txt");
     // Log once (opens our fd), close every fd above 2 like ssh/uvicorn, open a file of its own
     // (which gets our old number), log again, then check its file holds only its own bytes.
@@ -134,10 +134,7 @@ print("done")
 }
 
 fn deny_config(scratch: &Scratch, log: &std::path::Path) -> std::path::PathBuf {
-    scratch.config(&format!(
-        "[log]\npath = \"{}\"\n[[rules]]\nhost = \"denied.test\"\naction = \"deny\"\n",
-        log.display()
-    ))
+    Config::new().log(log).deny("denied.test").write(scratch)
 }
 
 #[test]
@@ -232,10 +229,11 @@ fn a_log_renamed_away_and_recreated_is_followed() {
 fn direct_connections_can_be_left_out_of_the_log() {
     let origin = Origin::start("origin");
     let scratch = Scratch::new("log-direct-off");
-    let config = scratch.config(&format!(
-        "[log]\npath = \"{}\"\ndirect = false\n[[rules]]\nhost = \"denied.test\"\naction = \"deny\"\n",
-        scratch.log_path().display()
-    ));
+    let config = Config::new()
+        .log(scratch.log_path())
+        .log_option("direct = false")
+        .deny("denied.test")
+        .write(&scratch);
     let script = format!(
         r#"
 import socket

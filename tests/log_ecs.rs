@@ -13,10 +13,13 @@ const CLI: &str = env!("CARGO_BIN_EXE_mcp-redirect");
 
 /// Denies `*.denied.test`, sends `*.example.test` through `proxy`, everything else direct.
 fn ecs_config(scratch: &Scratch, format: &str, proxy: std::net::SocketAddr) -> PathBuf {
-    scratch.config(&format!(
-        "[log]\npath = \"{}\"\nformat = \"{format}\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"{proxy}\"]\n[[rules]]\nhost = \"*.denied.test\"\naction = \"deny\"\n[[rules]]\nhost = \"*.example.test\"\nvia = \"corp\"\n",
-        scratch.log_path().display()
-    ))
+    Config::new()
+        .log(scratch.log_path())
+        .log_option(&format!("format = \"{format}\""))
+        .gateway("corp", "http", &[proxy])
+        .deny("*.denied.test")
+        .via("*.example.test", "corp")
+        .write(scratch)
 }
 
 /// One direct connection (to the origin), one through the gateway, one denied; each a lookup

@@ -362,11 +362,12 @@ fn node_net_socket_and_a_denied_host_reach_the_event_loop_as_errors() {
         ProxyBehaviour::Refuse("HTTP/1.1 403 Forbidden"),
     );
     let scratch = Scratch::new("node-refused");
-    let config = scratch.config(&format!(
-        "[log]\npath = \"{}\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"{}\"]\n[[rules]]\nhost = \"*.example.test\"\nvia = \"corp\"\n[[rules]]\nhost = \"denied.example\"\naction = \"deny\"\n",
-        scratch.log_path().display(),
-        proxy.addr
-    ));
+    let config = Config::new()
+        .log(scratch.log_path())
+        .gateway("corp", "http", &[proxy.addr])
+        .via("*.example.test", "corp")
+        .deny("denied.example")
+        .write(&scratch);
     let script = r#"
 const net = require("net");
 const s = net.connect(443, "api.example.test");

@@ -15,10 +15,7 @@ fn notices(stderr: &str) -> Vec<&str> {
 fn npm_under_default_deny_says_which_host_was_denied_and_where_the_log_is() {
     let scratch = Scratch::new("notice-npm");
     let log = scratch.log_path();
-    let config = scratch.config(&format!(
-        "default = \"deny\"\n[log]\npath = \"{}\"\n",
-        log.display()
-    ));
+    let config = Config::new().default("deny").log(&log).write(&scratch);
     let out = Run::new("npm", &["view", "cowsay", "version", "--fetch-retries=0"])
         .config(&config)
         .output();
@@ -38,10 +35,11 @@ fn npm_under_default_deny_says_which_host_was_denied_and_where_the_log_is() {
 fn python_and_curl_get_one_notice_per_host_however_often_they_try() {
     let scratch = Scratch::new("notice-once");
     let log = scratch.log_path();
-    let config = scratch.config(&format!(
-        "default = \"deny\"\n[log]\npath = \"{}\"\n[[rules]]\nhost = \"blocked.test\"\naction = \"deny\"\n",
-        log.display()
-    ));
+    let config = Config::new()
+        .default("deny")
+        .log(&log)
+        .deny("blocked.test")
+        .write(&scratch);
     let script = r#"
 import socket
 for host, port in [("blocked.test", 443)] * 5 + [("other.test", 80)] * 3:
@@ -130,16 +128,17 @@ try:
 except PermissionError:
     print("denied")
 "#;
-    let off = scratch.config(&format!(
-        "default = \"deny\"\n[log]\npath = \"{}\"\nnotices = false\n",
-        scratch.log_path().display()
-    ));
+    let off = Config::new()
+        .default("deny")
+        .log(scratch.log_path())
+        .log_option("notices = false")
+        .write(&scratch);
     let out = Run::python(script).config(&off).output();
     assert_eq!(out.success().trim(), "denied");
     assert!(notices(&out.stderr).is_empty(), "{}", out.stderr);
 
     // The log on stderr says it all: its line, no notice besides.
-    let stderr_log = scratch.config("default = \"deny\"\n[log]\npath = \"stderr\"\n");
+    let stderr_log = Config::new().default("deny").log("stderr").write(&scratch);
     let out = Run::python(script).config(&stderr_log).output();
     assert_eq!(out.success().trim(), "denied");
     let lines = notices(&out.stderr);
@@ -159,10 +158,12 @@ fn audit_mode_logs_a_denial_and_lets_the_connection_through() {
     let origin = Origin::start("origin");
     let scratch = Scratch::new("audit");
     let log = scratch.log_path();
-    let config = scratch.config(&format!(
-        "mode = \"audit\"\ndefault = \"deny\"\n[log]\npath = \"{}\"\n[[rules]]\nhost = \"intranet.test\"\naction = \"deny\"\n",
-        log.display()
-    ));
+    let config = Config::new()
+        .top(r#"mode = "audit""#)
+        .default("deny")
+        .log(&log)
+        .deny("intranet.test")
+        .write(&scratch);
     let url = format!("http://intranet.test:{}/", origin.addr.port());
     let out = Run::curl(&url)
         .host_entry("127.0.0.1", "intranet.test")
@@ -220,10 +221,12 @@ fn audit_mode_logs_a_denial_and_lets_the_connection_through() {
 fn audit_mode_is_in_the_ecs_format_too() {
     let origin = Origin::start("origin");
     let scratch = Scratch::new("audit-ecs");
-    let config = scratch.config(&format!(
-        "mode = \"audit\"\ndefault = \"deny\"\n[log]\npath = \"{}\"\nformat = \"ecs\"\n",
-        scratch.log_path().display()
-    ));
+    let config = Config::new()
+        .top(r#"mode = "audit""#)
+        .default("deny")
+        .log(scratch.log_path())
+        .log_option(r#"format = "ecs""#)
+        .write(&scratch);
     let out = Run::curl(&format!("http://127.0.0.1:{}/", origin.addr.port()))
         .config(&config)
         .output();

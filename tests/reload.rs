@@ -7,11 +7,13 @@ use std::time::{Duration, Instant};
 
 use crate::support::*;
 
-fn config_text(scratch: &Scratch, proxy: std::net::SocketAddr, action: &str) -> String {
-    format!(
-        "[log]\npath = \"{}\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"{proxy}\"]\n[[rules]]\nhost = \"*.example.test\"\n{action}\n",
-        scratch.log_path().display()
-    )
+/// A rule for `*.example.test` that does what `then` says (`via = "corp"`, `action = "deny"`).
+fn config_text(scratch: &Scratch, proxy: std::net::SocketAddr, then: &str) -> String {
+    Config::new()
+        .log(scratch.log_path())
+        .gateway("corp", "http", &[proxy])
+        .rule(r#"host = "*.example.test""#, then)
+        .text()
 }
 
 #[test]

@@ -5,30 +5,20 @@
 
 use crate::support::*;
 
-fn routing_config(scratch: &Scratch, extra: &str) -> std::path::PathBuf {
-    scratch.config(&format!(
-        r#"
-[log]
-path = "{}"
-[gateways.corp]
-kind = "http"
-endpoints = ["127.0.0.1:9"]
-[[rules]]
-host = "*.example.test"
-via = "corp"
-[[rules]]
-host = "denied.test"
-action = "deny"
-{extra}
-"#,
-        scratch.log_path().display()
-    ))
+/// `*.example.test` through a gateway at 127.0.0.1:9, `denied.test` denied.
+fn routing_config(scratch: &Scratch) -> std::path::PathBuf {
+    Config::new()
+        .log(scratch.log_path())
+        .gateway("corp", "http", &["127.0.0.1:9"])
+        .via("*.example.test", "corp")
+        .deny("denied.test")
+        .write(scratch)
 }
 
 #[test]
 fn routed_hosts_get_fake_addresses_and_direct_hosts_real_ones() {
     let scratch = Scratch::new("fake-real");
-    let config = routing_config(&scratch, "");
+    let config = routing_config(&scratch);
     let script = r#"
 import socket, ipaddress
 def addrs(host, family=0):
@@ -81,7 +71,7 @@ print("ok")
 #[test]
 fn answers_have_the_shape_libc_gives() {
     let scratch = Scratch::new("shape");
-    let config = routing_config(&scratch, "");
+    let config = routing_config(&scratch);
     let script = r#"
 import socket
 # Service names resolve as libc would, and unknown ones fail as libc would.
@@ -131,7 +121,7 @@ print("ok")
 #[test]
 fn fake_addresses_reverse_to_their_host() {
     let scratch = Scratch::new("reverse");
-    let config = routing_config(&scratch, "");
+    let config = routing_config(&scratch);
     let script = r#"
 import socket
 a = socket.getaddrinfo("api.example.test", 443, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
@@ -154,7 +144,7 @@ print("ok")
 #[test]
 fn the_gethostbyname_family_answers_too() {
     let scratch = Scratch::new("gethostbyname");
-    let config = routing_config(&scratch, "");
+    let config = routing_config(&scratch);
     let script = r#"
 import ctypes, socket
 libc = ctypes.CDLL(None)
@@ -202,11 +192,11 @@ fn hostile_names_are_refused_and_never_forwarded() {
     let origin = Origin::start("origin");
     let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
     let scratch = Scratch::new("hostile");
-    let config = scratch.config(&format!(
-        "default = \"corp\"\n[log]\npath = \"{}\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"{}\"]\n",
-        scratch.log_path().display(),
-        proxy.addr
-    ));
+    let config = Config::new()
+        .default("corp")
+        .log(scratch.log_path())
+        .gateway("corp", "http", &[proxy.addr])
+        .write(&scratch);
     let script = r#"
 import socket
 # Bytes, so that Python's IDNA codec does not refuse them before libc sees them. The last is
@@ -242,11 +232,11 @@ fn a_forked_child_sees_the_same_fake_address_and_connects_through_the_gateway() 
     let origin = Origin::start("origin");
     let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
     let scratch = Scratch::new("fork");
-    let config = scratch.config(&format!(
-        "[log]\npath = \"{}\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"{}\"]\n[[rules]]\nhost = \"*.example.test\"\nvia = \"corp\"\n",
-        scratch.log_path().display(),
-        proxy.addr
-    ));
+    let config = Config::new()
+        .log(scratch.log_path())
+        .gateway("corp", "http", &[proxy.addr])
+        .via("*.example.test", "corp")
+        .write(&scratch);
     let script = r#"
 import os, socket
 parent = socket.getaddrinfo("api.example.test", 80, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
@@ -283,11 +273,12 @@ fn local_dns_mode_resolves_for_real_and_still_sends_the_hostname() {
     let origin = Origin::start("origin");
     let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
     let scratch = Scratch::new("local-mode");
-    let config = scratch.config(&format!(
-        "[log]\npath = \"{}\"\n[dns]\nmode = \"local\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"{}\"]\n[[rules]]\nhost = \"*.example.test\"\nvia = \"corp\"\n",
-        scratch.log_path().display(),
-        proxy.addr
-    ));
+    let config = Config::new()
+        .log(scratch.log_path())
+        .table("dns", &[r#"mode = "local""#])
+        .gateway("corp", "http", &[proxy.addr])
+        .via("*.example.test", "corp")
+        .write(&scratch);
     // api.example.test has a real (private /etc/hosts) address: an SSRF guard that resolves it
     // sees that address, not a fake one; the connection still goes through the gateway by name.
     // (A loopback address stands in for a public one: nothing could leave the machine even if
@@ -367,11 +358,15 @@ fn the_gateway_name_itself_resolves_for_real() {
     // Everything goes through "proxy.corp.test" (in the private /etc/hosts as 127.0.0.1 here,
     // but the point holds for a DNS name): a program that resolves the proxy's name to talk to
     // it must get its real address, not a fake one routed through the proxy to itself.
-    let config = scratch.config(&format!(
-        "default = \"corp\"\n[log]\npath = \"{}\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"proxy.corp.test:{}\"]\n",
-        scratch.log_path().display(),
-        proxy.addr.port()
-    ));
+    let config = Config::new()
+        .default("corp")
+        .log(scratch.log_path())
+        .gateway(
+            "corp",
+            "http",
+            &[format!("proxy.corp.test:{}", proxy.addr.port())],
+        )
+        .write(&scratch);
     let out = Run::new(
         "curl",
         &[
@@ -397,10 +392,11 @@ fn the_gateway_name_itself_resolves_for_real() {
 #[test]
 fn an_address_with_a_trailing_dot_is_not_a_name_to_fake() {
     let scratch = Scratch::new("trailing-dot");
-    let config = scratch.config(&format!(
-        "default = \"corp\"\n[log]\npath = \"{}\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"127.0.0.1:9\"]\n",
-        scratch.log_path().display()
-    ));
+    let config = Config::new()
+        .default("corp")
+        .log(scratch.log_path())
+        .gateway("corp", "http", &["127.0.0.1:9"])
+        .write(&scratch);
     // libc takes "127.0.0.2." as a DNS name (and finds nothing); it must not become a fake
     // address that sends "CONNECT 127.0.0.2" to the gateway.
     let script = r#"
@@ -423,10 +419,12 @@ except socket.gaierror:
 #[test]
 fn a_fake_address_this_process_does_not_know_fails_closed() {
     let scratch = Scratch::new("stale-fake");
-    let config = scratch.config(&format!(
-        "default = \"direct\"\n[log]\npath = \"{}\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"127.0.0.1:9\"]\n[[rules]]\nhost = \"*.example.test\"\nvia = \"corp\"\n",
-        scratch.log_path().display()
-    ));
+    let config = Config::new()
+        .default("direct")
+        .log(scratch.log_path())
+        .gateway("corp", "http", &["127.0.0.1:9"])
+        .via("*.example.test", "corp")
+        .write(&scratch);
     // An address from the fake range that this process never handed out (another process's,
     // or one evicted since): with a direct default it must still not go out.
     let script = r#"
@@ -451,10 +449,12 @@ except OSError as e:
 fn strict_mode_keeps_routed_names_out_of_raw_dns_queries() {
     let scratch = Scratch::new("raw-dns");
     let config_text = |strict: bool| {
-        format!(
-            "strict = {strict}\n[log]\npath = \"{}\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"127.0.0.1:9\"]\n[[rules]]\nhost = \"*.example.test\"\nvia = \"corp\"\n",
-            scratch.log_path().display()
-        )
+        Config::new()
+            .top(&format!("strict = {strict}"))
+            .log(scratch.log_path())
+            .gateway("corp", "http", &["127.0.0.1:9"])
+            .via("*.example.test", "corp")
+            .text()
     };
     // res_query (and its pre-2.34 name) go around getaddrinfo: in strict mode a routed name is
     // refused before any query is sent; other names go to libc (whose DNS here is 127.0.0.1 with
@@ -512,11 +512,13 @@ fn getaddrinfo_a_answers_routed_names_itself() {
     let origin = Origin::start("origin");
     let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
     let scratch = Scratch::new("gai-a");
-    let config = scratch.config(&format!(
-        "strict = true\n[log]\npath = \"{}\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"{}\"]\n[[rules]]\nhost = \"*.example.test\"\nvia = \"corp\"\n[[rules]]\nhost = \"denied.test\"\naction = \"deny\"\n",
-        scratch.log_path().display(),
-        proxy.addr
-    ));
+    let config = Config::new()
+        .top("strict = true")
+        .log(scratch.log_path())
+        .gateway("corp", "http", &[proxy.addr])
+        .via("*.example.test", "corp")
+        .deny("denied.test")
+        .write(&scratch);
     // glibc resolves getaddrinfo_a batches on threads of its own, where our getaddrinfo is not
     // called: a routed name must still get a fake address (never a DNS query, strict or not),
     // the program must see it done whichever way it waits, and the address must route.

@@ -27,22 +27,15 @@ fn the_first_call_may_come_from_a_thread_with_a_tiny_stack() {
     let scratch = Scratch::new("tiny-stack");
     let binary = compile(&scratch, "tiny_stack");
     // A config with a regex and several rules: loading it takes real stack.
-    let config = scratch.config(&format!(
-        r#"
-[log]
-path = "{}"
-[gateways.corp]
-kind = "http"
-endpoints = ["127.0.0.1:9"]
-[[rules]]
-host_regex = "(api|www|cdn)[0-9]*\\.(example|sample)\\.(test|invalid)"
-via = "corp"
-[[rules]]
-cidr = "10.0.0.0/8"
-action = "deny"
-"#,
-        scratch.log_path().display()
-    ));
+    let config = Config::new()
+        .log(scratch.log_path())
+        .gateway("corp", "http", &["127.0.0.1:9"])
+        .rule(
+            r#"host_regex = "(api|www|cdn)[0-9]*\\.(example|sample)\\.(test|invalid)""#,
+            r#"via = "corp""#,
+        )
+        .rule(r#"cidr = "10.0.0.0/8""#, r#"action = "deny""#)
+        .write(&scratch);
     let out = Run::new(binary.to_str().unwrap(), &[])
         .config(&config)
         .output();
@@ -67,10 +60,11 @@ fn a_stderr_log_never_lands_in_a_file_that_took_fd_2() {
 }
 
 fn gateway_config(scratch: &Scratch, proxy: std::net::SocketAddr) -> PathBuf {
-    scratch.config(&format!(
-        "[log]\npath = \"{}\"\n[gateways.g]\nkind = \"http\"\nendpoints = [\"{proxy}\"]\n[[rules]]\nhost = \"*.example.test\"\nvia = \"g\"\n",
-        scratch.log_path().display()
-    ))
+    Config::new()
+        .log(scratch.log_path())
+        .gateway("g", "http", &[proxy])
+        .via("*.example.test", "g")
+        .write(scratch)
 }
 
 #[test]

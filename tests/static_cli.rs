@@ -144,11 +144,18 @@ fn in_a_root_without_a_c_library_the_static_cli_installs_checks_and_supervises()
     // The gateway by name: the static command looks it up in the root's /etc/hosts.
     std::fs::write(
         root.join("config.toml"),
-        format!(
-            "default = \"deny\"\n[log]\npath = \"/events.jsonl\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"gateway.test:{}\"]\n[[rules]]\ncidr = \"127.0.0.3/32\"\nvia = \"corp\"\n[[rules]]\ncidr = \"127.0.0.1/32\"\nport = {}\naction = \"direct\"\n",
-            proxy.addr.port(),
-            origin.addr.port()
-        ),
+        Config::new()
+            .default("deny")
+            .log("/events.jsonl")
+            .gateway(
+                "corp",
+                "http",
+                &[format!("gateway.test:{}", proxy.addr.port())],
+            )
+            .rule(r#"cidr = "127.0.0.3/32""#, r#"via = "corp""#)
+            .rule(r#"cidr = "127.0.0.1/32""#, r#"action = "direct""#)
+            .and(&format!("port = {}", origin.addr.port()))
+            .text(),
     )
     .unwrap();
 
@@ -309,9 +316,17 @@ fn the_static_cli_looks_names_up_in_hosts_and_dns_only() {
     std::fs::write(&nsswitch, "hosts: canary files dns\n").unwrap();
     let gateway = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = gateway.local_addr().unwrap().port();
-    let config = scratch.config(&format!(
-        "[gateways.corp]\nkind = \"http\"\nendpoints = [\"gateway.test:{port}\", \"nowhere.test:{port}\"]\n[[rules]]\nhost = \"*.example.test\"\nvia = \"corp\"\n"
-    ));
+    let config = Config::new()
+        .gateway(
+            "corp",
+            "http",
+            &[
+                format!("gateway.test:{port}"),
+                format!("nowhere.test:{port}"),
+            ],
+        )
+        .via("*.example.test", "corp")
+        .write(&scratch);
     let check = |program: &Path, mark: &Path| {
         Run::new(
             "sh",
@@ -374,7 +389,7 @@ fn run_starts_the_static_cli_itself_as_it_is() {
     // The Docker image's default command is `mcp-redirect run -- mcp-redirect check`: the static
     // command is not a program to supervise, nor one to warn about. A copy of it is.
     let scratch = Scratch::new("static-itself");
-    let config = scratch.config("default = \"deny\"\n");
+    let config = Config::new().default("deny").write(&scratch);
     let copy = scratch.dir.join("mcp-redirect-copy");
     copy_executable(static_cli(), &copy);
     let run = |program: &Path, dry_run: bool| {

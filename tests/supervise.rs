@@ -40,12 +40,14 @@ fn a_static_binary_is_decided_by_the_supervisor() {
     let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
     let scratch = Scratch::new("supervise-static");
     let binary = compile_static(&scratch, "sconn");
-    let config = scratch.config(&format!(
-        "default = \"deny\"\n[log]\npath = \"{}\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"{}\"]\n[[rules]]\ncidr = \"127.10.0.0/16\"\nvia = \"corp\"\n[[rules]]\ncidr = \"127.0.0.1/32\"\nport = {}\naction = \"direct\"\n",
-        scratch.log_path().display(),
-        proxy.addr,
-        origin.addr.port()
-    ));
+    let config = Config::new()
+        .default("deny")
+        .log(scratch.log_path())
+        .gateway("corp", "http", &[proxy.addr])
+        .rule(r#"cidr = "127.10.0.0/16""#, r#"via = "corp""#)
+        .rule(r#"cidr = "127.0.0.1/32""#, r#"action = "direct""#)
+        .and(&format!("port = {}", origin.addr.port()))
+        .write(&scratch);
     let port = origin.addr.port().to_string();
     // auto mode sees a static binary and supervises it.
     let out = cli(&[
@@ -93,10 +95,12 @@ fn flipping_the_address_during_the_check_never_reaches_the_denied_listener() {
     let (denied, denied_count) = counting_listener("127.0.0.2");
     let scratch = Scratch::new("supervise-toctou");
     let binary = compile_static(&scratch, "toctou");
-    let config = scratch.config(&format!(
-        "default = \"deny\"\n[log]\npath = \"off\"\n[[rules]]\ncidr = \"127.0.0.1/32\"\nport = {}\naction = \"direct\"\n",
-        allowed.port()
-    ));
+    let config = Config::new()
+        .default("deny")
+        .log("off")
+        .rule(r#"cidr = "127.0.0.1/32""#, r#"action = "direct""#)
+        .and(&format!("port = {}", allowed.port()))
+        .write(&scratch);
     let out = cli(&[
         "run",
         "--mode",
@@ -127,11 +131,12 @@ fn flipping_the_address_during_the_check_never_reaches_the_denied_listener() {
 fn the_whole_tree_is_covered_and_io_uring_is_refused() {
     let origin = Origin::start("origin");
     let scratch = Scratch::new("supervise-tree");
-    let config = scratch.config(&format!(
-        "default = \"deny\"\n[log]\npath = \"{}\"\n[[rules]]\ncidr = \"127.0.0.1/32\"\nport = {}\naction = \"direct\"\n",
-        scratch.log_path().display(),
-        origin.addr.port()
-    ));
+    let config = Config::new()
+        .default("deny")
+        .log(scratch.log_path())
+        .rule(r#"cidr = "127.0.0.1/32""#, r#"action = "direct""#)
+        .and(&format!("port = {}", origin.addr.port()))
+        .write(&scratch);
     // A shell (forked by the supervised program) runs curl twice: allowed, then denied.
     let script = format!(
         "curl -s --max-time 5 http://127.0.0.1:{}/; echo; curl -s --max-time 5 http://127.0.0.1:{}/ || echo \"denied $?\"",
@@ -182,7 +187,7 @@ fn the_whole_tree_is_covered_and_io_uring_is_refused() {
 fn dry_run_says_which_mode() {
     let scratch = Scratch::new("supervise-dry");
     let binary = compile_static(&scratch, "sconn");
-    let config = scratch.config("default = \"direct\"\n");
+    let config = Config::new().default("direct").write(&scratch);
     let out = cli(&[
         "run",
         "--dry-run",
@@ -200,17 +205,25 @@ fn dry_run_says_which_mode() {
     );
 }
 
+/// Denies everything but `*.corp.test`, which goes through the CONNECT proxy at `proxy`;
+/// `denied.test` is denied by a rule of its own.
+fn corp_test_via(scratch: &Scratch, proxy: SocketAddr) -> std::path::PathBuf {
+    Config::new()
+        .default("deny")
+        .log(scratch.log_path())
+        .gateway("corp", "http", &[proxy])
+        .via("*.corp.test", "corp")
+        .deny("denied.test")
+        .write(scratch)
+}
+
 #[test]
 fn a_go_program_with_its_own_resolver_reaches_routed_names_through_the_gateway() {
     let origin = Origin::start("origin");
     let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
     let scratch = Scratch::new("supervise-go");
     let binary = build_go_fetch(&scratch);
-    let config = scratch.config(&format!(
-        "default = \"deny\"\n[log]\npath = \"{}\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"{}\"]\n[[rules]]\nhost = \"*.corp.test\"\nvia = \"corp\"\n[[rules]]\nhost = \"denied.test\"\naction = \"deny\"\n",
-        scratch.log_path().display(),
-        proxy.addr
-    ));
+    let config = corp_test_via(&scratch, proxy.addr);
     let routed = format!("http://name.corp.test:{}/", origin.addr.port());
     let denied = format!("http://denied.test:{}/", origin.addr.port());
     // auto mode: a Go binary goes to the supervisor. Its DNS goes to 127.0.0.1:53 (the test's
@@ -280,11 +293,15 @@ fn sends_that_carry_an_address_are_decided_too() {
     let binary = compile_static(&scratch, "ssend");
     // Everything is on loopback: 127.0.0.3 is routed, 127.0.0.1 direct, the rest denied, and
     // strict mode checks datagrams.
-    let config = scratch.config(&format!(
-        "default = \"deny\"\nstrict = true\n[log]\npath = \"{}\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"{}\"]\n[[rules]]\ncidr = \"127.0.0.3/32\"\nvia = \"corp\"\n[[rules]]\ncidr = \"127.0.0.1/32\"\naction = \"direct\"\n[[rules]]\nhost = \"denied.test\"\naction = \"deny\"\n",
-        scratch.log_path().display(),
-        proxy.addr,
-    ));
+    let config = Config::new()
+        .default("deny")
+        .top("strict = true")
+        .log(scratch.log_path())
+        .gateway("corp", "http", &[proxy.addr])
+        .rule(r#"cidr = "127.0.0.3/32""#, r#"via = "corp""#)
+        .rule(r#"cidr = "127.0.0.1/32""#, r#"action = "direct""#)
+        .deny("denied.test")
+        .write(&scratch);
     let ssend = |args: &[&str]| {
         let mut full = vec!["run", "--config", config.to_str().unwrap(), "--"];
         full.push(binary.to_str().unwrap());
@@ -358,11 +375,14 @@ fn a_gateway_that_hangs_for_one_thread_does_not_hold_up_another() {
     );
     let scratch = Scratch::new("supervise-two");
     let binary = compile_static(&scratch, "stwo");
-    let config = scratch.config(&format!(
-        "default = \"deny\"\n[log]\npath = \"{}\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"{}\"]\nconnect_timeout_ms = 3000\n[[rules]]\ncidr = \"127.0.0.3/32\"\nvia = \"corp\"\n[[rules]]\ncidr = \"127.0.0.1/32\"\naction = \"direct\"\n",
-        scratch.log_path().display(),
-        hanging.addr,
-    ));
+    let config = Config::new()
+        .default("deny")
+        .log(scratch.log_path())
+        .gateway("corp", "http", &[hanging.addr])
+        .gateway_option("connect_timeout_ms = 3000")
+        .rule(r#"cidr = "127.0.0.3/32""#, r#"via = "corp""#)
+        .rule(r#"cidr = "127.0.0.1/32""#, r#"action = "direct""#)
+        .write(&scratch);
     let port = origin.addr.port().to_string();
     let out = cli(&[
         "run",
@@ -395,11 +415,7 @@ fn a_static_glibc_program_resolves_routed_names_through_the_supervisor() {
     let proxy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
     let scratch = Scratch::new("supervise-resolve");
     let binary = compile_static(&scratch, "sresolve");
-    let config = scratch.config(&format!(
-        "default = \"deny\"\n[log]\npath = \"{}\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"{}\"]\n[[rules]]\nhost = \"*.corp.test\"\nvia = \"corp\"\n[[rules]]\nhost = \"denied.test\"\naction = \"deny\"\n",
-        scratch.log_path().display(),
-        proxy.addr,
-    ));
+    let config = corp_test_via(&scratch, proxy.addr);
     let port = origin.addr.port().to_string();
     // No DNS server runs (the tests' resolv.conf names 127.0.0.1): only the supervisor's
     // resolver can answer the static resolver's query.
@@ -446,10 +462,12 @@ fn the_supervisor_logs_where_log_and_the_environment_say() {
     let scratch = Scratch::new("supervise-log");
     let binary = compile_static(&scratch, "sconn");
     // The config logs to stderr; --log and MCP_REDIRECT_LOG override it, as for the library.
-    let config = scratch.config(&format!(
-        "default = \"deny\"\n[log]\npath = \"stderr\"\n[[rules]]\ncidr = \"127.0.0.1/32\"\nport = {}\naction = \"direct\"\n",
-        origin.addr.port()
-    ));
+    let config = Config::new()
+        .default("deny")
+        .log("stderr")
+        .rule(r#"cidr = "127.0.0.1/32""#, r#"action = "direct""#)
+        .and(&format!("port = {}", origin.addr.port()))
+        .write(&scratch);
     let port = origin.addr.port().to_string();
     let target = [binary.to_str().unwrap(), "127.0.0.1", &port];
     let by_flag = scratch.dir.join("by-flag.jsonl");

@@ -129,7 +129,7 @@ fn backup_of(path: &Path) -> PathBuf {
 
 /// A valid config for the servers, in the scratch directory.
 fn servers_config(scratch: &Scratch) -> PathBuf {
-    scratch.config("default = \"direct\"\n")
+    Config::new().default("direct").write(scratch)
 }
 
 #[test]
@@ -610,9 +610,12 @@ fn a_real_mcp_client_runs_a_wrapped_entry_through_the_gateway() {
 #[test]
 fn a_password_from_the_environment_gets_a_note() {
     let scratch = Scratch::new("wrap-password");
-    let config = scratch.config(
-        "default = \"corp\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"127.0.0.1:3128\"]\nusername = \"u\"\npassword_env = \"MCP_REDIRECT_TEST_CORP_PASSWORD\"\n",
-    );
+    let config = Config::new()
+        .default("corp")
+        .gateway("corp", "http", &["127.0.0.1:3128"])
+        .gateway_option(r#"username = "u""#)
+        .gateway_option(r#"password_env = "MCP_REDIRECT_TEST_CORP_PASSWORD""#)
+        .write(&scratch);
     let file = scratch.dir.join("mcp.json");
     std::fs::copy(fixtures().join("cursor.json"), &file).unwrap();
     let out = mcp_redirect(

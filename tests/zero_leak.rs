@@ -174,10 +174,13 @@ fn nothing_leaves_the_client_except_to_the_gateway() {
     let capture = scratch.dir.join("packets.txt");
     net.start_gateway_side("l", &capture);
 
-    let config = scratch.config(&format!(
-        "default = \"deny\"\nstrict = true\n[log]\npath = \"{}\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"{GATEWAY_IP}:3128\"]\n[[rules]]\nhost = \"*.example.test\"\nvia = \"corp\"\n",
-        scratch.log_path().display()
-    ));
+    let config = Config::new()
+        .default("deny")
+        .top("strict = true")
+        .log(scratch.log_path())
+        .gateway("corp", "http", &[format!("{GATEWAY_IP}:3128")])
+        .via("*.example.test", "corp")
+        .write(&scratch);
     let in_client = |program: &str, args: &[&str]| {
         let mut full = vec!["netns", "exec", net.client.as_str(), program];
         full.extend_from_slice(args);
@@ -352,9 +355,15 @@ fn under_isolate_only_what_the_supervisor_connects_leaves() {
         ],
     );
     std::thread::sleep(Duration::from_millis(500));
-    let config = scratch.config(&format!(
-        "default = \"deny\"\n[log]\npath = \"off\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"{GATEWAY_IP}:3128\"]\n[[rules]]\nhost = \"*.example.test\"\nvia = \"corp\"\n[[rules]]\ncidr = \"{GATEWAY_IP}\"\nport = 8081\naction = \"direct\"\n[[rules]]\ncidr = \"127.0.0.0/8\"\naction = \"direct\"\n"
-    ));
+    let config = Config::new()
+        .default("deny")
+        .log("off")
+        .gateway("corp", "http", &[format!("{GATEWAY_IP}:3128")])
+        .via("*.example.test", "corp")
+        .rule(&format!(r#"cidr = "{GATEWAY_IP}""#), r#"action = "direct""#)
+        .and("port = 8081")
+        .rule(r#"cidr = "127.0.0.0/8""#, r#"action = "direct""#)
+        .write(&scratch);
     let escape = compile_static(&scratch, "escape");
     let python = format!(
         r#"

@@ -5,6 +5,7 @@
 //! The gateways never connect anywhere but the origin they were given: every hostname maps to
 //! it, so no test sends a packet off loopback.
 
+pub mod config;
 pub mod dns;
 pub mod gateways;
 pub mod slow;
@@ -17,6 +18,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub use config::Config;
 pub use gateways::{ConnectProxy, ProxyBehaviour, Socks5Server};
 
 /// `libmcp_redirect.so`, built once (by the first test that needs it) with the tests' profile.
@@ -104,10 +106,12 @@ pub fn build_go_fetch(scratch: &Scratch) -> PathBuf {
 /// A config that sends `*.example.test` through the HTTP CONNECT gateway at `proxy`, denies the
 /// rest, and logs to the scratch directory's log.
 pub fn example_test_via(scratch: &Scratch, proxy: SocketAddr) -> PathBuf {
-    scratch.config(&format!(
-        "default = \"deny\"\n[log]\npath = \"{}\"\n[gateways.corp]\nkind = \"http\"\nendpoints = [\"{proxy}\"]\n[[rules]]\nhost = \"*.example.test\"\nvia = \"corp\"\n",
-        scratch.log_path().display()
-    ))
+    Config::new()
+        .default("deny")
+        .log(scratch.log_path())
+        .gateway("corp", "http", &[proxy])
+        .via("*.example.test", "corp")
+        .write(scratch)
 }
 
 /// What `mcp-redirect install --to DIR` made, used: `DIR/mcp-redirect run --mode MODE --config

@@ -1,7 +1,6 @@
 //! Gateways that take their time, and gateways that fail in each way a gateway can, behind one
 //! config: for the tests of routed connects on non-blocking sockets (the relay).
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use super::*;
@@ -38,43 +37,28 @@ pub fn slow(name: &str, top: &str) -> Slow {
     let socks = Socks5Server::start_delayed(origin.addr, None, 0, DELAY_MS);
     let void = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let scratch = Scratch::new(name);
-    let gateway = |name: &str, kind: &str, at: SocketAddr, more: &str| {
-        format!("[gateways.{name}]\nkind = \"{kind}\"\nendpoints = [\"{at}\"]\n{more}")
-    };
-    let rule = |host: &str, via: &str| format!("[[rules]]\nhost = \"{host}\"\nvia = \"{via}\"\n");
-    let text = [
-        top.to_string(),
-        format!("[log]\npath = \"{}\"\n", scratch.log_path().display()),
-        gateway("http", "http", http.addr, ""),
-        gateway("socks", "socks5", socks.addr, ""),
-        gateway("refusing", "http", refusing.addr, ""),
-        gateway(
-            "hanging",
-            "http",
-            silent_listener(),
-            "connect_timeout_ms = 1500\n",
-        ),
-        gateway(
+    let config = Config::new()
+        .top(top)
+        .log(scratch.log_path())
+        .gateway("http", "http", &[http.addr])
+        .gateway("socks", "socks5", &[socks.addr])
+        .gateway("refusing", "http", &[refusing.addr])
+        .gateway("hanging", "http", &[silent_listener()])
+        .gateway_option("connect_timeout_ms = 1500")
+        .gateway(
             "closing",
             "http",
-            raw_responder(b"HTTP/1.1 200 Conn".to_vec()),
-            "",
-        ),
-        rule("*.http.test", "http"),
-        rule("*.socks.test", "socks"),
-        rule("*.refused.test", "refusing"),
-        rule("*.hang.test", "hanging"),
-        gateway(
-            "void",
-            "http",
-            void.local_addr().unwrap(),
-            "connect_timeout_ms = 3000\n",
-        ),
-        rule("*.closing.test", "closing"),
-        rule("*.void.test", "void"),
-    ]
-    .concat();
-    let config = scratch.config(&text);
+            &[raw_responder(b"HTTP/1.1 200 Conn".to_vec())],
+        )
+        .gateway("void", "http", &[void.local_addr().unwrap()])
+        .gateway_option("connect_timeout_ms = 3000")
+        .via("*.http.test", "http")
+        .via("*.socks.test", "socks")
+        .via("*.refused.test", "refusing")
+        .via("*.hang.test", "hanging")
+        .via("*.closing.test", "closing")
+        .via("*.void.test", "void")
+        .write(&scratch);
     Slow {
         origin,
         _void: void,
