@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod env;
+mod problem;
 mod simple_rules;
 
 use std::collections::BTreeMap;
@@ -17,6 +18,8 @@ use serde::Deserialize;
 use crate::lists::{CidrList, HostList};
 use crate::net::{Cidr, HostPort, PortRange};
 use crate::rules::{Action, AddressMatch, HostMatch, Rule, RuleTable};
+use problem::line_column;
+pub use problem::{ConfigProblem, KeyPath, KeySegment};
 
 /// Environment variable naming the config file.
 pub const CONFIG_ENV: &str = "MCP_REDIRECT_CONFIG";
@@ -602,7 +605,7 @@ pub fn parse(
 ) -> Result<Config, ConfigError> {
     let schema = parse_schema(text, true);
     let result = schema.and_then(|schema| {
-        validate(schema, source.clone(), getenv).map_err(|message| with_location(text, message))
+        validate(schema, source.clone(), getenv).map_err(|problem| problem.describe(text))
     });
     result.map_err(|message| {
         let (on_error, log, log_format) = readable_fallbacks(text, getenv);
@@ -712,95 +715,6 @@ fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
     }
 }
 
-/// Puts the line and column of the key a validation message starts with into the message:
-/// `rules[1].cidr: bad` becomes `rules[1].cidr: line 9, column 1: bad`.
-fn with_location(text: &str, message: String) -> String {
-    let Some((key, problem)) = message.split_once(": ") else {
-        return message;
-    };
-    if key.contains(' ') {
-        return message;
-    }
-    match locate(text, key) {
-        Some((line, column)) => format!("{key}: line {line}, column {column}: {problem}"),
-        None => message,
-    }
-}
-
-/// Where `key_path` (`rules[1].cidr`, `gateways.corp.endpoints[0]`, `default`, `rules[2]`) is
-/// written, following `[table]` and `[[array]]` headers as `key_path_at` does. Finds keys written
-/// one per line, which is how configs are written; `None` otherwise.
-pub fn locate(text: &str, key_path: &str) -> Option<(usize, usize)> {
-    // Split into the table part and the key within it: the table is everything up to the last
-    // segment that names a table header we can see.
-    let path = key_path.split('[').next().unwrap_or(key_path);
-    let (table, key) = if let Some(rest) = key_path.strip_prefix("gateways.") {
-        // gateways.corp.endpoints[0] -> ("gateways.corp", "endpoints")
-        let rest = rest.split('[').next().unwrap_or(rest);
-        match rest.split_once('.') {
-            Some((name, key)) => (format!("gateways.{name}"), key.to_string()),
-            None => (format!("gateways.{rest}"), String::new()),
-        }
-    } else if let Some(i) = key_path.find(']') {
-        // rules[1].cidr -> ("rules[1]", "cidr"); rules[1] -> ("rules[1]", "")
-        let table = &key_path[..=i];
-        let rest = key_path[i + 1..].trim_start_matches('.');
-        (
-            table.to_string(),
-            rest.split(['.', '[']).next().unwrap_or("").to_string(),
-        )
-    } else {
-        match path.split_once('.') {
-            Some((table, key)) => (table.to_string(), key.to_string()),
-            None => (String::new(), path.to_string()),
-        }
-    };
-    let mut current = String::new();
-    let mut array_counts: BTreeMap<String, usize> = BTreeMap::new();
-    for (number, line) in text.lines().enumerate() {
-        let trimmed = line.trim();
-        let header = if let Some(name) = trimmed
-            .strip_prefix("[[")
-            .and_then(|l| l.split("]]").next())
-        {
-            let name = name.trim().to_string();
-            let count = array_counts.entry(name.clone()).or_insert(0);
-            let header = format!("{name}[{count}]");
-            *count += 1;
-            Some(header)
-        } else {
-            trimmed
-                .strip_prefix('[')
-                .and_then(|l| l.split(']').next())
-                .map(|name| name.trim().to_string())
-        };
-        if let Some(header) = header {
-            current = header;
-            if key.is_empty() && current == table {
-                return Some((number + 1, line.len() - line.trim_start().len() + 1));
-            }
-            continue;
-        }
-        if current != table || key.is_empty() {
-            continue;
-        }
-        let Some((name, _)) = trimmed.split_once('=') else {
-            continue;
-        };
-        if name.trim().trim_matches('"') == key {
-            return Some((number + 1, line.len() - line.trim_start().len() + 1));
-        }
-    }
-    None
-}
-
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-    (line, column)
-}
-
 /// The table a byte offset falls in, as `rules[2]` or `gateways.corp`: found by following the
 /// `[table]` and `[[array]]` headers above it.
 fn key_path_at(text: &str, offset: usize) -> String {
@@ -828,20 +742,11 @@ fn key_path_at(text: &str, offset: usize) -> String {
     current
 }
 
-/// `rules[N]`, the key path of a rule in errors.
-struct RuleKey(usize);
-
-impl fmt::Display for RuleKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "rules[{}]", self.0)
-    }
-}
-
 fn validate(
     file: ParsedFile<'_>,
     source: ConfigSource,
     getenv: &dyn Fn(&str) -> Option<String>,
-) -> Result<Config, String> {
+) -> Result<Config, ConfigProblem> {
     let schema = &file.schema;
     let mut gateways = Vec::new();
     for (name, gw) in &schema.gateways {
@@ -852,30 +757,33 @@ fn validate(
             .unwrap_or(true);
         gateways.push(gateway);
     }
-    let gateway_index = |name: &str, key: &dyn fmt::Display| -> Result<usize, String> {
+    // The key is made only for an error: a table of 70,000 rules builds no key paths.
+    let gateway_index = |name: &str, key: &dyn Fn() -> KeyPath| -> Result<usize, ConfigProblem> {
         gateways.iter().position(|g| g.name == name).ok_or_else(|| {
             let known: Vec<&str> = gateways.iter().map(|g| g.name.as_str()).collect();
-            if known.is_empty() {
-                format!("{key}: no gateway named \"{name}\" (no [gateways.*] are defined)")
+            let message = if known.is_empty() {
+                format!("no gateway named \"{name}\" (no [gateways.*] are defined)")
             } else {
                 format!(
-                    "{key}: no gateway named \"{name}\" (defined: {})",
+                    "no gateway named \"{name}\" (defined: {})",
                     known.join(", ")
                 )
-            }
+            };
+            ConfigProblem::new(key(), message)
         })
     };
 
     let default = match schema.default.as_deref() {
         None | Some("direct") => Action::Direct,
         Some("deny") => Action::Deny,
-        Some(name) => Action::Gateway(gateway_index(name, &"default")?),
+        Some(name) => Action::Gateway(gateway_index(name, &|| KeyPath::top("default"))?),
     };
 
     if let Some(value) = schema.on_config_error.as_deref() {
         if value != "deny" && value != "direct" {
-            return Err(format!(
-                "on_config_error: \"{value}\" must be \"deny\" or \"direct\""
+            return Err(ConfigProblem::new(
+                KeyPath::top("on_config_error"),
+                format!("\"{value}\" must be \"deny\" or \"direct\""),
             ));
         }
     }
@@ -883,77 +791,91 @@ fn validate(
     let mut rules = Vec::with_capacity(file.tables);
     let mut lists = Lists::new(&source, getenv);
     for (index, rule) in file.rules().enumerate() {
-        // Written out only into an error: a table of 70,000 rules formats no keys.
-        let key = RuleKey(index);
+        // Made only for an error: a table of 70,000 rules builds no key paths.
+        let key = || KeyPath::rule(index);
+        let field = |name: &str| KeyPath::rule(index).key(name);
         let action = match (rule.via, rule.action) {
-            (Some(_), Some(_)) => return Err(format!("{key}: give either `via` or `action`, not both")),
-            (None, None) => {
-                return Err(format!(
-                    "{key}: needs `via = \"<gateway>\"` or `action = \"direct\"` / \"deny\""
+            (Some(_), Some(_)) => {
+                return Err(ConfigProblem::new(
+                    key(),
+                    "give either `via` or `action`, not both",
                 ))
             }
-            (Some(name), None) => Action::Gateway(gateway_index(name, &format_args!("{key}.via"))?),
+            (None, None) => {
+                return Err(ConfigProblem::new(
+                    key(),
+                    "needs `via = \"<gateway>\"` or `action = \"direct\"` / \"deny\"",
+                ))
+            }
+            (Some(name), None) => Action::Gateway(gateway_index(name, &|| field("via"))?),
             (None, Some("direct")) => Action::Direct,
             (None, Some("deny")) => Action::Deny,
             (None, Some(other)) => {
-                return Err(format!(
-                    "{key}.action: \"{other}\" must be \"direct\" or \"deny\" (to use a gateway: via = \"<name>\")"
+                return Err(ConfigProblem::new(
+                    field("action"),
+                    format!("\"{other}\" must be \"direct\" or \"deny\" (to use a gateway: via = \"<name>\")"),
                 ))
             }
         };
         let host = match (rule.host, rule.host_regex, rule.host_list) {
             (Some(h), None, None) => {
-                Some(HostMatch::parse_host(h).map_err(|e| format!("{key}.host: {e}"))?)
+                Some(HostMatch::parse_host(h).map_err(|e| ConfigProblem::new(field("host"), e))?)
             }
-            (None, Some(r), None) => {
-                Some(HostMatch::parse_regex(r).map_err(|e| format!("{key}.host_regex: {e}"))?)
-            }
+            (None, Some(r), None) => Some(
+                HostMatch::parse_regex(r)
+                    .map_err(|e| ConfigProblem::new(field("host_regex"), e))?,
+            ),
             (None, None, Some(path)) => Some(HostMatch::List(
                 lists
                     .hosts(path)
-                    .map_err(|e| format!("{key}.host_list: {e}"))?,
+                    .map_err(|e| ConfigProblem::new(field("host_list"), e))?,
             )),
             (None, None, None) => None,
             _ => {
-                return Err(format!(
-                    "{key}: give one of `host`, `host_regex` and `host_list`, not several"
+                return Err(ConfigProblem::new(
+                    key(),
+                    "give one of `host`, `host_regex` and `host_list`, not several",
                 ))
             }
         };
         let cidr = match (rule.cidr, rule.cidr_list) {
             (Some(c), None) => Some(AddressMatch::Prefix(
-                Cidr::parse(c).map_err(|e| format!("{key}.cidr: {e}"))?,
+                Cidr::parse(c).map_err(|e| ConfigProblem::new(field("cidr"), e))?,
             )),
             (None, Some(path)) => Some(AddressMatch::List(
                 lists
                     .cidrs(path)
-                    .map_err(|e| format!("{key}.cidr_list: {e}"))?,
+                    .map_err(|e| ConfigProblem::new(field("cidr_list"), e))?,
             )),
             (None, None) => None,
             (Some(_), Some(_)) => {
-                return Err(format!(
-                    "{key}: give either `cidr` or `cidr_list`, not both"
+                return Err(ConfigProblem::new(
+                    key(),
+                    "give either `cidr` or `cidr_list`, not both",
                 ))
             }
         };
         let ports = match rule.port {
             None => None,
-            Some(PortValue::Integer(n)) => {
-                Some(PortRange::parse(&n.to_string()).map_err(|e| format!("{key}.port: {e}"))?)
-            }
+            Some(PortValue::Integer(n)) => Some(
+                PortRange::parse(&n.to_string())
+                    .map_err(|e| ConfigProblem::new(field("port"), e))?,
+            ),
             Some(PortValue::Text(s)) => {
-                Some(PortRange::parse(s).map_err(|e| format!("{key}.port: {e}"))?)
+                Some(PortRange::parse(s).map_err(|e| ConfigProblem::new(field("port"), e))?)
             }
             Some(PortValue::Other(type_name)) => {
-                return Err(format!(
-                    "{key}.port: expected a number or a \"first-last\" string, found {type_name}"
+                return Err(ConfigProblem::new(
+                    field("port"),
+                    format!("expected a number or a \"first-last\" string, found {type_name}"),
                 ))
             }
         };
         if let Some(process) = rule.process {
             if process.is_empty() || process.contains('/') {
-                return Err(format!(
-                    "{key}.process: \"{process}\" must be an executable's base name, like \"node\""
+                return Err(ConfigProblem::new(
+                    field("process"),
+                    format!("\"{process}\" must be an executable's base name, like \"node\""),
                 ));
             }
         }
@@ -970,15 +892,17 @@ fn validate(
         None | Some("enforce") => false,
         Some("audit") => true,
         Some(other) => {
-            return Err(format!(
-                "mode: \"{other}\" must be \"enforce\" or \"audit\""
+            return Err(ConfigProblem::new(
+                KeyPath::top("mode"),
+                format!("\"{other}\" must be \"enforce\" or \"audit\""),
             ))
         }
     };
     let dns = validate_dns(schema.dns.as_ref())?;
     let discovery = validate_discovery(schema.discovery.as_ref())?;
     let log = match schema.log.as_ref().and_then(|l| l.path.as_deref()) {
-        Some(path) => LogTarget::parse(path).map_err(|e| format!("log.path: {e}"))?,
+        Some(path) => LogTarget::parse(path)
+            .map_err(|e| ConfigProblem::new(KeyPath::top("log").key("path"), e))?,
         None => LogTarget::Stderr,
     };
     let format_key = match (
@@ -986,16 +910,20 @@ fn validate(
         schema.log_format.as_deref(),
     ) {
         (Some(_), Some(_)) => {
-            return Err("log_format: give log.format or log_format, not both".to_string())
+            return Err(ConfigProblem::new(
+                KeyPath::top("log_format"),
+                "give log.format or log_format, not both",
+            ))
         }
-        (Some(text), None) => Some(("log.format", text)),
-        (None, Some(text)) => Some(("log_format", text)),
+        (Some(text), None) => Some((KeyPath::top("log").key("format"), text)),
+        (None, Some(text)) => Some((KeyPath::top("log_format"), text)),
         (None, None) => None,
     };
     let log_format = match format_key {
         None => LogFormat::Native,
-        Some((key, text)) => LogFormat::parse(text, getenv)
-            .ok_or_else(|| format!("{key}: \"{text}\" must be \"native\" or \"ecs\""))?,
+        Some((key, text)) => LogFormat::parse(text, getenv).ok_or_else(|| {
+            ConfigProblem::new(key, format!("\"{text}\" must be \"native\" or \"ecs\""))
+        })?,
     };
     Ok(Config {
         source,
@@ -1074,11 +1002,14 @@ fn validate_gateway(
     name: &str,
     gw: &GatewaySchema,
     getenv: &dyn Fn(&str) -> Option<String>,
-) -> Result<Gateway, String> {
-    let key = format!("gateways.{name}");
+) -> Result<Gateway, ConfigProblem> {
+    // Made only for an error.
+    let key = || KeyPath::gateway(name);
+    let field = |field: &str| KeyPath::gateway(name).key(field);
     if matches!(name, "direct" | "deny") {
-        return Err(format!(
-            "{key}: \"{name}\" is an action and cannot name a gateway"
+        return Err(ConfigProblem::new(
+            key(),
+            format!("\"{name}\" is an action and cannot name a gateway"),
         ));
     }
     let kind = match gw.kind.as_str() {
@@ -1086,57 +1017,66 @@ fn validate_gateway(
         "socks5" => GatewayKind::Socks5,
         "rewrite" => GatewayKind::Rewrite,
         other => {
-            return Err(format!(
-                "{key}.kind: \"{other}\" must be \"http\", \"socks5\" or \"rewrite\""
+            return Err(ConfigProblem::new(
+                field("kind"),
+                format!("\"{other}\" must be \"http\", \"socks5\" or \"rewrite\""),
             ))
         }
     };
     if gw.endpoints.is_empty() {
-        return Err(format!(
-            "{key}.endpoints: at least one \"host:port\" or \"srv:NAME\" is needed"
+        return Err(ConfigProblem::new(
+            field("endpoints"),
+            "at least one \"host:port\" or \"srv:NAME\" is needed",
         ));
     }
     let endpoints = gw
         .endpoints
         .iter()
         .enumerate()
-        .map(|(i, e)| Endpoint::parse(e).map_err(|m| format!("{key}.endpoints[{i}]: {m}")))
+        .map(|(i, e)| {
+            Endpoint::parse(e).map_err(|m| ConfigProblem::new(field("endpoints").index(i), m))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     if gw.password.is_some() {
-        return Err(format!(
-            "{key}.password: passwords are not kept in the config file; put it in an environment variable and name it with password_env"
-        ));
+        return Err(ConfigProblem::new(field("password"), "passwords are not kept in the config file; put it in an environment variable and name it with password_env"));
     }
     let credentials = match (&gw.username, &gw.password_env) {
         (None, None) => None,
-        (None, Some(_)) => return Err(format!("{key}: password_env without username")),
+        (None, Some(_)) => return Err(ConfigProblem::new(key(), "password_env without username")),
         (Some(username), password_env) => {
             if kind == GatewayKind::Rewrite {
-                return Err(format!(
-                    "{key}.username: a rewrite gateway sends nothing, so it takes no credentials"
+                return Err(ConfigProblem::new(
+                    field("username"),
+                    "a rewrite gateway sends nothing, so it takes no credentials",
                 ));
             }
             let password = match password_env {
                 Some(var) => getenv(var).ok_or_else(|| {
-                    format!("{key}.password_env: environment variable {var} is not set")
+                    ConfigProblem::new(
+                        field("password_env"),
+                        format!("environment variable {var} is not set"),
+                    )
                 })?,
                 None => String::new(),
             };
             if kind == GatewayKind::Socks5 && (username.len() > 255 || password.len() > 255) {
-                return Err(format!(
-                    "{key}: SOCKS5 usernames and passwords are at most 255 bytes"
+                return Err(ConfigProblem::new(
+                    key(),
+                    "SOCKS5 usernames and passwords are at most 255 bytes",
                 ));
             }
             if username.contains(':') && kind == GatewayKind::Http {
-                return Err(format!(
-                    "{key}.username: Basic auth usernames cannot contain ':'"
+                return Err(ConfigProblem::new(
+                    field("username"),
+                    "Basic auth usernames cannot contain ':'",
                 ));
             }
             if username.bytes().any(|b| b.is_ascii_control())
                 || password.bytes().any(|b| b.is_ascii_control())
             {
-                return Err(format!(
-                    "{key}: username and password cannot contain control characters"
+                return Err(ConfigProblem::new(
+                    key(),
+                    "username and password cannot contain control characters",
                 ));
             }
             Some(Credentials {
@@ -1146,23 +1086,31 @@ fn validate_gateway(
         }
     };
     if !gw.headers.is_empty() && kind != GatewayKind::Http {
-        return Err(format!("{key}.headers: only http gateways send headers"));
+        return Err(ConfigProblem::new(
+            field("headers"),
+            "only http gateways send headers",
+        ));
     }
     let mut headers = Vec::new();
     for (header, value) in &gw.headers {
         let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
         if header.is_empty() || !header.bytes().all(token) {
-            return Err(format!(
-                "{key}.headers: \"{header}\" is not a valid header name"
+            return Err(ConfigProblem::new(
+                field("headers"),
+                format!("\"{header}\" is not a valid header name"),
             ));
         }
         if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-            return Err(format!(
-                "{key}.headers.{header}: the value contains CR, LF or NUL"
+            return Err(ConfigProblem::new(
+                field("headers").key(header),
+                "the value contains CR, LF or NUL",
             ));
         }
         if header.eq_ignore_ascii_case("host") {
-            return Err(format!("{key}.headers: Host is set from the destination"));
+            return Err(ConfigProblem::new(
+                field("headers"),
+                "Host is set from the destination",
+            ));
         }
         headers.push((header.clone(), value.clone()));
     }
@@ -1170,8 +1118,9 @@ fn validate_gateway(
         None => DEFAULT_CONNECT_TIMEOUT_MS,
         Some(ms) if (1..=600_000).contains(&ms) => ms as u64,
         Some(ms) => {
-            return Err(format!(
-                "{key}.connect_timeout_ms: {ms} must be from 1 to 600000"
+            return Err(ConfigProblem::new(
+                field("connect_timeout_ms"),
+                format!("{ms} must be from 1 to 600000"),
             ))
         }
     };
@@ -1181,8 +1130,11 @@ fn validate_gateway(
         Some("random") => Strategy::Random,
         Some("hash") => Strategy::Hash,
         Some(other) => {
-            return Err(format!(
-                "{key}.strategy: \"{other}\" must be \"failover\", \"round_robin\", \"random\" or \"hash\""
+            return Err(ConfigProblem::new(
+                field("strategy"),
+                format!(
+                    "\"{other}\" must be \"failover\", \"round_robin\", \"random\" or \"hash\""
+                ),
             ))
         }
     };
@@ -1193,26 +1145,32 @@ fn validate_gateway(
         None => endpoints.len(),
         Some(n) if n >= 1 && (has_srv || n as usize <= endpoints.len()) => n as usize,
         Some(n) => {
-            return Err(format!(
-                "{key}.max_attempts: {n} must be from 1 to the number of endpoints ({})",
-                endpoints.len()
+            return Err(ConfigProblem::new(
+                field("max_attempts"),
+                format!(
+                    "{n} must be from 1 to the number of endpoints ({})",
+                    endpoints.len()
+                ),
             ))
         }
     };
     let cooldown_s = match gw.cooldown_s {
         None => DEFAULT_COOLDOWN_S,
         Some(s) if (0..=86_400).contains(&s) => s as u64,
-        Some(s) => return Err(format!("{key}.cooldown_s: {s} must be from 0 to 86400")),
+        Some(s) => {
+            return Err(ConfigProblem::new(
+                field("cooldown_s"),
+                format!("{s} must be from 0 to 86400"),
+            ))
+        }
     };
     let proxy_protocol = match gw.proxy_protocol.as_deref() {
         None => false,
         Some("v2") if kind == GatewayKind::Rewrite => true,
         Some("v2") => {
-            return Err(format!(
-                "{key}.proxy_protocol: only rewrite gateways send a PROXY header (http and socks5 gateways learn the destination from their handshake)"
-            ))
+            return Err(ConfigProblem::new(field("proxy_protocol"), "only rewrite gateways send a PROXY header (http and socks5 gateways learn the destination from their handshake)"))
         }
-        Some(other) => return Err(format!("{key}.proxy_protocol: \"{other}\" must be \"v2\"")),
+        Some(other) => return Err(ConfigProblem::new(field("proxy_protocol"), format!("\"{other}\" must be \"v2\""))),
     };
     Ok(Gateway {
         name: name.to_string(),
@@ -1229,75 +1187,93 @@ fn validate_gateway(
     })
 }
 
-fn validate_discovery(schema: Option<&DiscoverySchema>) -> Result<DiscoveryConfig, String> {
+fn validate_discovery(schema: Option<&DiscoverySchema>) -> Result<DiscoveryConfig, ConfigProblem> {
     let mut config = DiscoveryConfig::default();
     let Some(schema) = schema else {
         return Ok(config);
     };
+    let field = |name: &str| KeyPath::top("discovery").key(name);
     if let Some(text) = &schema.nameserver {
-        let hp = HostPort::parse(text).map_err(|e| format!("discovery.nameserver: {e}"))?;
+        let hp = HostPort::parse(text).map_err(|e| ConfigProblem::new(field("nameserver"), e))?;
         config.nameserver = Some(hp.literal().ok_or_else(|| {
-            format!("discovery.nameserver: \"{text}\" must be an address (a name would need DNS to find DNS)")
+            ConfigProblem::new(
+                field("nameserver"),
+                format!("\"{text}\" must be an address (a name would need DNS to find DNS)"),
+            )
         })?);
     }
     let seconds = |value: Option<i64>, key: &str, default: u64| match value {
         None => Ok(default),
         Some(s) if (0..=86_400).contains(&s) => Ok(s as u64),
-        Some(s) => Err(format!("discovery.{key}: {s} must be from 0 to 86400")),
+        Some(s) => Err(ConfigProblem::new(
+            field(key),
+            format!("{s} must be from 0 to 86400"),
+        )),
     };
     config.min_ttl_s = seconds(schema.min_ttl_s, "min_ttl_s", config.min_ttl_s)?;
     config.max_ttl_s = seconds(schema.max_ttl_s, "max_ttl_s", config.max_ttl_s)?;
     if config.min_ttl_s > config.max_ttl_s {
-        return Err(format!(
-            "discovery.min_ttl_s: {} is more than max_ttl_s ({})",
-            config.min_ttl_s, config.max_ttl_s
+        return Err(ConfigProblem::new(
+            field("min_ttl_s"),
+            format!(
+                "{} is more than max_ttl_s ({})",
+                config.min_ttl_s, config.max_ttl_s
+            ),
         ));
     }
     config.timeout_ms = match schema.timeout_ms {
         None => config.timeout_ms,
         Some(ms) if (1..=60_000).contains(&ms) => ms as u64,
         Some(ms) => {
-            return Err(format!(
-                "discovery.timeout_ms: {ms} must be from 1 to 60000"
+            return Err(ConfigProblem::new(
+                field("timeout_ms"),
+                format!("{ms} must be from 1 to 60000"),
             ))
         }
     };
     Ok(config)
 }
 
-fn validate_dns(dns: Option<&DnsSchema>) -> Result<DnsConfig, String> {
+fn validate_dns(dns: Option<&DnsSchema>) -> Result<DnsConfig, ConfigProblem> {
     let mut config = DnsConfig::default();
     let Some(dns) = dns else { return Ok(config) };
+    let field = |name: &str| KeyPath::top("dns").key(name);
     config.mode = match dns.mode.as_deref() {
         None | Some("fake") => DnsMode::Fake,
         Some("local") => DnsMode::Local,
         Some(other) => {
-            return Err(format!(
-                "dns.mode: \"{other}\" must be \"fake\" or \"local\""
+            return Err(ConfigProblem::new(
+                field("mode"),
+                format!("\"{other}\" must be \"fake\" or \"local\""),
             ))
         }
     };
     if let Some(text) = &dns.fake_ipv4 {
-        let cidr = Cidr::parse(text).map_err(|e| format!("dns.fake_ipv4: {e}"))?;
+        let cidr = Cidr::parse(text).map_err(|e| ConfigProblem::new(field("fake_ipv4"), e))?;
         if !cidr.network().is_ipv4() || cidr.prefix_len() > 28 {
-            return Err(format!(
-                "dns.fake_ipv4: \"{text}\" must be an IPv4 prefix of /28 or wider"
+            return Err(ConfigProblem::new(
+                field("fake_ipv4"),
+                format!("\"{text}\" must be an IPv4 prefix of /28 or wider"),
             ));
         }
         config.fake_ipv4 = cidr;
     }
     if let Some(text) = &dns.fake_ipv6 {
-        let cidr = Cidr::parse(text).map_err(|e| format!("dns.fake_ipv6: {e}"))?;
+        let cidr = Cidr::parse(text).map_err(|e| ConfigProblem::new(field("fake_ipv6"), e))?;
         if cidr.network().is_ipv4() || cidr.prefix_len() > 112 {
-            return Err(format!(
-                "dns.fake_ipv6: \"{text}\" must be an IPv6 prefix of /112 or wider"
+            return Err(ConfigProblem::new(
+                field("fake_ipv6"),
+                format!("\"{text}\" must be an IPv6 prefix of /112 or wider"),
             ));
         }
         config.fake_ipv6 = cidr;
     }
     if let Some(n) = dns.max_hosts {
         if !(16..=1 << 20).contains(&n) {
-            return Err(format!("dns.max_hosts: {n} must be from 16 to 1048576"));
+            return Err(ConfigProblem::new(
+                field("max_hosts"),
+                format!("{n} must be from 16 to 1048576"),
+            ));
         }
         config.max_hosts = n as usize;
     }
@@ -1595,6 +1571,10 @@ mod tests {
         assert!(e.contains("default: line 1, column 1: "), "{e}");
         let e = parse_err("[[rules]]\nhost = \"a.test\"\n");
         assert!(e.contains("rules[0]: line 1, column 1: needs"), "{e}");
-        assert_eq!(locate("[dns]\nmode = \"x\"\n", "dns.mode"), Some((2, 1)));
+        let dns_mode = KeyPath::top("dns").key("mode");
+        assert_eq!(
+            problem::locate("[dns]\nmode = \"x\"\n", &dns_mode),
+            Some((2, 1))
+        );
     }
 }
