@@ -105,7 +105,40 @@ impl Net {
                 CLIENT_IP,
             ],
         );
-        std::thread::sleep(Duration::from_millis(700));
+        // The sniffer says when its socket is bound; a loaded machine can take seconds.
+        let ready = std::path::PathBuf::from(format!("{}.ready", capture.display()));
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !ready.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the sniffer never started"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.wait_for_listener("127.0.0.1", 8080);
+        self.wait_for_listener(GATEWAY_IP, 3128);
+    }
+
+    /// Waits until something in the gateway namespace accepts connections on `ip:port`.
+    fn wait_for_listener(&self, ip: &str, port: u16) {
+        let poll = format!(
+            "import socket, sys, time\n\
+             for _ in range(600):\n\
+             \x20   try:\n\
+             \x20       socket.create_connection(('{ip}', {port}), 1).close()\n\
+             \x20       sys.exit(0)\n\
+             \x20   except OSError:\n\
+             \x20       time.sleep(0.1)\n\
+             sys.exit(1)\n"
+        );
+        let status = Command::new("ip")
+            .args(["netns", "exec", &self.gateway, "python3", "-c", &poll])
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "nothing listens on {ip}:{port} in the gateway namespace"
+        );
     }
 
     /// Starts `program args` in the gateway namespace.
@@ -141,6 +174,7 @@ import socket, struct, sys
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
 s.bind((sys.argv[1], 0))
 out = open(sys.argv[2], "a", buffering=1)
+open(sys.argv[2] + ".ready", "w").close()
 while True:
     frame = s.recv(65535)
     if len(frame) < 34 or frame[12:14] != b"\x08\x00":
@@ -160,6 +194,18 @@ fn packets(log: &Path) -> Vec<String> {
         .lines()
         .map(str::to_string)
         .collect()
+}
+
+/// The packets seen, once `expected` is among them (or 10 s have passed: the caller asserts).
+fn packets_soon(log: &Path, expected: &str) -> Vec<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let seen = packets(log);
+        if seen.iter().any(|p| p == expected) || std::time::Instant::now() > deadline {
+            return seen;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]
@@ -200,8 +246,7 @@ fn nothing_leaves_the_client_except_to_the_gateway() {
     .without_preload()
     .output();
     let _ = out.code;
-    std::thread::sleep(Duration::from_millis(300));
-    let control = packets(&capture);
+    let control = packets_soon(&capture, &format!("tcp {GATEWAY_IP} 3128"));
     assert!(
         control
             .iter()
@@ -354,7 +399,7 @@ fn under_isolate_only_what_the_supervisor_connects_leaves() {
             www.to_str().unwrap(),
         ],
     );
-    std::thread::sleep(Duration::from_millis(500));
+    net.wait_for_listener(GATEWAY_IP, 8081);
     let config = Config::new()
         .default("deny")
         .log("off")
