@@ -221,10 +221,8 @@ pub fn normalize_host(raw: &str) -> Option<String> {
     if name.is_empty() || name.len() > MAX_HOST_LEN {
         return None;
     }
-    if name.contains(':') && name.parse::<Ipv6Addr>().is_ok() {
-        return Some(name.to_ascii_lowercase());
-    }
-    // Labels of 1 to 63 letters, digits, `-` and `_`, in one pass over the bytes.
+    // Labels of 1 to 63 letters, digits, `-` and `_`, in one pass over the bytes; a colon
+    // sends the name to the IPv6 parser (a table of 70,000 rules normalises 70,000 names).
     let mut label = 0;
     for &b in name.as_bytes() {
         if b == b'.' {
@@ -237,6 +235,11 @@ pub fn normalize_host(raw: &str) -> Option<String> {
             if label > 63 {
                 return None;
             }
+        } else if b == b':' {
+            return name
+                .parse::<Ipv6Addr>()
+                .is_ok()
+                .then(|| name.to_ascii_lowercase());
         } else {
             return None;
         }

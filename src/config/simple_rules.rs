@@ -108,12 +108,33 @@ fn lines(text: &str) -> impl Iterator<Item = &str> {
 
 /// Where the ASCII byte `byte` first is in `text` (a character boundary, being ASCII).
 fn byte_position(text: &str, byte: u8) -> Option<usize> {
+    // A plain loop: the lines and values are short, where memchr's set-up costs more.
     text.bytes().position(|b| b == byte)
 }
 
 /// A line without its end and surrounding white space.
 fn bare(line: &str) -> &str {
-    line.trim_matches(|c: char| c == ' ' || c == '\t' || c == '\r' || c == '\n')
+    let end = |b: &&u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+    let bytes = line.as_bytes();
+    let start = bytes.iter().take_while(end).count();
+    let stop = bytes.len() - bytes[start..].iter().rev().take_while(end).count();
+    // Only ASCII bytes are cut: both ends stay on character boundaries.
+    &line[start..stop]
+}
+
+/// `text` without the spaces and tabs it starts with: TOML's only white space within a line.
+/// (A wider trim would take a table the TOML parser refuses.)
+fn trim_start_blank(text: &str) -> &str {
+    &text[text
+        .bytes()
+        .take_while(|b| matches!(b, b' ' | b'\t'))
+        .count()..]
+}
+
+/// `text` without the spaces and tabs it ends with.
+fn trim_end_blank(text: &str) -> &str {
+    let blanks = text.bytes().rev().take_while(|b| matches!(b, b' ' | b'\t'));
+    &text[..text.len() - blanks.count()]
 }
 
 /// `[[rules]]`, optionally followed by a comment.
@@ -142,7 +163,7 @@ fn simple_table<'t>(body: &[&'t str]) -> Option<RuleFields<'t>> {
         }
         let equals = byte_position(line, b'=')?;
         let (key, value) = (&line[..equals], &line[equals + 1..]);
-        let (key, value) = (key.trim_end(), value.trim_start());
+        let (key, value) = (trim_end_blank(key), trim_start_blank(value));
         let slot = match key {
             "host" => &mut rule.host,
             "host_list" => &mut rule.host_list,
@@ -172,7 +193,7 @@ fn simple_table<'t>(body: &[&'t str]) -> Option<RuleFields<'t>> {
 fn basic_string(value: &str) -> Option<&str> {
     let inner = value.strip_prefix('"')?;
     let end = byte_position(inner, b'"')?;
-    let (text, after) = (&inner[..end], inner[end + 1..].trim_start());
+    let (text, after) = (&inner[..end], trim_start_blank(&inner[end + 1..]));
     // Printable ASCII at a glance; otherwise by characters (C1 controls are two bytes).
     let printable = |b: u8| (0x20..0x7f).contains(&b) && b != b'\\';
     let plain = text.bytes().all(printable)
