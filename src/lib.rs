@@ -35,6 +35,7 @@
 //! - [`runtime`]: the process-wide state: an immutable snapshot, loaded lazily on the first
 //!   hooked call and swapped when the config file changes.
 
+pub mod compiled;
 pub mod config;
 pub mod connect;
 pub mod connections;

@@ -10,21 +10,18 @@
 //!   the end whether an exact name or `.domain` apex does. One walk answers every pattern form.
 //! - address lists: the prefixes as sorted, disjoint ranges, binary-searched.
 //!
-//! A compiled file names the list it was compiled from (device, inode, size, modification and
-//! change times), carries a hash of its body, and must belong to root or to us and be writable
-//! by no one else. One that fails any check is not used: the list is compiled again from its
-//! text (in memory, and written where it can be for the processes that come next). It lives
-//! beside the list (`FILE.mcpr`, where the command writes it) or in the user's cache
-//! (`$XDG_CACHE_HOME/mcp-redirect`, where the library writes it).
+//! The compiled file (its header, where it lives, when it is trusted) is [`crate::compiled`]'s;
+//! one that fails any check is not used: the list is compiled again from its text (in memory,
+//! and written where it can be for the processes that come next).
 #![forbid(unsafe_code)]
 
 use std::fmt;
-use std::io::{self, Write};
+use std::io;
 use std::net::IpAddr;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::compiled::{self, read_u64, Kind, HEADER};
+pub use crate::compiled::{cache_dir, Identity};
 use crate::net::Cidr;
 use crate::sys::Mapping;
 
@@ -32,89 +29,11 @@ use crate::sys::Mapping;
 /// about 25 MB).
 pub const MAX_LIST_BYTES: u64 = 512 << 20;
 
-const MAGIC: &[u8; 8] = b"MCPRLIST";
-const FORMAT: u32 = 1;
-const HEADER: usize = 96;
-/// The compiled file's name beside its list.
-const SUFFIX: &str = ".mcpr";
-
 /// The last byte of a key: which pattern form it is. Below every byte a name holds, so a
 /// pattern's key never sits inside a longer name's path.
 const EXACT: u8 = 1;
 const SUBDOMAINS: u8 = 2;
 const DOMAIN: u8 = 3;
-
-/// Whether this process writes compiled files beside their lists (the command, run by whoever
-/// keeps the lists), or only in the user's cache (the library, inside someone else's program).
-static BESIDE_LISTS: AtomicBool = AtomicBool::new(false);
-
-/// Lets compiled files be written beside their lists (for the command-line tool).
-pub fn write_beside_lists() {
-    BESIDE_LISTS.store(true, Ordering::Relaxed);
-}
-
-/// Where the library writes compiled lists it had to build: the user's cache
-/// (`$XDG_CACHE_HOME/mcp-redirect`, else `$HOME/.cache/mcp-redirect`), if there is one.
-pub fn cache_dir(getenv: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
-    let absolute = |name: &str| getenv(name).map(PathBuf::from).filter(|p| p.is_absolute());
-    absolute("XDG_CACHE_HOME")
-        .or_else(|| absolute("HOME").map(|home| home.join(".cache")))
-        .map(|dir| dir.join("mcp-redirect"))
-}
-
-/// Which version of a file a compiled form was made from: what `stat` says of it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct Identity {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-}
-
-impl Identity {
-    fn of(meta: &std::fs::Metadata) -> Identity {
-        Identity {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.size(),
-            mtime: (meta.mtime(), meta.mtime_nsec()),
-            ctime: (meta.ctime(), meta.ctime_nsec()),
-        }
-    }
-
-    /// The file's identity now, or the default (no file) if it cannot be read.
-    pub fn now(path: &Path) -> Identity {
-        std::fs::metadata(path)
-            .map(|m| Identity::of(&m))
-            .unwrap_or_default()
-    }
-
-    /// One word for it, for a reload check.
-    pub fn word(&self) -> u64 {
-        let mut h = Hash::new();
-        h.bytes(&self.bytes());
-        h.finish()
-    }
-
-    /// The seven words, little-endian, as the compiled file's header holds them.
-    fn bytes(&self) -> [u8; 56] {
-        let mut out = [0u8; 56];
-        let words = [
-            self.dev,
-            self.ino,
-            self.size,
-            self.mtime.0 as u64,
-            self.mtime.1 as u64,
-            self.ctime.0 as u64,
-            self.ctime.1 as u64,
-        ];
-        for (chunk, word) in out.chunks_exact_mut(8).zip(words) {
-            chunk.copy_from_slice(&word.to_le_bytes());
-        }
-        out
-    }
-}
 
 /// Where a list's compiled form came from (for `check` and the docs' claims).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -289,12 +208,6 @@ fn find_range(count: usize, at: impl Fn(usize) -> (u128, u128, u32), value: u128
     (value <= last).then_some(u64::from(line))
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Hosts = 1,
-    Cidrs = 2,
-}
-
 /// The list's compiled body: mapped from a valid compiled file, else compiled from the text
 /// (and written for the next process, where that is possible).
 fn load(path: &Path, cache: Option<&Path>, kind: Kind) -> Result<(ListInfo, Body), String> {
@@ -307,21 +220,19 @@ fn load(path: &Path, cache: Option<&Path>, kind: Kind) -> Result<(ListInfo, Body
         return Err(format!("{shown}: larger than {} MiB", MAX_LIST_BYTES >> 20));
     }
     let identity = Identity::of(&meta);
-    for candidate in compiled_paths(path, cache) {
-        if let Some((entries, mapping)) = map_compiled(&candidate, kind, &identity) {
-            let info = ListInfo {
-                path: path.to_path_buf(),
-                identity,
-                entries,
-                compiled: Compiled::Mapped(candidate),
-            };
-            return Ok((info, Body::Mapped(mapping, HEADER)));
-        }
+    if let Some((candidate, entries, mapping)) = compiled::find(path, cache, kind, &identity) {
+        let info = ListInfo {
+            path: path.to_path_buf(),
+            identity,
+            entries,
+            compiled: Compiled::Mapped(candidate),
+        };
+        return Ok((info, Body::Mapped(mapping, HEADER)));
     }
     let text = std::fs::read(path).map_err(|e| format!("{shown}: {}", plain(&e)))?;
     // The file changed between the stat and the read: what was read is what is used, and its
     // compiled form must not claim the older identity.
-    let identity = if text.len() as u64 == identity.size {
+    let identity = if text.len() as u64 == identity.size() {
         identity
     } else {
         Identity::default()
@@ -329,11 +240,13 @@ fn load(path: &Path, cache: Option<&Path>, kind: Kind) -> Result<(ListInfo, Body
     let (entries, body) = match kind {
         Kind::Hosts => compile_hosts(path, &text)?,
         Kind::Cidrs => compile_cidrs(path, &text)?,
+        // Not a list: no caller here asks for it.
+        Kind::Rules => return Err(format!("{shown}: not a list")),
     };
     let written = if identity == Identity::default() {
         None
     } else {
-        write_compiled(path, cache, kind, &identity, entries, &body)
+        compiled::write_compiled(path, cache, kind, &identity, entries, &body)
     };
     let info = ListInfo {
         path: path.to_path_buf(),
@@ -342,158 +255,6 @@ fn load(path: &Path, cache: Option<&Path>, kind: Kind) -> Result<(ListInfo, Body
         compiled: Compiled::Built(written),
     };
     Ok((info, Body::Owned(body)))
-}
-
-/// Where a compiled form of `list` may be: beside it, then in the cache directory.
-fn compiled_paths(list: &Path, cache: Option<&Path>) -> Vec<PathBuf> {
-    let mut beside = list.as_os_str().to_owned();
-    beside.push(SUFFIX);
-    let mut paths = vec![PathBuf::from(beside)];
-    if let Some(dir) = cache {
-        paths.push(dir.join(cache_name(list)));
-    }
-    paths
-}
-
-/// The compiled file's name in the cache: the list's name and a hash of its whole path.
-fn cache_name(list: &Path) -> String {
-    use std::os::unix::ffi::OsStrExt;
-    let mut h = Hash::new();
-    h.bytes(list.as_os_str().as_bytes());
-    let name = list
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let name: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(64)
-        .collect();
-    format!("{name}-{:016x}{SUFFIX}", h.finish())
-}
-
-/// The compiled file at `path` mapped, if it is one we can trust for this version of the
-/// list: ours or root's and writable by no one else, of this format and kind, made from a
-/// list with `identity`, and with its body's hash. Returns the entry count and the mapping.
-fn map_compiled(path: &Path, kind: Kind, identity: &Identity) -> Option<(u64, Mapping)> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-        .ok()?;
-    let meta = file.metadata().ok()?;
-    let euid = crate::sys::euid();
-    if !meta.is_file()
-        || (meta.uid() != 0 && meta.uid() != euid)
-        || meta.permissions().mode() & 0o022 != 0
-        || (meta.len() as usize) < HEADER
-    {
-        return None;
-    }
-    let mapping = Mapping::of(&file, meta.len() as usize)?;
-    let bytes = mapping.bytes();
-    let header = parse_header(bytes)?;
-    let body = &bytes[HEADER..];
-    (header.kind == kind as u32
-        && header.identity == identity.bytes()
-        && header.body_len == body.len() as u64
-        && header.body_hash == hash_bytes(body))
-    .then_some((header.entries, mapping))
-}
-
-struct Header {
-    kind: u32,
-    identity: [u8; 56],
-    entries: u64,
-    body_len: u64,
-    body_hash: u64,
-}
-
-fn parse_header(bytes: &[u8]) -> Option<Header> {
-    if bytes.get(..8)? != MAGIC || read_u32(bytes, 8)? != FORMAT {
-        return None;
-    }
-    Some(Header {
-        kind: read_u32(bytes, 12)?,
-        identity: bytes.get(16..72)?.try_into().ok()?,
-        entries: read_u64(bytes, 72)?,
-        body_len: read_u64(bytes, 80)?,
-        body_hash: read_u64(bytes, 88)?,
-    })
-}
-
-fn header(kind: Kind, identity: &Identity, entries: u64, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&FORMAT.to_le_bytes());
-    out.extend_from_slice(&(kind as u32).to_le_bytes());
-    out.extend_from_slice(&identity.bytes());
-    out.extend_from_slice(&entries.to_le_bytes());
-    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
-    out.extend_from_slice(&hash_bytes(body).to_le_bytes());
-    debug_assert_eq!(out.len(), HEADER);
-    out
-}
-
-/// Writes the compiled form where the next process will look: beside the list (the command
-/// only), else in the cache directory (created, private). A temporary file renamed into place,
-/// so that a reader sees a whole file or none. `None` if it could be written nowhere.
-fn write_compiled(
-    list: &Path,
-    cache: Option<&Path>,
-    kind: Kind,
-    identity: &Identity,
-    entries: u64,
-    body: &[u8],
-) -> Option<PathBuf> {
-    let head = header(kind, identity, entries, body);
-    let paths = compiled_paths(list, cache);
-    let beside = BESIDE_LISTS.load(Ordering::Relaxed);
-    for (index, target) in paths.iter().enumerate() {
-        if index == 0 && !beside {
-            continue;
-        }
-        if index == 1 {
-            if let Some(dir) = cache {
-                let _ = std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(dir);
-            }
-        }
-        if write_atomically(target, &head, body).is_ok() {
-            return Some(target.clone());
-        }
-    }
-    None
-}
-
-fn write_atomically(target: &Path, head: &[u8], body: &[u8]) -> io::Result<()> {
-    let mut temporary = target.as_os_str().to_owned();
-    temporary.push(format!(".{}.tmp", std::process::id()));
-    let temporary = PathBuf::from(temporary);
-    let result = (|| {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&temporary)?;
-        file.write_all(head)?;
-        file.write_all(body)?;
-        drop(file);
-        std::fs::rename(&temporary, target)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temporary);
-    }
-    result
 }
 
 /// The lines of a list, without comments, blank lines or line ends: (line number, text).
@@ -718,68 +479,14 @@ fn disjoint(mut ranges: Vec<(u128, u128, u32)>) -> Vec<(u128, u128, u32)> {
     out
 }
 
-fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
-}
-
-fn read_u64(bytes: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
-}
-
-/// An I/O error's text without Rust's "(os error N)".
 fn plain(error: &io::Error) -> String {
     crate::errno::errno_text(error)
-}
-
-/// A fast 64-bit hash of a compiled body, read 32 bytes at a time in four lanes: it detects a
-/// damaged or truncated file (whoever could forge one could write the list too; the file's
-/// owner and mode are what keep others out), at memory speed, since every process that maps a
-/// compiled file checks it whole.
-fn hash_bytes(bytes: &[u8]) -> u64 {
-    const K: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut lanes = [K, K.rotate_left(16), K.rotate_left(32), K.rotate_left(48)];
-    let mut chunks = bytes.chunks_exact(32);
-    for chunk in &mut chunks {
-        for (lane, word) in lanes.iter_mut().zip(chunk.chunks_exact(8)) {
-            let word = u64::from_le_bytes(word.try_into().unwrap());
-            *lane = (*lane ^ word).wrapping_mul(K).rotate_left(29);
-        }
-    }
-    let mut h = Hash::new();
-    for lane in lanes {
-        h.word(lane);
-    }
-    h.bytes(chunks.remainder());
-    h.word(bytes.len() as u64);
-    h.finish()
-}
-
-/// FNV-1a over bytes and words, for the small hashes here.
-struct Hash(u64);
-
-impl Hash {
-    fn new() -> Hash {
-        Hash(crate::hash::FNV_OFFSET)
-    }
-
-    fn bytes(&mut self, bytes: &[u8]) {
-        self.0 = bytes
-            .iter()
-            .fold(self.0, |h, &b| crate::hash::fnv_step(h, b));
-    }
-
-    fn word(&mut self, word: u64) {
-        self.bytes(&word.to_le_bytes());
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compiled::hash_bytes;
 
     fn hosts(text: &str) -> HostList {
         let dir = std::env::temp_dir().join(format!("mcpr-lists-{}", std::process::id()));

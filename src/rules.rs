@@ -118,6 +118,29 @@ impl HostMatch {
         Ok(HostMatch::Exact(check(text)?))
     }
 
+    /// A `host` value already in the form [`HostMatch::parse_host`] makes of it (see
+    /// [`HostMatch::normal_text`]): taken as it is, without checking it again.
+    pub fn from_normal(text: &str) -> HostMatch {
+        if let Some(suffix) = text.strip_prefix('*') {
+            HostMatch::Subdomains(suffix.to_owned())
+        } else if let Some(apex) = text.strip_prefix('.') {
+            HostMatch::Domain(apex.to_owned())
+        } else {
+            HostMatch::Exact(text.to_owned())
+        }
+    }
+
+    /// The `host` value that [`HostMatch::parse_host`] reads back as this pattern, for the
+    /// three plain forms (`None` for the others).
+    pub fn normal_text(&self) -> Option<String> {
+        match self {
+            HostMatch::Exact(name) => Some(name.clone()),
+            HostMatch::Subdomains(suffix) => Some(format!("*{suffix}")),
+            HostMatch::Domain(apex) => Some(format!(".{apex}")),
+            _ => None,
+        }
+    }
+
     /// Compiles a `host_regex` value.
     pub fn parse_regex(source: &str) -> Result<HostMatch, String> {
         // Parse the pattern as written first, so that an error points into it, not into the

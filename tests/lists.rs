@@ -364,3 +364,96 @@ fn curl_and_python_are_decided_by_one_entry_among_a_million() {
         ]
     );
 }
+
+/// Inline rules at scale: a config's simple `[[rules]]` tables are read from a compiled form
+/// (written beside the config by `check`, in the user's cache by the library) instead of
+/// scanned again; a forged form with a valid hash shows that it is what is read, a damaged one
+/// is not trusted, an edited config is read anew, and a real program is decided the same way
+/// from the text and from the form.
+#[test]
+fn inline_rules_are_read_from_a_checked_compiled_form_that_follows_edits() {
+    let scratch = Scratch::new("inline-compiled");
+    let write_config = |changed: &str| {
+        let mut config = Config::new().default("direct").log(scratch.log_path());
+        for i in 0..100 {
+            let host = if i == 7 {
+                changed.to_string()
+            } else {
+                format!("h{i}.inline.test")
+            };
+            config = config.rule(&format!("host = \"{host}\""), r#"action = "deny""#);
+        }
+        config
+            .rule(r#"host = "*.Mixed.Case.Test.""#, r#"action = "deny""#)
+            .write(&scratch)
+    };
+    let config = write_config("h7.inline.test");
+    let config = config.to_str().unwrap();
+    let compiled = PathBuf::from(format!("{config}.mcpr"));
+    let out = cli(&["check", "--config", config]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(compiled.exists(), "check wrote no compiled form");
+    let decides = |host: &str| {
+        let args = ["explain", "--config", config, "--no-resolve"];
+        let out = Command::new(env!("CARGO_BIN_EXE_mcp-redirect"))
+            .args(args)
+            .arg(format!("{host}:443"))
+            .env("XDG_CACHE_HOME", scratch.dir.join("cache"))
+            .output()
+            .unwrap();
+        text(&out.stdout)
+    };
+    assert!(decides("h5.inline.test").contains("connect: deny by rules[5]"));
+    assert!(decides("a.mixed.case.test").contains("connect: deny by rules[100]"));
+    assert!(decides("h5.inlinx.test").contains("connect: direct by default"));
+
+    // The form, edited with its hash made to match: what it says is what decides (so the
+    // decisions above could have come from it).
+    let form = std::fs::read(&compiled).unwrap();
+    let at = form
+        .windows(14)
+        .position(|w| w == b"h5.inline.test")
+        .expect("the host in the form");
+    let mut forged = form.clone();
+    forged[at..at + 14].copy_from_slice(b"h5.inlinx.test");
+    let hash = mcp_redirect::compiled::hash_bytes(&forged[mcp_redirect::compiled::HEADER..]);
+    forged[88..96].copy_from_slice(&hash.to_le_bytes());
+    std::fs::write(&compiled, &forged).unwrap();
+    assert!(decides("h5.inlinx.test").contains("connect: deny by rules[5]"));
+
+    // Damaged (the hash no longer holds): not trusted; the text decides.
+    forged[at] = b'x';
+    std::fs::write(&compiled, &forged).unwrap();
+    assert!(decides("h5.inline.test").contains("connect: deny by rules[5]"));
+    assert!(decides("h5.inlinx.test").contains("connect: direct by default"));
+    assert!(decides("x5.inlinx.test").contains("connect: direct by default"));
+
+    // The config edited: the form beside it is of another version, and not used.
+    std::fs::write(&compiled, &form).unwrap();
+    write_config("h7.edited.test");
+    assert!(decides("h7.edited.test").contains("connect: deny by rules[7]"));
+    assert!(decides("h7.inline.test").contains("connect: direct by default"));
+
+    // The library, in a real program: the first process writes the form into the user's
+    // cache, the next reads it; both deny the same host and let the other through.
+    std::fs::remove_file(&compiled).unwrap();
+    let cache = scratch.dir.join("library-cache");
+    let script = "import socket\nfor host in ['h9.inline.test', 'localhost']:\n    try:\n        socket.create_connection((host, 9), timeout=5)\n        print('connected')\n    except OSError as e:\n        print(e.errno)\n";
+    let expected = format!("{}\n{}\n", libc::EACCES, libc::ECONNREFUSED);
+    for _ in 0..2 {
+        let out = Run::python(script)
+            .config(Path::new(config))
+            .env("XDG_CACHE_HOME", &cache)
+            .output();
+        assert_eq!(out.success(), expected);
+    }
+    let written: Vec<_> = std::fs::read_dir(cache.join("mcp-redirect"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        written.len() == 1 && written[0].ends_with(".mcpr"),
+        "{written:?}"
+    );
+    assert!(!compiled.exists(), "the library wrote beside the config");
+}

@@ -4,6 +4,7 @@
 //! (proxy passwords) are read from the environment variables the file names and never printed.
 #![forbid(unsafe_code)]
 
+mod compiled_rules;
 pub mod env;
 mod problem;
 mod simple_rules;
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::compiled;
 use crate::lists::{CidrList, HostList};
 use crate::net::{Cidr, HostPort, PortRange};
 use crate::rules::{Action, AddressMatch, HostMatch, Rule, RuleTable};
@@ -474,6 +476,9 @@ struct RuleFields<'a> {
     process: Option<&'a str>,
     via: Option<&'a str>,
     action: Option<&'a str>,
+    /// `host` is already in the form `HostMatch::parse_host` makes (read from a compiled
+    /// form, which holds it so): it is taken as it is, not checked and lowered again.
+    host_is_normal: bool,
 }
 
 /// A rule's `port` value: `443`, `"8000-8999"`, or another TOML type (refused by `validate`).
@@ -500,6 +505,7 @@ impl RuleSchema {
             process: self.process.as_deref(),
             via: self.via.as_deref(),
             action: self.action.as_deref(),
+            host_is_normal: false,
         }
     }
 }
@@ -510,6 +516,9 @@ struct ParsedFile<'t> {
     schema: FileSchema,
     taken: Vec<(usize, RuleFields<'t>)>,
     tables: usize,
+    /// The text the schema was parsed from, when rules were taken out of it (for the
+    /// compiled form); empty otherwise.
+    rest: String,
 }
 
 impl<'t> ParsedFile<'t> {
@@ -519,7 +528,19 @@ impl<'t> ParsedFile<'t> {
             schema,
             taken: Vec::new(),
             tables,
+            rest: String::new(),
         }
+    }
+
+    /// The parsed file a compiled form stands for, if its parts add up.
+    fn from_compiled(parts: compiled_rules::Parts<'t>) -> Option<ParsedFile<'t>> {
+        let schema = toml::from_str::<FileSchema>(parts.rest).ok()?;
+        (schema.rules.len() + parts.taken.len() == parts.tables).then(|| ParsedFile {
+            schema,
+            taken: parts.taken,
+            tables: parts.tables,
+            rest: String::new(),
+        })
     }
 
     /// Every rule, in file order.
@@ -586,6 +607,22 @@ pub fn load_file(
             "{CONFIG_ENV} must be an absolute path (a relative one would differ between processes)"
         )));
     }
+    // A compiled form of this version of the file, if one was written: its rules are read,
+    // not scanned. Anything it does not validate to is read again from the text, which
+    // reports the error in the file's own lines.
+    let cache = compiled::cache_dir(getenv);
+    let identity = compiled::Identity::now(path);
+    if identity != compiled::Identity::default() {
+        if let Some((_, _, mapping)) =
+            compiled::find(path, cache.as_deref(), compiled::Kind::Rules, &identity)
+        {
+            let parsed = compiled_rules::decode(&mapping.bytes()[compiled::HEADER..])
+                .and_then(ParsedFile::from_compiled);
+            if let Some(Ok(config)) = parsed.map(|p| validate(p, source.clone(), getenv)) {
+                return Ok(config);
+            }
+        }
+    }
     let bytes = crate::sys::read_small_file(path, MAX_CONFIG_BYTES).map_err(|e| {
         fail(format!(
             "cannot read the file: {}",
@@ -593,7 +630,14 @@ pub fn load_file(
         ))
     })?;
     let text = String::from_utf8(bytes).map_err(|_| fail("the file is not UTF-8".into()))?;
-    parse(&text, source.clone(), getenv)
+    // What was read is what the compiled form stands for: if the file changed since the stat,
+    // no form is written under the older identity.
+    let fresh = text.len() as u64 == identity.size() && identity != Default::default();
+    let write = fresh.then_some(move |count: u64, body: &[u8]| {
+        let (kind, cache) = (compiled::Kind::Rules, cache.as_deref());
+        compiled::write_compiled(path, cache, kind, &identity, count, body);
+    });
+    parse_then(&text, source.clone(), getenv, write)
 }
 
 /// Parses and validates config text. On error, still honours `on_config_error` and `log.path`
@@ -603,9 +647,30 @@ pub fn parse(
     source: ConfigSource,
     getenv: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
+    parse_then(text, source, getenv, None::<fn(u64, &[u8])>)
+}
+
+/// [`parse`], and when it took simple rules out of a text that validates, hands their
+/// compiled form (the rule count and the body) to `compiled`, which writes it.
+fn parse_then(
+    text: &str,
+    source: ConfigSource,
+    getenv: &dyn Fn(&str) -> Option<String>,
+    compiled: Option<impl FnOnce(u64, &[u8])>,
+) -> Result<Config, ConfigError> {
     let schema = parse_schema(text, true);
     let result = schema.and_then(|schema| {
-        validate(schema, source.clone(), getenv).map_err(|problem| problem.describe(text))
+        let body = match (&compiled, schema.taken.is_empty()) {
+            (Some(_), false) => compiled_rules::encode(schema.tables, &schema.rest, &schema.taken)
+                .map(|body| (schema.taken.len() as u64, body)),
+            _ => None,
+        };
+        let config =
+            validate(schema, source.clone(), getenv).map_err(|problem| problem.describe(text))?;
+        if let (Some(write), Some((count, body))) = (compiled, body) {
+            write(count, &body);
+        }
+        Ok(config)
     });
     result.map_err(|message| {
         let (on_error, log, log_format) = readable_fallbacks(text, getenv);
@@ -630,6 +695,7 @@ fn parse_schema(text: &str, scan: bool) -> Result<ParsedFile<'_>, String> {
                     schema,
                     taken: split.taken,
                     tables: split.tables,
+                    rest: split.rest,
                 });
             }
         }
@@ -818,6 +884,7 @@ fn validate(
             }
         };
         let host = match (rule.host, rule.host_regex, rule.host_list) {
+            (Some(h), None, None) if rule.host_is_normal => Some(HostMatch::from_normal(h)),
             (Some(h), None, None) => {
                 Some(HostMatch::parse_host(h).map_err(|e| ConfigProblem::new(field("host"), e))?)
             }

@@ -45,7 +45,7 @@ pub fn load(flag: Option<&PathBuf>) -> Option<Config> {
 pub fn load_from(discovery: &Discovery) -> Option<Config> {
     // Lists the command compiles go beside the list, where the operator keeps them, for every
     // process to map (the library writes only to the user's cache).
-    mcp_redirect::lists::write_beside_lists();
+    mcp_redirect::compiled::write_beside_sources();
     let result = match discovery.path() {
         Some(path) => config::load_file(path, &crate::getenv),
         None => config::env::from_environment(&crate::getenv),
