@@ -144,15 +144,7 @@ pub fn decide_connect(
         };
         return Outcome::Done(Err(stale_fake(rt, caller, proto, dst)));
     }
-    let (names, count, is_fake) = candidates(&known);
-    let chosen = choose(
-        rt,
-        caller.exe,
-        &names[..count],
-        is_fake,
-        Some(ip),
-        dst.port(),
-    );
+    let chosen = choose_known(rt, caller.exe, &known, ip, dst.port());
     let host = chosen.host;
     // A direct connection to a real address that is not to be logged (`log.direct = false`, or
     // no log at all) costs no syscall of ours: the program's own call goes to libc as it made it.
@@ -369,15 +361,7 @@ pub fn decide_datagram(
     if matches!(known, KnownNames::UnknownFake) {
         return Err(stale_fake(rt, caller, "udp", dst));
     }
-    let (names, count, is_fake) = candidates(&known);
-    let chosen = choose(
-        rt,
-        caller.exe,
-        &names[..count],
-        is_fake,
-        Some(ip),
-        dst.port(),
-    );
+    let chosen = choose_known(rt, caller.exe, &known, ip, dst.port());
     let gateway = match chosen.decision.action {
         Action::Direct => return Ok(()),
         // Audit mode: a denial is not enforced (a routed datagram still cannot go: UDP has no
@@ -493,6 +477,19 @@ fn severity(action: Action) -> u8 {
         Action::Gateway(_) => 1,
         Action::Deny => 2,
     }
+}
+
+/// [`choose`] for a connection to `ip` and `port`, with the hostnames the process knows behind
+/// the address (`known`) as the candidates.
+fn choose_known<'a>(
+    rt: &'a Runtime,
+    exe: &str,
+    known: &'a KnownNames,
+    ip: IpAddr,
+    port: u16,
+) -> Chosen<'a> {
+    let (names, count, is_fake) = candidates(known);
+    choose(rt, exe, &names[..count], is_fake, Some(ip), port)
 }
 
 /// The hostnames behind an address, as candidates for [`choose`].
