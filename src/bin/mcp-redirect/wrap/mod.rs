@@ -150,6 +150,31 @@ impl EntryReport {
         }
     }
 
+    /// The report on an entry `wrap` wrapped or left (`outcome`), with the notes a wrapped one
+    /// needs.
+    fn wrapped(name: String, outcome: Outcome, view: &entry::View) -> EntryReport {
+        let mut report = EntryReport::new(name, outcome);
+        if matches!(report.outcome, Outcome::Wrapped(_)) {
+            report.notes = entry::env_notes(view);
+        }
+        report
+    }
+
+    /// The report on an entry unwrapped at `at` (where [`entry::wrapped_at`] found this
+    /// program): the command it runs again, and the program and config it ran with.
+    fn unwrapped(name: String, view: &entry::View, at: usize) -> EntryReport {
+        let entry::Args::List(items) = &view.args else {
+            unreachable!("wrapped_at found a list")
+        };
+        let original: Vec<String> = items[at + 1..]
+            .iter()
+            .map(|a| a.clone().unwrap_or_default())
+            .collect();
+        let mut report = EntryReport::new(name, Outcome::Unwrapped(original.join(" ")));
+        report.run = entry::run_of(view, at);
+        report
+    }
+
     /// The line saying what happened, and its notes.
     fn print(&self) {
         let name = &self.name;
