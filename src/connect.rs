@@ -362,6 +362,19 @@ pub fn decide_datagram(
         return Err(stale_fake(rt, caller, "udp", dst));
     }
     let chosen = choose_known(rt, caller.exe, &known, ip, dst.port());
+    // The log line of a datagram that is not simply let through, but for what differs.
+    let event = |action, error| Event {
+        proto: Some("udp"),
+        host: chosen.host,
+        port: Some(dst.port()),
+        dst: Some(dst),
+        rule: Some((chosen.decision.rule_index, chosen.pattern)),
+        action: Some(action),
+        error: Some(error),
+        via: caller.via,
+        pid: caller.pid,
+        ..Default::default()
+    };
     let gateway = match chosen.decision.action {
         Action::Direct => return Ok(()),
         // Audit mode: a denial is not enforced (a routed datagram still cannot go: UDP has no
@@ -373,17 +386,8 @@ pub fn decide_datagram(
             });
             rt.log.write(
                 &Event {
-                    proto: Some("udp"),
-                    host: chosen.host,
-                    port: Some(dst.port()),
-                    dst: Some(dst),
-                    rule: Some((chosen.decision.rule_index, chosen.pattern)),
-                    action: Some("deny"),
                     enforced: Some(false),
-                    error: Some("datagram let through: audit mode"),
-                    via: caller.via,
-                    pid: caller.pid,
-                    ..Default::default()
+                    ..event("deny", "datagram let through: audit mode")
                 },
                 caller.exe,
             );
@@ -397,18 +401,12 @@ pub fn decide_datagram(
     });
     rt.log.write(
         &Event {
-            proto: Some("udp"),
-            host: chosen.host,
-            port: Some(dst.port()),
-            dst: Some(dst),
-            rule: Some((chosen.decision.rule_index, chosen.pattern)),
-            action: Some(chosen.decision.action.name()),
             gateway,
             result: LogResult::Errno(libc::EACCES),
-            error: Some("datagram refused (strict): UDP cannot go through a gateway"),
-            via: caller.via,
-            pid: caller.pid,
-            ..Default::default()
+            ..event(
+                chosen.decision.action.name(),
+                "datagram refused (strict): UDP cannot go through a gateway",
+            )
         },
         caller.exe,
     );
