@@ -144,15 +144,7 @@ pub fn decide_connect(
         };
         return Outcome::Done(Err(stale_fake(rt, caller, proto, dst)));
     }
-    let (names, count, is_fake) = candidates(&known);
-    let chosen = choose(
-        rt,
-        caller.exe,
-        &names[..count],
-        is_fake,
-        Some(ip),
-        dst.port(),
-    );
+    let chosen = choose_known(rt, caller.exe, &known, ip, dst.port());
     let host = chosen.host;
     // A direct connection to a real address that is not to be logged (`log.direct = false`, or
     // no log at all) costs no syscall of ours: the program's own call goes to libc as it made it.
@@ -369,15 +361,20 @@ pub fn decide_datagram(
     if matches!(known, KnownNames::UnknownFake) {
         return Err(stale_fake(rt, caller, "udp", dst));
     }
-    let (names, count, is_fake) = candidates(&known);
-    let chosen = choose(
-        rt,
-        caller.exe,
-        &names[..count],
-        is_fake,
-        Some(ip),
-        dst.port(),
-    );
+    let chosen = choose_known(rt, caller.exe, &known, ip, dst.port());
+    // The log line of a datagram that is not simply let through, but for what differs.
+    let event = |action, error| Event {
+        proto: Some("udp"),
+        host: chosen.host,
+        port: Some(dst.port()),
+        dst: Some(dst),
+        rule: Some((chosen.decision.rule_index, chosen.pattern)),
+        action: Some(action),
+        error: Some(error),
+        via: caller.via,
+        pid: caller.pid,
+        ..Default::default()
+    };
     let gateway = match chosen.decision.action {
         Action::Direct => return Ok(()),
         // Audit mode: a denial is not enforced (a routed datagram still cannot go: UDP has no
@@ -389,17 +386,8 @@ pub fn decide_datagram(
             });
             rt.log.write(
                 &Event {
-                    proto: Some("udp"),
-                    host: chosen.host,
-                    port: Some(dst.port()),
-                    dst: Some(dst),
-                    rule: Some((chosen.decision.rule_index, chosen.pattern)),
-                    action: Some("deny"),
                     enforced: Some(false),
-                    error: Some("datagram let through: audit mode"),
-                    via: caller.via,
-                    pid: caller.pid,
-                    ..Default::default()
+                    ..event("deny", "datagram let through: audit mode")
                 },
                 caller.exe,
             );
@@ -413,18 +401,12 @@ pub fn decide_datagram(
     });
     rt.log.write(
         &Event {
-            proto: Some("udp"),
-            host: chosen.host,
-            port: Some(dst.port()),
-            dst: Some(dst),
-            rule: Some((chosen.decision.rule_index, chosen.pattern)),
-            action: Some(chosen.decision.action.name()),
             gateway,
             result: LogResult::Errno(libc::EACCES),
-            error: Some("datagram refused (strict): UDP cannot go through a gateway"),
-            via: caller.via,
-            pid: caller.pid,
-            ..Default::default()
+            ..event(
+                chosen.decision.action.name(),
+                "datagram refused (strict): UDP cannot go through a gateway",
+            )
         },
         caller.exe,
     );
@@ -493,6 +475,19 @@ fn severity(action: Action) -> u8 {
         Action::Gateway(_) => 1,
         Action::Deny => 2,
     }
+}
+
+/// [`choose`] for a connection to `ip` and `port`, with the hostnames the process knows behind
+/// the address (`known`) as the candidates.
+fn choose_known<'a>(
+    rt: &'a Runtime,
+    exe: &str,
+    known: &'a KnownNames,
+    ip: IpAddr,
+    port: u16,
+) -> Chosen<'a> {
+    let (names, count, is_fake) = candidates(known);
+    choose(rt, exe, &names[..count], is_fake, Some(ip), port)
 }
 
 /// The hostnames behind an address, as candidates for [`choose`].

@@ -15,35 +15,38 @@ fn config(scratch: &Scratch, endpoints: &[SocketAddr], options: &str) -> std::pa
         .write(scratch)
 }
 
-/// A Python script making `n` GET requests to `url` (each a new connection), pausing `pause`
-/// seconds after request number `pause_after`, printing each body or errno.
-fn requests(url: &str, n: usize, pause_after: usize, pause: f64) -> String {
-    format!(
-        r#"
-import socket, time, urllib.request
-for i in range({n}):
-    try:
-        print(urllib.request.urlopen("{url}", timeout=20).read().decode())
-    except OSError as e:
-        print("error", getattr(e, "errno", None) or getattr(getattr(e, "reason", None), "errno", None))
-    if i + 1 == {pause_after}:
-        time.sleep({pause})
-"#
-    )
+/// Where a script of [`requests`] pauses for the test: after request number `after` it says so
+/// (file `paused` in `dir`) and waits for the test (file `resume`) before it goes on, and pauses
+/// at least `at_least_s` seconds in all: what the test does in between happens between those
+/// requests whatever the machine's load.
+struct PauseForTest<'a> {
+    after: usize,
+    at_least_s: f64,
+    dir: &'a std::path::Path,
 }
 
-/// Like [`requests`], but after request `pause_after` the script says so (file `paused` in
-/// `dir`) and waits for the test (file `resume`) before it goes on, and pauses at least `pause`
-/// seconds in all: what the test does in between happens between those requests whatever the
-/// machine's load.
-fn requests_paused_for_test(
-    url: &str,
-    n: usize,
-    pause_after: usize,
-    pause: f64,
-    dir: &std::path::Path,
-) -> String {
-    let dir = dir.display();
+/// A Python script making `n` GET requests to `url` (each a new connection), printing each body
+/// or errno, and pausing for the test if `pause` says where.
+fn requests(url: &str, n: usize, pause: Option<PauseForTest>) -> String {
+    let pause = match pause {
+        None => String::new(),
+        Some(PauseForTest {
+            after,
+            at_least_s,
+            dir,
+        }) => {
+            let dir = dir.display();
+            format!(
+                r#"
+    if i + 1 == {after}:
+        started = time.monotonic()
+        open("{dir}/paused", "w").close()
+        while not os.path.exists("{dir}/resume") and time.monotonic() - started < 120:
+            time.sleep(0.01)
+        time.sleep(max(0.0, {at_least_s} - (time.monotonic() - started)))"#
+            )
+        }
+    };
     format!(
         r#"
 import os, time, urllib.request
@@ -51,18 +54,12 @@ for i in range({n}):
     try:
         print(urllib.request.urlopen("{url}", timeout=20).read().decode())
     except OSError as e:
-        print("error", getattr(e, "errno", None) or getattr(getattr(e, "reason", None), "errno", None))
-    if i + 1 == {pause_after}:
-        started = time.monotonic()
-        open("{dir}/paused", "w").close()
-        while not os.path.exists("{dir}/resume") and time.monotonic() - started < 120:
-            time.sleep(0.01)
-        time.sleep(max(0.0, {pause} - (time.monotonic() - started)))
+        print("error", getattr(e, "errno", None) or getattr(getattr(e, "reason", None), "errno", None)){pause}
 "#
     )
 }
 
-/// Waits until the script of [`requests_paused_for_test`] has paused, runs `meanwhile`, and
+/// Waits until a script of [`requests`] has paused, runs `meanwhile`, and
 /// lets it go on.
 fn while_paused(dir: &std::path::Path, meanwhile: impl FnOnce()) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
@@ -107,7 +104,7 @@ fn failover_passes_refusing_hanging_and_overloaded_endpoints() {
         &[refuses, hangs, overloaded.addr, healthy.addr],
         "connect_timeout_ms = 3000",
     );
-    let out = Run::python(&requests("http://api.example.test/", 2, 0, 0.0))
+    let out = Run::python(&requests("http://api.example.test/", 2, None))
         .config(&config)
         .output();
     assert_eq!(out.success(), "hello from origin\nhello from origin\n");
@@ -141,7 +138,7 @@ fn a_refusal_any_endpoint_would_repeat_is_not_retried() {
     let healthy = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
     let scratch = Scratch::new("no-retry");
     let config = config(&scratch, &[forbidding.addr, healthy.addr], "");
-    let out = Run::python(&requests("http://api.example.test/", 1, 0, 0.0))
+    let out = Run::python(&requests("http://api.example.test/", 1, None))
         .config(&config)
         .output();
     assert_eq!(
@@ -166,7 +163,7 @@ fn round_robin_spreads_connections() {
     let b = ConnectProxy::start(origin.addr, ProxyBehaviour::Tunnel);
     let scratch = Scratch::new("round-robin");
     let config = config(&scratch, &[a.addr, b.addr], "strategy = \"round_robin\"");
-    let out = Run::python(&requests("http://api.example.test/", 100, 0, 0.0))
+    let out = Run::python(&requests("http://api.example.test/", 100, None))
         .config(&config)
         .output();
     assert_eq!(
@@ -192,12 +189,14 @@ fn a_dead_endpoint_is_skipped_for_its_cooldown_then_used_again() {
     let scratch = Scratch::new("cooldown");
     let config = config(&scratch, &[first, second.addr], "cooldown_s = 1");
     // Two requests, a pause longer than the cool-down, a third.
-    let child = Run::python(&requests_paused_for_test(
+    let child = Run::python(&requests(
         "http://api.example.test/",
         3,
-        2,
-        1.5,
-        &scratch.dir,
+        Some(PauseForTest {
+            after: 2,
+            at_least_s: 1.5,
+            dir: &scratch.dir,
+        }),
     ))
     .config(&config)
     .spawn();
@@ -253,12 +252,14 @@ fn with_every_endpoint_down_the_least_recently_failed_is_still_tried() {
     );
     // Request 1 starts at a (fails a, then b); request 2 would start at b, but both are down, so
     // the least recently failed, a, goes first. Then a comes back for request 3.
-    let child = Run::python(&requests_paused_for_test(
+    let child = Run::python(&requests(
         "http://api.example.test/",
         3,
-        2,
-        0.0,
-        &scratch.dir,
+        Some(PauseForTest {
+            after: 2,
+            at_least_s: 0.0,
+            dir: &scratch.dir,
+        }),
     ))
     .config(&config)
     .spawn();

@@ -770,8 +770,8 @@ fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
     match error.span() {
         Some(span) => {
             let (line, column) = line_column(text, span.start);
-            let key = key_path_at(text, span.start);
-            if key.is_empty() {
+            let key = problem::table_at(text, span.start);
+            if key.segments().is_empty() {
                 format!("line {line}, column {column}: {message}")
             } else {
                 format!("{key}: line {line}, column {column}: {message}")
@@ -779,33 +779,6 @@ fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
         }
         None => message,
     }
-}
-
-/// The table a byte offset falls in, as `rules[2]` or `gateways.corp`: found by following the
-/// `[table]` and `[[array]]` headers above it.
-fn key_path_at(text: &str, offset: usize) -> String {
-    let mut current = String::new();
-    let mut array_counts: BTreeMap<String, usize> = BTreeMap::new();
-    let mut position = 0;
-    for line in text.split_inclusive('\n') {
-        if position > offset {
-            break;
-        }
-        position += line.len();
-        let trimmed = line.trim();
-        if let Some(name) = trimmed
-            .strip_prefix("[[")
-            .and_then(|l| l.split("]]").next())
-        {
-            let name = name.trim().to_string();
-            let count = array_counts.entry(name.clone()).or_insert(0);
-            current = format!("{name}[{count}]");
-            *count += 1;
-        } else if let Some(name) = trimmed.strip_prefix('[').and_then(|l| l.split(']').next()) {
-            current = name.trim().to_string();
-        }
-    }
-    current
 }
 
 fn validate(

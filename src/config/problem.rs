@@ -1,6 +1,7 @@
 //! A problem validation finds in a config file: the key it is about, as typed segments, and
-//! what is wrong. The line and column are looked up from the TOML parser's spans only when the
-//! problem is reported, so that a valid file of 70,000 rules is never parsed for spans.
+//! what is wrong; and the table a TOML error falls in. The line and column are looked up from the
+//! TOML parser's spans only when the problem is reported, so that a valid file of 70,000 rules is
+//! never parsed for spans.
 #![forbid(unsafe_code)]
 
 use std::fmt;
@@ -134,6 +135,62 @@ pub fn locate(text: &str, key: &KeyPath) -> Option<(usize, usize)> {
     offset.map(|offset| line_column(text, offset))
 }
 
+/// The table a byte offset of `text` falls in, as the messages name it (`rules[2]`,
+/// `gateways.corp`; no segments at the top level): for an error the TOML parser reports at that
+/// offset, of a text that may not parse (the parser recovers and reads on). From the parser's
+/// spans: a `[table]` or `[[array]]` header owns the text up to the next header, an inline table
+/// the text between its braces.
+pub fn table_at(text: &str, offset: usize) -> KeyPath {
+    let (root, _errors) = DeTable::parse_recoverable(text);
+    let mut owner = None;
+    find_owner(
+        text,
+        root.get_ref(),
+        offset,
+        &KeyPath::default(),
+        &mut owner,
+    );
+    owner.map(|(_, key)| key).unwrap_or_default()
+}
+
+/// Walks the tables under `table` (at `key`), keeping in `owner` the one that owns `offset` and
+/// starts last, with where it starts.
+fn find_owner(
+    text: &str,
+    table: &DeTable<'_>,
+    offset: usize,
+    key: &KeyPath,
+    owner: &mut Option<(usize, KeyPath)>,
+) {
+    let mut visit = |value: &Spanned<DeValue<'_>>, key: KeyPath| {
+        let DeValue::Table(inner) = value.get_ref() else {
+            return;
+        };
+        let span = value.span();
+        // A table made by a dotted key, or named by a longer header, owns no text of its own.
+        let owns = match text.as_bytes().get(span.start) {
+            Some(b'[') => span.start <= offset,
+            Some(b'{') => span.contains(&offset),
+            _ => false,
+        };
+        if owns && owner.as_ref().is_none_or(|(start, _)| span.start > *start) {
+            *owner = Some((span.start, key.clone()));
+        }
+        find_owner(text, inner, offset, &key, owner);
+    };
+    for (name, value) in table.iter() {
+        let key = key.clone().key(name.get_ref());
+        match value.get_ref().as_array() {
+            Some(elements) => {
+                for (index, element) in elements.iter().enumerate() {
+                    visit(element, key.clone().index(index));
+                }
+            }
+            None => visit(value, key),
+        }
+    }
+}
+
 /// The line and column (from 1, the column in bytes) of a byte offset into `text`.
 pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = text.get(..offset).unwrap_or(text);
@@ -162,6 +219,50 @@ mod tests {
             "default: line 1, column 1: bad"
         );
         assert_eq!(problem.describe("not toml ["), "default: bad");
+    }
+
+    /// An error is placed in the table whose header (or braces) its offset falls under, read
+    /// from the parser's spans, for a syntax error too.
+    #[test]
+    fn errors_are_placed_in_the_table_that_owns_their_offset() {
+        let table = |text: &str, at: &str| table_at(text, text.find(at).unwrap()).to_string();
+        let text = "top = 1\n[gateways.corp]\nkind = \"x\"\n\n[[rules]]\nhost = \"a\"\n[[ rules ]] # b\nhots = \"b\"\n";
+        assert_eq!(table(text, "top"), "");
+        assert_eq!(table(text, "kind"), "gateways.corp");
+        assert_eq!(
+            table(text, "[gateways"),
+            "gateways.corp",
+            "a header owns itself"
+        );
+        assert_eq!(table(text, "hots"), "rules[1]");
+        let inline = "rules = [{ host = \"a\" }, { hots = \"b\" }]\nx = 1\n";
+        assert_eq!(table(inline, "hots"), "rules[1]");
+        assert_eq!(
+            table(inline, "x ="),
+            "",
+            "an inline table owns only its braces"
+        );
+        let multiline = "a = \"\"\"\n[not.a.header]\n\"\"\"\nb = 1\n";
+        assert_eq!(
+            table(multiline, "b ="),
+            "",
+            "a header inside a string is not one"
+        );
+        // Syntax errors: the text before the (first) error is read, the error is placed in it.
+        let at_error = |text: &str| {
+            let error = text.parse::<toml::Table>().unwrap_err();
+            table_at(text, error.span().unwrap().start).to_string()
+        };
+        assert_eq!(
+            at_error("[[rules]]\nhost = \"a\"\n\n  junk\n[[rules]]\n"),
+            "rules[0]",
+            "a header owns the text up to the next header"
+        );
+        assert_eq!(at_error("[[rules]]\n[dns]\nmode =\n[log]\n"), "dns");
+        assert_eq!(
+            at_error("[[rules]]\n[[rules]]\nhost = \"a\"\nhost = 1\n"),
+            "rules[1]"
+        );
     }
 
     /// Keys are found by what the parser read, not by how a line looks: headers, quoted and

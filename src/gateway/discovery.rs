@@ -6,11 +6,8 @@
 //! (and the lookup not retried for `min_ttl_s`): a DNS outage does not become a gateway outage.
 //! The cache is one atomic pointer per SRV entry (`arc-swap`), lock-free like the rest.
 //!
-//! The DNS messages are encoded and decoded here, by hand: a query and an answer with SRV and
-//! A/AAAA records need a hundred lines, where the maintained crate for the wire format
-//! (hickory-proto) would bring futures, async-trait and Unicode tables into a library that is
-//! loaded into every process. Every read of the answer is bounds-checked; name compression is
-//! followed at most 16 times.
+//! The SRV answer is read here with the wire-format primitives of [`crate::dns`] (which says why
+//! they are written by hand).
 #![deny(unsafe_code)]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -19,7 +16,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwapOption;
 
 use crate::config::DiscoveryConfig;
-use crate::dns::{Reader, CLASS_IN, TYPE_A, TYPE_AAAA, TYPE_SRV};
+use crate::dns::{self, Reader, CLASS_IN, TYPE_A, TYPE_AAAA, TYPE_SRV};
 use crate::sys::{self, socket};
 
 /// Largest UDP answer we read (EDNS is not used; a truncated answer is asked again over TCP).
@@ -119,7 +116,7 @@ pub async fn query(
 ) -> Result<(Vec<SrvTarget>, u32), String> {
     let deadline = socket::Deadline::after_ms(timeout_ms);
     let id = (sys::monotonic_us() as u16) ^ 0x5a5a;
-    let question = encode_query(id, name)?;
+    let question = dns::encode_query(id, name, TYPE_SRV)?;
     let mut reply = socket::exchange_udp_waiting(waiter, &server, &question, UDP_MAX, deadline)
         .await
         .map_err(|e| crate::errno::errno_text(&e))?;
@@ -191,33 +188,6 @@ pub fn rfc2782_order(targets: &[SrvTarget], mut random: u64) -> Vec<&SrvTarget> 
         }
     }
     ordered
-}
-
-/// A query for `name` of type `qtype`, for tests of the wire format elsewhere.
-#[cfg(test)]
-pub fn encode_query_for_test(id: u16, name: &str, qtype: u16) -> Vec<u8> {
-    let mut query = encode_query(id, name).expect("a valid name");
-    let at = query.len() - 4;
-    query[at..at + 2].copy_from_slice(&qtype.to_be_bytes());
-    query
-}
-
-fn encode_query(id: u16, name: &str) -> Result<Vec<u8>, String> {
-    let mut out = Vec::with_capacity(18 + name.len());
-    out.extend_from_slice(&id.to_be_bytes());
-    out.extend_from_slice(&0x0100u16.to_be_bytes()); // recursion desired
-    out.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]); // one question
-    for label in name.trim_end_matches('.').split('.') {
-        if label.is_empty() || label.len() > 63 {
-            return Err(format!("\"{name}\" is not a DNS name"));
-        }
-        out.push(label.len() as u8);
-        out.extend_from_slice(label.as_bytes());
-    }
-    out.push(0);
-    out.extend_from_slice(&TYPE_SRV.to_be_bytes());
-    out.extend_from_slice(&CLASS_IN.to_be_bytes());
-    Ok(out)
 }
 
 struct SrvRecord {
@@ -383,15 +353,6 @@ mod tests {
             flipped[i] ^= 0xff;
             let _ = parse(&flipped, 9);
         }
-    }
-
-    #[test]
-    fn queries_are_well_formed() {
-        let q = encode_query(0x1234, "_gateway._tcp.service.consul").unwrap();
-        assert_eq!(&q[..4], &[0x12, 0x34, 0x01, 0x00]);
-        assert_eq!(&q[12..21], b"\x08_gateway");
-        assert_eq!(&q[q.len() - 4..], &[0, 33, 0, 1]);
-        assert!(encode_query(1, "a..b").is_err());
     }
 
     #[test]

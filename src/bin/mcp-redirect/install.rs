@@ -62,12 +62,8 @@ pub fn install(args: InstallArgs) -> u8 {
             return 2;
         }
     };
-    let program = match std::env::current_exe() {
-        Ok(path) => path,
-        Err(e) => {
-            crate::complain(format!("cannot locate this program: {e}"));
-            return 2;
-        }
+    let Ok(program) = crate::run::this_program().map_err(crate::complain) else {
+        return 2;
     };
     let mut files = vec![
         (LIBRARY, Source::File(library), 0o644),
@@ -184,6 +180,17 @@ pub fn password_variables(config: &str) -> Vec<String> {
     names
 }
 
+/// Creates `path` for writing, readable by its owner only and closed on exec; it must not exist
+/// (a symlink there is not followed): the temporary file of an atomic replace.
+pub fn create_private(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+}
+
 /// Writes `DIR/name` from `source` through a temporary file in DIR (same file system, so the
 /// rename is atomic), with `mode`; returns the size written.
 fn write_atomically(dir: &Path, name: &str, source: &Source, mode: u32) -> io::Result<u64> {
@@ -194,12 +201,7 @@ fn write_atomically(dir: &Path, name: &str, source: &Source, mode: u32) -> io::R
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
-        let mut out = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&temporary)?;
+        let mut out = create_private(&temporary)?;
         let size = match source {
             Source::File(path) => io::copy(&mut File::open(path)?, &mut out)?,
             Source::Bytes(_, bytes) => {

@@ -93,12 +93,10 @@ pub fn learn(args: LearnArgs) -> u8 {
         crate::complain(format!("learn: cannot write {}: {e}", audit_path.display()));
         return 2;
     }
-    let this = match std::env::current_exe() {
-        Ok(path) => path,
-        Err(e) => {
-            crate::complain(format!("learn: cannot locate this program: {e}"));
-            return 2;
-        }
+    let Ok(this) =
+        crate::run::this_program().map_err(|message| crate::complain(format!("learn: {message}")))
+    else {
+        return 2;
     };
     let mut run = std::process::Command::new(this);
     run.arg("run")

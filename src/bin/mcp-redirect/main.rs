@@ -22,6 +22,7 @@ mod inspect;
 mod install;
 mod launchers;
 mod learn;
+mod log_schema;
 mod report;
 mod run;
 mod suggest;

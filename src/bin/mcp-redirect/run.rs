@@ -73,9 +73,15 @@ fn parse_publish(text: &str) -> Result<std::net::SocketAddr, String> {
         .map_err(|_| "expected PORT, IPv4:PORT or [IPv6]:PORT".to_string())
 }
 
+/// This program's own path (to run it again, write it into a file, or find the library beside
+/// it), or the sentence saying why it is not known.
+pub fn this_program() -> Result<PathBuf, String> {
+    std::env::current_exe().map_err(|e| format!("cannot locate this program: {e}"))
+}
+
 /// Where the library is: next to this binary, then `../lib/`, then `$MCP_REDIRECT_LIB`.
 pub fn find_library() -> Result<PathBuf, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("cannot locate this program: {e}"))?;
+    let exe = this_program()?;
     let dir = exe.parent().unwrap_or(Path::new("/"));
     let mut candidates = vec![dir.join(LIBRARY), dir.join("../lib").join(LIBRARY)];
     if let Some(path) = std::env::var_os(LIBRARY_ENV).filter(|p| !p.is_empty()) {

@@ -11,6 +11,8 @@ use std::io::BufRead;
 use std::net::IpAddr;
 use std::path::Path;
 
+use crate::log_schema::LogLine;
+
 /// Where a program went (or wanted to go) and how often: a hostname or an address, a port.
 #[derive(Default)]
 pub struct Reached {
@@ -25,7 +27,7 @@ impl Reached {
         let file = std::fs::File::open(path)?;
         for line in std::io::BufReader::new(file).lines() {
             let Ok(line) = line else { break };
-            let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
+            let Ok(event) = LogLine::read(line.as_bytes()) else {
                 continue;
             };
             self.add_event(&event);
@@ -33,35 +35,27 @@ impl Reached {
         Ok(())
     }
 
-    fn add_event(&mut self, event: &serde_json::Value) {
-        let text = |key: &str| event.get(key).and_then(|v| v.as_str());
-        let number = |key: &str| event.get(key).and_then(|v| v.as_u64());
-        // Native, then ecs names.
-        let (kind, action) = match (text("event"), text("event.action")) {
-            (Some(kind), _) => (kind, text("action").unwrap_or("")),
-            (None, Some("connect-blocked")) => ("connect", "deny"),
-            _ => return,
-        };
-        if kind != "connect" || action != "deny" {
+    fn add_event(&mut self, event: &LogLine<'_>) {
+        // An ecs `connect-blocked` reads as this too.
+        if event.event != "connect" || event.action.as_deref() != Some("deny") {
             return;
         }
         // An unknown fake address or a broken config is no destination a rule could allow.
-        let rule = event
-            .get("rule")
-            .and_then(|r| r.get("pattern"))
-            .and_then(|p| p.as_str())
-            .or(text("rule.name"))
-            .unwrap_or("");
+        let rule = event.rule.as_deref().unwrap_or("");
         if rule == "unknown fake address" || rule == "invalid configuration" {
             return;
         }
-        let host = text("host").or(text("destination.domain"));
-        let port = number("port").or(number("destination.port")).unwrap_or(0) as u16;
-        let address = text("dst")
-            .and_then(|d| d.parse::<std::net::SocketAddr>().ok())
-            .map(|a| a.ip().to_canonical().to_string())
-            .or(text("destination.ip").map(str::to_string));
-        let Some(target) = host.map(str::to_string).or(address) else {
+        let port = event.port.unwrap_or(0);
+        // An ecs line's address as written; a native `dst` read back to its address, canonical.
+        let address = match &event.destination_ip {
+            Some(ip) => Some(ip.to_string()),
+            None => event
+                .dst
+                .as_deref()
+                .and_then(|d| d.parse::<std::net::SocketAddr>().ok())
+                .map(|a| a.ip().to_canonical().to_string()),
+        };
+        let Some(target) = event.host.as_deref().map(str::to_string).or(address) else {
             return;
         };
         *self.destinations.entry((target, port)).or_default() += 1;
@@ -193,6 +187,31 @@ mod tests {
         assert!(
             rules.contains("# learned: api.github.com:443, uploads.github.com:443 (2 connects)"),
             "{rules}"
+        );
+    }
+
+    /// The denials of a native and an `ecs` log count alike; allowed connects and denials no
+    /// rule could lift do not count.
+    #[test]
+    fn denials_are_read_from_either_log_format() {
+        let lines = [
+            r#"{"ts":"2026-12-03T14:05:50Z","event":"connect","host":null,"port":5432,"dst":"[::ffff:10.1.2.3]:5432","rule":{"index":null,"pattern":"default"},"action":"deny","result":"EACCES"}"#,
+            r#"{"ts":"2026-12-03T14:05:50Z","event":"connect","host":"a.test","port":443,"dst":"198.18.0.1:443","rule":{"index":0,"pattern":"host=a.test"},"action":"direct","result":"ok"}"#,
+            r#"{"@timestamp":"2026-12-03T14:05:51Z","event.action":"connect-blocked","destination.domain":"api.github.com","destination.ip":"198.18.0.7","destination.port":443,"rule.name":"default","error.code":"EACCES"}"#,
+            r#"{"@timestamp":"2026-12-03T14:05:51Z","event.action":"connect-blocked","destination.ip":"10.9.9.9","destination.port":80,"rule.name":"invalid configuration","error.code":"EACCES"}"#,
+            r#"{"@timestamp":"2026-12-03T14:05:52Z","event.action":"connect-direct","destination.ip":"10.0.0.1","destination.port":80,"rule.name":"default"}"#,
+        ];
+        let mut reached = Reached::default();
+        for line in lines {
+            reached.add_event(&LogLine::read(line.as_bytes()).unwrap());
+        }
+        let found: Vec<_> = reached.destinations.into_iter().collect();
+        assert_eq!(
+            found,
+            [
+                (("10.1.2.3".to_string(), 5432), 1),
+                (("api.github.com".to_string(), 443), 1)
+            ]
         );
     }
 

@@ -43,7 +43,7 @@ pub fn start(pid: libc::pid_t, addresses: &[SocketAddr]) -> Result<Option<Child>
         }
         listeners.push(parked);
     }
-    let exe = std::env::current_exe().map_err(|e| format!("cannot locate this program: {e}"))?;
+    let exe = crate::run::this_program()?;
     let mut command = Command::new(exe);
     command.arg("publish-helper").arg(pid.to_string());
     for address in addresses {

@@ -232,11 +232,7 @@ pub fn wrap(text: &str, wrapper: &Wrapper) -> Result<(Vec<Edit>, Vec<EntryReport
             Plan::Remote(reason) => Outcome::Remote(reason),
             Plan::Skip(reason) => Outcome::Skipped(reason),
         };
-        let mut report = EntryReport::new(name, outcome);
-        if matches!(report.outcome, Outcome::Wrapped(_)) {
-            report.notes = entry::env_notes(&view);
-        }
-        report
+        EntryReport::wrapped(name, outcome, &view)
     })?;
     Ok((edits, reports))
 }
@@ -251,16 +247,7 @@ pub fn unwrap(text: &str) -> Result<(Vec<Edit>, Vec<EntryReport>), String> {
         let outcome = match entry::wrapped_at(&view) {
             Some(at) => {
                 unwrap_entry(text, holder, at, &mut edits);
-                let Args::List(items) = &view.args else {
-                    unreachable!("wrapped_at found a list")
-                };
-                let original: Vec<String> = items[at + 1..]
-                    .iter()
-                    .map(|a| a.clone().unwrap_or_default())
-                    .collect();
-                let mut report = EntryReport::new(name, Outcome::Unwrapped(original.join(" ")));
-                report.run = entry::run_of(&view, at);
-                return report;
+                return EntryReport::unwrapped(name, &view, at);
             }
             None => Outcome::NotWrapped,
         };

@@ -150,6 +150,31 @@ impl EntryReport {
         }
     }
 
+    /// The report on an entry `wrap` wrapped or left (`outcome`), with the notes a wrapped one
+    /// needs.
+    fn wrapped(name: String, outcome: Outcome, view: &entry::View) -> EntryReport {
+        let mut report = EntryReport::new(name, outcome);
+        if matches!(report.outcome, Outcome::Wrapped(_)) {
+            report.notes = entry::env_notes(view);
+        }
+        report
+    }
+
+    /// The report on an entry unwrapped at `at` (where [`entry::wrapped_at`] found this
+    /// program): the command it runs again, and the program and config it ran with.
+    fn unwrapped(name: String, view: &entry::View, at: usize) -> EntryReport {
+        let entry::Args::List(items) = &view.args else {
+            unreachable!("wrapped_at found a list")
+        };
+        let original: Vec<String> = items[at + 1..]
+            .iter()
+            .map(|a| a.clone().unwrap_or_default())
+            .collect();
+        let mut report = EntryReport::new(name, Outcome::Unwrapped(original.join(" ")));
+        report.run = entry::run_of(view, at);
+        report
+    }
+
     /// The line saying what happened, and its notes.
     fn print(&self) {
         let name = &self.name;
@@ -248,12 +273,8 @@ pub fn wrap(args: WrapArgs) -> u8 {
         crate::complain("nothing was changed");
         return 2;
     };
-    let program = match std::env::current_exe() {
-        Ok(path) => path,
-        Err(e) => {
-            crate::complain(format!("cannot locate this program: {e}"));
-            return 2;
-        }
+    let Ok(program) = crate::run::this_program().map_err(crate::complain) else {
+        return 2;
     };
     let (Some(program), Some(config_text)) = (program.to_str(), config.to_str()) else {
         crate::complain(
@@ -528,13 +549,7 @@ fn replace(file: &ClientFile, new: &[u8]) -> Result<(), String> {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io("remove", e)),
             _ => {}
         }
-        let mut out = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&temporary)
-            .map_err(|e| io("create", e))?;
+        let mut out = crate::install::create_private(&temporary).map_err(|e| io("create", e))?;
         out.write_all(new).map_err(|e| io("write", e))?;
         let (uid, gid) = (file.metadata.uid(), file.metadata.gid());
         let ours = out.metadata().map_err(|e| io("stat", e))?;

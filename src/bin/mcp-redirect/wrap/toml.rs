@@ -95,11 +95,7 @@ pub fn wrap(text: &str, wrapper: &Wrapper) -> Result<(String, Vec<EntryReport>),
             Plan::Remote(reason) => Outcome::Remote(reason),
             Plan::Skip(reason) => Outcome::Skipped(reason),
         };
-        let mut report = EntryReport::new(name.to_string(), outcome);
-        if matches!(report.outcome, Outcome::Wrapped(_)) {
-            report.notes = entry::env_notes(&view);
-        }
-        report
+        EntryReport::wrapped(name.to_string(), outcome, &view)
     })?;
     Ok((document.to_string(), reports))
 }
@@ -110,18 +106,8 @@ pub fn unwrap(text: &str) -> Result<(String, Vec<EntryReport>), String> {
         let view = view_of(entry);
         let outcome = match entry::wrapped_at(&view) {
             Some(at) => {
-                let Args::List(items) = &view.args else {
-                    unreachable!("wrapped_at found a list")
-                };
-                let original: Vec<String> = items[at + 1..]
-                    .iter()
-                    .map(|a| a.clone().unwrap_or_default())
-                    .collect();
                 unwrap_entry(entry, at);
-                let mut report =
-                    EntryReport::new(name.to_string(), Outcome::Unwrapped(original.join(" ")));
-                report.run = entry::run_of(&view, at);
-                return report;
+                return EntryReport::unwrapped(name.to_string(), &view, at);
             }
             None => Outcome::NotWrapped,
         };
