@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::support::*;
 
 fn cli(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mcp-redirect"))
+    Command::new(cli_exe())
         .args(args)
         .env_remove("MCP_REDIRECT_CONFIG")
         .output()
