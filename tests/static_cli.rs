@@ -80,48 +80,70 @@ fn the_static_cli_has_no_interpreter() {
     assert!(has_interpreter(Path::new(cli_exe())));
 }
 
-#[test]
-fn the_preload_library_still_exports_every_hook() {
-    let out = Command::new("nm")
-        .args(["-D", "--defined-only"])
-        .arg(library())
-        .output()
-        .expect("nm");
-    assert!(out.status.success());
-    let symbols = String::from_utf8(out.stdout).unwrap();
-    let exported: Vec<&str> = symbols
+/// The library's hooks: what the preloaded library must export, and no program linking the core
+/// may define.
+const HOOKS: [&str; 21] = [
+    "connect",
+    "__connect",
+    "sendto",
+    "sendmsg",
+    "sendmmsg",
+    "getaddrinfo",
+    "freeaddrinfo",
+    "getaddrinfo_a",
+    "getnameinfo",
+    "gethostbyname",
+    "gethostbyname2",
+    "gethostbyname_r",
+    "gethostbyname2_r",
+    "res_query",
+    "res_search",
+    "res_nquery",
+    "res_nsearch",
+    "__res_query",
+    "__res_search",
+    "__res_nquery",
+    "__res_nsearch",
+];
+
+/// The names of the functions `path` defines (`nm`, with `-D`: those it exports).
+fn defined_functions(path: &Path, exported_only: bool) -> Vec<String> {
+    let mut nm = Command::new("nm");
+    if exported_only {
+        nm.arg("-D");
+    }
+    let out = nm.arg("--defined-only").arg(path).output().expect("nm");
+    assert!(out.status.success(), "nm {}", path.display());
+    String::from_utf8(out.stdout)
+        .unwrap()
         .lines()
         .filter(|l| l.contains(" T "))
         .filter_map(|l| l.split_whitespace().last())
-        .collect();
-    for hook in [
-        "connect",
-        "__connect",
-        "sendto",
-        "sendmsg",
-        "sendmmsg",
-        "getaddrinfo",
-        "freeaddrinfo",
-        "getaddrinfo_a",
-        "getnameinfo",
-        "gethostbyname",
-        "gethostbyname2",
-        "gethostbyname_r",
-        "gethostbyname2_r",
-        "res_query",
-        "res_search",
-        "res_nquery",
-        "res_nsearch",
-        "__res_query",
-        "__res_search",
-        "__res_nquery",
-        "__res_nsearch",
-    ] {
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_preload_library_still_exports_every_hook() {
+    let exported = defined_functions(library(), true);
+    for hook in HOOKS {
         assert!(
-            exported.contains(&hook),
+            exported.iter().any(|name| name == hook),
             "{hook} is not exported: {exported:?}"
         );
     }
+}
+
+/// The hooks are in a crate of their own that the command does not link: the dynamic command
+/// defines none of them (libc's are the only ones in its process), as the static one must not.
+#[test]
+fn the_command_defines_no_hook() {
+    let defined = defined_functions(Path::new(cli_exe()), false);
+    let hooks: Vec<&str> = HOOKS
+        .into_iter()
+        .filter(|hook| defined.iter().any(|name| name == hook))
+        .collect();
+    assert!(hooks.is_empty(), "{} defines {hooks:?}", cli_exe());
 }
 
 #[test]
