@@ -28,8 +28,9 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
-# The static command is a cargo build of its own, without the library's hooks (see the
-# script); --out gives it a path that does not depend on the architecture. Then its shell
+# The static command is a cargo build of its own, of the command's crate only (crates/cli; the
+# library's hooks are in crates/preload, see the script); --out gives it a path that does not
+# depend on the architecture. Then its shell
 # completions and man pages, generated from its own definitions, in the layout of /usr/local/share.
 RUN cargo build --release --locked && \
     scripts/build-static-cli.sh --out target/static/mcp-redirect && \

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode};
 
-use mcp_redirect::net::{Cidr, PortRange};
-use mcp_redirect::rules::{Action, AddressMatch, HostMatch, Rule, RuleTable, Target};
+use mcp_redirect_core::net::{Cidr, PortRange};
+use mcp_redirect_core::rules::{Action, AddressMatch, HostMatch, Rule, RuleTable, Target};
 
 const SIZES: [usize; 4] = [10, 1_000, 10_000, 100_000];
 
@@ -160,7 +160,7 @@ fn lists(c: &mut Criterion) {
     }
     text.push_str(".caught.example\n");
     std::fs::write(&path, text).unwrap();
-    let list = mcp_redirect::lists::HostList::load(&path, None).unwrap();
+    let list = mcp_redirect_core::lists::HostList::load(&path, None).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     let rule = Rule::new(
         Some(HostMatch::List(std::sync::Arc::new(list))),

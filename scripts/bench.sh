@@ -745,7 +745,7 @@ fi
 # ---- the machine and the peers, for the record --------------------------------------------
 version() { dpkg-query -W -f '${Version}' "$1" 2>/dev/null || echo unknown; }
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || commit="$commit (src/ modified)"
+git diff --quiet HEAD -- src crates Cargo.toml Cargo.lock 2>/dev/null || commit="$commit (src/ modified)"
 python3 - "$out/meta.json" <<PY
 import json, os, platform, sys
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "unknown")

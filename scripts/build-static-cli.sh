@@ -12,13 +12,11 @@
 #
 # How: glibc linked in (`-C target-feature=+crt-static` on the host's *-linux-gnu target), in a
 # cargo invocation and target directory of its own, so `cargo build`'s libmcp_redirect.so and
-# dynamic command are untouched. Built without the crate's default `preload` feature: the
-# library's exported hooks (`connect`, `getaddrinfo`...) linked statically would replace libc's
-# own functions in this program. The library itself cannot be static: it is built by
-# `cargo build --release` as always, and `install` copies it from next to the command.
-#
-# cargo warns "dropping unsupported crate type `cdylib`": expected, the crate's cdylib cannot be
-# linked with a static C runtime, and is not needed here.
+# dynamic command are untouched. Only the command's crate (`-p mcp-redirect-cli`): the library's
+# exported hooks (`connect`, `getaddrinfo`...) are in another crate (crates/preload) that the
+# command does not depend on; linked statically they would replace libc's own functions in this
+# program. The library itself cannot be static: it is built by `cargo build --release` as
+# always, and `install` copies it from next to the command.
 set -euo pipefail
 
 profile=release
@@ -34,7 +32,7 @@ while (($#)); do
             shift 2
             ;;
         -h | --help)
-            sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
+            sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
             exit 0
             ;;
         *)
@@ -63,7 +61,7 @@ target_dir=${CARGO_TARGET_DIR:-$repo/target}/static
 # --target: RUSTFLAGS then apply to this target only, not to build scripts and proc macros
 # (clap's derive), which the compiler loads and which cannot be static.
 (cd "$repo" && RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
-    cargo build --locked --profile "$profile" --bin mcp-redirect --no-default-features \
+    cargo build --locked --profile "$profile" -p mcp-redirect-cli --bin mcp-redirect \
     --target "$triple" --target-dir "$target_dir")
 
 binary=$target_dir/$triple/$out_dir/mcp-redirect

@@ -1,16 +1,18 @@
-//! `libmcp_redirect.so`: an `LD_PRELOAD` interposer that routes the outbound connections of an
-//! unmodified process by ordered host rules: direct, denied, or through a gateway (HTTP CONNECT,
-//! SOCKS5, or an address rewrite to an API gateway), and logs every decision as one JSON line.
+//! The core of `libmcp_redirect.so`, an `LD_PRELOAD` interposer that routes the outbound
+//! connections of an unmodified process by ordered host rules: direct, denied, or through a
+//! gateway (HTTP CONNECT, SOCKS5, or an address rewrite to an API gateway), and logs every
+//! decision as one JSON line. The exported hooks live in their own crate (`crates/preload`, the
+//! `.so`), the command in another (`crates/cli`); both call this crate, so a program that links
+//! it (the command, static or not) has no hook of ours in front of libc.
 //!
 //! Module map (the shape is "a pure core, a thin skin"). Dependencies point down only: `hooks` ->
 //! `connect`/`lookup` -> `runtime` -> `gateway`/`resolver`/`log` -> `config`/`rules` ->
 //! `sys`/`net`/`dns`, with the shared primitives (`errno`, `hash`, `dns`) once at the bottom.
-//! - [`hooks`]: the only `#[no_mangle] extern "C"` symbols; each converts C arguments, calls one
-//!   safe function, and converts the result back. No decisions are made there. One file per
-//!   family of calls (connect and sends, relayed sockets, `getaddrinfo`, `gethostbyname`,
-//!   `res_query`, `getaddrinfo_a`), and one per C answer they build (`addrinfo`, `hostent`).
-//!   Compiled with the `preload` feature (default); without it (the static `mcp-redirect`) the
-//!   crate exports nothing and its calls go to libc directly.
+//! - `hooks` (the `mcp-redirect` crate, `crates/preload`): the only `#[no_mangle] extern "C"`
+//!   symbols; each converts C arguments, calls one safe function of this crate, and converts the
+//!   result back. No decisions are made there. One file per family of calls (connect and sends,
+//!   relayed sockets, `getaddrinfo`, `gethostbyname`, `res_query`, `getaddrinfo_a`), and one per
+//!   C answer they build (`addrinfo`, `hostent`).
 //! - [`sys`]: the one door to libc: the real functions behind our hooks (`dlsym(RTLD_NEXT)`,
 //!   without naming the hooks), errno, and deadline-bounded socket I/O on a borrowed fd.
 //! - [`config`]: the TOML schema, the proxy-environment fallback, validation with key paths.
@@ -43,8 +45,6 @@ pub mod dns;
 pub mod errno;
 pub mod gateway;
 pub mod hash;
-#[cfg(feature = "preload")]
-pub mod hooks;
 pub mod lists;
 pub mod log;
 pub mod lookup;

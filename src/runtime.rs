@@ -126,16 +126,25 @@ thread_local! {
 const LOADER_STACK: usize = 4 << 20;
 
 /// Set when this crate is linked into a program (the `mcp-redirect` tool) instead of preloaded
-/// as `libmcp_redirect.so`: there the hooks only forward to libc. With the hooks (the `preload`
-/// feature) it starts false, so that a hook called before the library's constructor has said
-/// where it lives (from another library's initialiser) is still decided; without them nothing is
-/// ever decided here.
-static LINKED: AtomicBool = AtomicBool::new(!cfg!(feature = "preload"));
+/// as `libmcp_redirect.so`: there nothing is decided. It starts false, so that a hook called
+/// before the library's constructor has said where it lives (from another library's initialiser)
+/// is still decided; only the hooks (`crates/preload`) call [`get`], and a program that links
+/// this crate says so with [`link_into_program`].
+static LINKED: AtomicBool = AtomicBool::new(false);
 
 /// Called once by the library's constructor: whether this crate is linked into the program
 /// rather than preloaded. From then on a linked crate's [`get`] answers `None`.
 pub fn set_linked(linked: bool) {
     LINKED.store(linked, Ordering::Relaxed);
+}
+
+/// For a program that links this crate instead of preloading it (the `mcp-redirect` command,
+/// static or dynamic), called first thing in its `main`: nothing is decided here ([`get`]
+/// answers `None`), and the real functions are libc's own ([`crate::sys::real::link_libc`]), as
+/// no hook of ours stands in front of them.
+pub fn link_into_program() {
+    crate::sys::real::link_libc();
+    set_linked(true);
 }
 
 /// The loaded state, loading it on first use and reloading a changed config file; `None` on the

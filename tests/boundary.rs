@@ -11,8 +11,6 @@ use std::sync::Arc;
 
 use crate::support::*;
 
-const CLI: &str = env!("CARGO_BIN_EXE_mcp-redirect");
-
 /// A listener the rules deny, counting the connections that reach it anyway.
 fn denied_listener() -> (SocketAddr, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -130,7 +128,7 @@ fn under_the_supervisor_no_attempt_gets_out_or_reaches_the_supervisor() {
                     "--regid=65534",
                     "--clear-groups",
                     "--",
-                    CLI,
+                    cli_exe(),
                 ]);
             }
             args.extend([
@@ -147,7 +145,7 @@ fn under_the_supervisor_no_attempt_gets_out_or_reaches_the_supervisor() {
             let run = if user == "nobody" {
                 Run::new("setpriv", &args)
             } else {
-                Run::new(CLI, &args)
+                Run::new(cli_exe(), &args)
             };
             let out = run.without_preload().output();
             let got = outcomes(&out, reached.load(Ordering::SeqCst));
@@ -178,7 +176,7 @@ fn a_tree_that_kills_its_supervisor_is_cut_off() {
     let (target, reached) = denied_listener();
     let port = target.port().to_string();
     let out = Run::new(
-        CLI,
+        cli_exe(),
         &[
             "run",
             "--mode",

@@ -7,13 +7,11 @@ use std::process::Command;
 
 use crate::support::*;
 
-const CLI: &str = env!("CARGO_BIN_EXE_mcp-redirect");
-
 /// The tool, run in the tests' private mount namespace (no DNS leaves the machine). The
 /// library it finds next to itself is built first.
 fn cli(args: &[&str]) -> Run {
     library();
-    let mut full = vec![CLI];
+    let mut full = vec![cli_exe()];
     full.extend_from_slice(args);
     Run::new(full[0], &full[1..]).without_preload()
 }
@@ -81,7 +79,7 @@ for line in sys.stdin:
         r#"{"jsonrpc":"2.0","id":"two","method":"tools/call","params":{"url":"http://docs.example.test/b"}}"#,
         "\n"
     );
-    let mut child = Command::new(CLI)
+    let mut child = Command::new(cli_exe())
         .args([
             "run",
             "--config",
@@ -138,7 +136,7 @@ fn run_gives_the_programs_exit_status_and_signals() {
     // exec: the tool's process becomes the program, so a signal ends "it" the same way.
     use std::os::unix::process::ExitStatusExt;
     library();
-    let mut child = Command::new(CLI)
+    let mut child = Command::new(cli_exe())
         .args(["run", "--config", config, "--", "sleep", "30"])
         .spawn()
         .unwrap();
@@ -772,7 +770,7 @@ fn env_lines_put_a_shell_under_the_library_and_take_it_out() {
     "#;
     let out = Run::new("sh", &["-c", script])
         .without_preload()
-        .env("CLI", CLI)
+        .env("CLI", cli_exe())
         .env("CONFIG", &config)
         .env("OTHER", &other)
         .output();

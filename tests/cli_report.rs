@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::support::Scratch;
+use crate::support::{cli_exe, Scratch};
 
 /// A `connect` line as the library writes it.
 fn connect(
@@ -100,7 +100,7 @@ impl Report {
 }
 
 fn report(args: &[&str], stdin: Option<&str>) -> Report {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-redirect"))
+    let mut child = Command::new(cli_exe())
         .arg("report")
         .args(args)
         .stdin(if stdin.is_some() {

@@ -494,7 +494,7 @@ for host, size in [("a.gw.test", 1000), ("a.gw.test", 3000), ("b.socks.test", 50
         let sent_a = last[0].0 + last[1].0;
         let sent_b = last[2].0;
 
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-redirect"))
+        let out = std::process::Command::new(cli_exe())
             .args(["report", "--json"])
             .arg(scratch.log_path())
             .output()
@@ -519,7 +519,7 @@ for host, size in [("a.gw.test", 1000), ("a.gw.test", 3000), ("b.socks.test", 50
         assert_eq!(traffic["by_process"]["entries"][0]["received"], 4500);
         assert_eq!(traffic["longest"].as_array().unwrap().len(), 3);
 
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-redirect"))
+        let out = std::process::Command::new(cli_exe())
             .arg("report")
             .arg(scratch.log_path())
             .output()

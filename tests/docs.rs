@@ -8,7 +8,7 @@
 //!   127.0.0.1:8000 and 127.0.0.1:4000, `scripts/demo_gateway.py` on 127.0.0.1:3128. Commands
 //!   that need more than that (real MCP servers, registries, Docker) are shown in `sh` blocks,
 //!   without output.
-//! - Every ```toml block is parsed by the library's loader (`mcp_redirect::config::parse`) and
+//! - Every ```toml block is parsed by the library's loader (`mcp_redirect_core::config::parse`) and
 //!   every ```json block by serde_json (a block of JSON lines line by line). A block right after
 //!   `<!-- invalid -->` must fail to parse; one right after `<!-- file: PATH -->` must be the
 //!   content of that file of the repository.
@@ -140,8 +140,8 @@ fn toml_examples_are_configs_the_library_loads() {
                     .strip_prefix("<!-- file: ")
                     .and_then(|r| r.strip_suffix(" -->"))
                     .map_or_else(|| "example.toml".into(), |p| repo().join(p));
-                let source = mcp_redirect::config::ConfigSource::File(path);
-                mcp_redirect::config::parse(&block.text, source, &getenv)
+                let source = mcp_redirect_core::config::ConfigSource::File(path);
+                mcp_redirect_core::config::parse(&block.text, source, &getenv)
                     .map(|_| ())
                     .map_err(|e| e.to_string())
             };
@@ -564,7 +564,7 @@ fn console_examples_in_sandbox() {
     ]);
     let cases = trycmd::TestCases::new();
     cases
-        .register_bin("mcp-redirect", trycmd::cargo::cargo_bin!("mcp-redirect"))
+        .register_bin("mcp-redirect", Path::new(crate::support::cli_exe()))
         .timeout(Duration::from_secs(60));
     for page in pages() {
         cases.case(page);

@@ -12,13 +12,13 @@ use std::os::unix::net::UnixStream;
 
 use proptest::prelude::*;
 
-use mcp_redirect::config::{self, ConfigSource, Gateway, GatewayKind};
-use mcp_redirect::gateway::{http_connect, socks5, Destination};
-use mcp_redirect::net::{self, Cidr, HostPort, PortRange};
-use mcp_redirect::rules::{
+use mcp_redirect_core::config::{self, ConfigSource, Gateway, GatewayKind};
+use mcp_redirect_core::gateway::{http_connect, socks5, Destination};
+use mcp_redirect_core::net::{self, Cidr, HostPort, PortRange};
+use mcp_redirect_core::rules::{
     Action, AddressMatch, Decision, HostMatch, ResolvePlan, Rule, RuleTable, Target,
 };
-use mcp_redirect::sys::socket::{block_on, Deadline, PollWaiter};
+use mcp_redirect_core::sys::socket::{block_on, Deadline, PollWaiter};
 
 fn no_env(_: &str) -> Option<String> {
     Some("pw".into())

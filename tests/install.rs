@@ -8,8 +8,6 @@ use std::path::Path;
 
 use crate::support::*;
 
-const CLI: &str = env!("CARGO_BIN_EXE_mcp-redirect");
-
 /// `program args...` in the tests' private mount namespace, without the library preloaded.
 fn tool(program: &Path, args: &[&str]) -> Run {
     library();
@@ -47,9 +45,9 @@ fn install_copies_the_three_files_and_the_copy_runs_curl_through_the_gateway() {
     // Created, parents too.
     let dir = scratch.dir.join("volume/mcp-redirect");
 
-    let out = install(Path::new(CLI), &dir, Some(&config));
+    let out = install(Path::new(cli_exe()), &dir, Some(&config));
     let library = library().canonicalize().unwrap();
-    let cli = Path::new(CLI).canonicalize().unwrap();
+    let cli = Path::new(cli_exe()).canonicalize().unwrap();
     let size = |p: &Path| std::fs::metadata(p).unwrap().len();
     assert_eq!(
         out.success().lines().collect::<Vec<_>>(),
@@ -125,7 +123,7 @@ fn installing_again_even_the_copy_over_itself_leaves_the_same_files() {
     let scratch = Scratch::new("install-again");
     let config = Config::new().default("direct").write(&scratch);
     let dir = scratch.dir.join("mcp-redirect");
-    let first = install(Path::new(CLI), &dir, Some(&config));
+    let first = install(Path::new(cli_exe()), &dir, Some(&config));
     first.success();
     let snapshot = |dir: &Path| -> Vec<(String, Vec<u8>, u32)> {
         entries(dir)
@@ -147,7 +145,7 @@ fn installing_again_even_the_copy_over_itself_leaves_the_same_files() {
         again.describe()
     );
     // And once more from the original, without a config: the installed config stays.
-    install(Path::new(CLI), &dir, None).success();
+    install(Path::new(cli_exe()), &dir, None).success();
     assert!(snapshot(&dir) == before);
 }
 
@@ -156,7 +154,7 @@ fn an_invalid_config_installs_nothing() {
     let scratch = Scratch::new("install-invalid");
     let config = scratch.config("[gateways.corp]\nkind = \"ftp\"\nendpoints = [\"127.0.0.1:1\"]\n");
     let dir = scratch.dir.join("mcp-redirect");
-    let out = install(Path::new(CLI), &dir, Some(&config));
+    let out = install(Path::new(cli_exe()), &dir, Some(&config));
     assert_eq!(out.code, Some(2), "{}", out.describe());
     assert!(
         out.stderr.contains("gateways.corp.kind")
@@ -178,7 +176,7 @@ fn a_password_variable_unset_in_the_installer_is_only_a_note() {
         .gateway_option(r#"password_env = "MCP_REDIRECT_TEST_UNSET_PASSWORD""#)
         .write(&scratch);
     let dir = scratch.dir.join("mcp-redirect");
-    let out = install(Path::new(CLI), &dir, Some(&config));
+    let out = install(Path::new(cli_exe()), &dir, Some(&config));
     out.success();
     assert!(
         out.stderr
@@ -192,7 +190,7 @@ fn a_password_variable_unset_in_the_installer_is_only_a_note() {
     );
     // `check` still refuses it, as the library will where the variable is missing.
     let check = tool(
-        Path::new(CLI),
+        Path::new(cli_exe()),
         &["check", "--config", config.to_str().unwrap()],
     )
     .output();

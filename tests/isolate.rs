@@ -11,8 +11,6 @@ use std::time::{Duration, Instant};
 use crate::support::gateways::{ConnectProxy, ProxyBehaviour};
 use crate::support::*;
 
-const CLI: &str = env!("CARGO_BIN_EXE_mcp-redirect");
-
 /// A port nothing listens on now, on 127.0.0.1.
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -40,7 +38,7 @@ fn fetch_from_outside(url: &str, patience: Duration) -> Option<String> {
     }
 }
 
-/// The arguments that run `setpriv` as `nobody` before `CLI`, or nothing for root.
+/// The arguments that run `setpriv` as `nobody` before `cli_exe()`, or nothing for root.
 fn as_user(user: &str) -> Vec<&'static str> {
     match user {
         "nobody" => vec![
@@ -48,7 +46,7 @@ fn as_user(user: &str) -> Vec<&'static str> {
             "--regid=65534",
             "--clear-groups",
             "--",
-            CLI,
+            cli_exe(),
         ],
         _ => Vec::new(),
     }
@@ -58,7 +56,7 @@ fn launcher(user: &str) -> &'static str {
     if user == "nobody" {
         "setpriv"
     } else {
-        CLI
+        cli_exe()
     }
 }
 
@@ -190,7 +188,7 @@ fn options_that_cannot_go_together_are_refused() {
         let mut full = vec!["run"];
         full.extend_from_slice(args);
         full.extend(["--config", config, "--", "true"]);
-        let out = Run::new(CLI, &full).without_preload().output();
+        let out = Run::new(cli_exe(), &full).without_preload().output();
         assert_eq!(out.code, Some(2), "{}", out.describe());
         assert!(out.stderr.contains(says), "{}", out.describe());
     }
@@ -216,7 +214,7 @@ fn event_loops_and_go_use_the_socket_handed_in() {
         ];
         full.push(program);
         full.extend_from_slice(args);
-        Run::new(CLI, &full).without_preload().output()
+        Run::new(cli_exe(), &full).without_preload().output()
     };
     let node = format!(
         r#"Promise.all([1, 2, 3].map(() => fetch("{url}").then(r => r.text())))
@@ -272,9 +270,10 @@ fn without_a_namespace_the_program_is_not_started() {
     let config = Config::new().default("deny").log("off").write(&scratch);
     let marker = scratch.dir.join("started");
     let script = format!(
-        "echo 0 > /proc/sys/user/max_net_namespaces && exec {CLI} run --isolate --config {} -- touch {}",
+        "echo 0 > /proc/sys/user/max_net_namespaces && exec {cli_exe} run --isolate --config {} -- touch {}",
         config.display(),
-        marker.display()
+        marker.display(),
+        cli_exe = cli_exe(),
     );
     let out = Run::new(
         "unshare",

@@ -4,11 +4,9 @@
 
 use crate::support::*;
 
-const CLI: &str = env!("CARGO_BIN_EXE_mcp-redirect");
-
 fn cli(args: &[&str]) -> Run {
     library();
-    Run::new(CLI, args).without_preload()
+    Run::new(cli_exe(), args).without_preload()
 }
 
 /// A program that connects to each host named on its command line (port given first) and says

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::support::*;
 
 fn cli(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mcp-redirect"))
+    Command::new(cli_exe())
         .args(args)
         .env_remove("MCP_REDIRECT_CONFIG")
         .output()
@@ -395,7 +395,7 @@ fn inline_rules_are_read_from_a_checked_compiled_form_that_follows_edits() {
     assert!(compiled.exists(), "check wrote no compiled form");
     let decides = |host: &str| {
         let args = ["explain", "--config", config, "--no-resolve"];
-        let out = Command::new(env!("CARGO_BIN_EXE_mcp-redirect"))
+        let out = Command::new(cli_exe())
             .args(args)
             .arg(format!("{host}:443"))
             .env("XDG_CACHE_HOME", scratch.dir.join("cache"))
@@ -416,7 +416,7 @@ fn inline_rules_are_read_from_a_checked_compiled_form_that_follows_edits() {
         .expect("the host in the form");
     let mut forged = form.clone();
     forged[at..at + 14].copy_from_slice(b"h5.inlinx.test");
-    let hash = mcp_redirect::compiled::hash_bytes(&forged[mcp_redirect::compiled::HEADER..]);
+    let hash = mcp_redirect_core::compiled::hash_bytes(&forged[mcp_redirect_core::compiled::HEADER..]);
     forged[88..96].copy_from_slice(&hash.to_le_bytes());
     std::fs::write(&compiled, &forged).unwrap();
     assert!(decides("h5.inlinx.test").contains("connect: deny by rules[5]"));

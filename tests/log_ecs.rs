@@ -9,8 +9,6 @@ use std::process::Command;
 use crate::support::*;
 use serde_json::Value;
 
-const CLI: &str = env!("CARGO_BIN_EXE_mcp-redirect");
-
 /// Denies `*.denied.test`, sends `*.example.test` through `proxy`, everything else direct.
 fn ecs_config(scratch: &Scratch, format: &str, proxy: std::net::SocketAddr) -> PathBuf {
     Config::new()
@@ -79,7 +77,7 @@ fn pod_fields(line: &Value) -> Vec<(&str, &str)> {
 }
 
 fn report_json(log: &Path) -> Value {
-    let out = Command::new(CLI)
+    let out = Command::new(cli_exe())
         .args(["report", "--json"])
         .arg(log)
         .output()
@@ -282,7 +280,7 @@ fn pod_fields_only_from_the_variables_that_are_set() {
     let config = ecs_config(&scratch, "ecs", closed_port());
     library();
     let out = Run::new(
-        CLI,
+        cli_exe(),
         &[
             "run",
             "--mode",

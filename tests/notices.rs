@@ -186,7 +186,7 @@ fn audit_mode_logs_a_denial_and_lets_the_connection_through() {
     assert_eq!(connect["result"], "EINPROGRESS");
 
     // check and explain say so.
-    let cli = env!("CARGO_BIN_EXE_mcp-redirect");
+    let cli = cli_exe();
     let check = Run::new(cli, &["check", "--config", config.to_str().unwrap()])
         .without_preload()
         .output();

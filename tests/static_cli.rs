@@ -1,16 +1,14 @@
 //! The statically linked `mcp-redirect` (scripts/build-static-cli.sh): it has no interpreter,
 //! installs and runs in a root with no C library at all, preloads the copied library into a
 //! dynamic curl and supervises a static program; its name lookups read `/etc/hosts` and DNS
-//! only, never a module named in `/etc/nsswitch.conf`. And the preload library, built with the
-//! default features, still exports every hook.
+//! only, never a module named in `/etc/nsswitch.conf`. And the preload library (crates/preload),
+//! which the command does not link, still exports every hook.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
 use crate::support::*;
-
-const CLI: &str = env!("CARGO_BIN_EXE_mcp-redirect");
 
 /// The static command, built once per test binary by the script, with the tests' profile (the
 /// dev one without debug info: it links faster, and nothing here reads it).
@@ -79,51 +77,73 @@ fn in_root(root: &Path, command: &[&str]) -> Finished {
 fn the_static_cli_has_no_interpreter() {
     assert!(!has_interpreter(static_cli()), "{}", static_cli().display());
     // The same check on the ordinary build: it does ask for one.
-    assert!(has_interpreter(Path::new(CLI)));
+    assert!(has_interpreter(Path::new(cli_exe())));
+}
+
+/// The library's hooks: what the preloaded library must export, and no program linking the core
+/// may define.
+const HOOKS: [&str; 21] = [
+    "connect",
+    "__connect",
+    "sendto",
+    "sendmsg",
+    "sendmmsg",
+    "getaddrinfo",
+    "freeaddrinfo",
+    "getaddrinfo_a",
+    "getnameinfo",
+    "gethostbyname",
+    "gethostbyname2",
+    "gethostbyname_r",
+    "gethostbyname2_r",
+    "res_query",
+    "res_search",
+    "res_nquery",
+    "res_nsearch",
+    "__res_query",
+    "__res_search",
+    "__res_nquery",
+    "__res_nsearch",
+];
+
+/// The names of the functions `path` defines (`nm`, with `-D`: those it exports).
+fn defined_functions(path: &Path, exported_only: bool) -> Vec<String> {
+    let mut nm = Command::new("nm");
+    if exported_only {
+        nm.arg("-D");
+    }
+    let out = nm.arg("--defined-only").arg(path).output().expect("nm");
+    assert!(out.status.success(), "nm {}", path.display());
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(" T "))
+        .filter_map(|l| l.split_whitespace().last())
+        .map(str::to_string)
+        .collect()
 }
 
 #[test]
 fn the_preload_library_still_exports_every_hook() {
-    let out = Command::new("nm")
-        .args(["-D", "--defined-only"])
-        .arg(library())
-        .output()
-        .expect("nm");
-    assert!(out.status.success());
-    let symbols = String::from_utf8(out.stdout).unwrap();
-    let exported: Vec<&str> = symbols
-        .lines()
-        .filter(|l| l.contains(" T "))
-        .filter_map(|l| l.split_whitespace().last())
-        .collect();
-    for hook in [
-        "connect",
-        "__connect",
-        "sendto",
-        "sendmsg",
-        "sendmmsg",
-        "getaddrinfo",
-        "freeaddrinfo",
-        "getaddrinfo_a",
-        "getnameinfo",
-        "gethostbyname",
-        "gethostbyname2",
-        "gethostbyname_r",
-        "gethostbyname2_r",
-        "res_query",
-        "res_search",
-        "res_nquery",
-        "res_nsearch",
-        "__res_query",
-        "__res_search",
-        "__res_nquery",
-        "__res_nsearch",
-    ] {
+    let exported = defined_functions(library(), true);
+    for hook in HOOKS {
         assert!(
-            exported.contains(&hook),
+            exported.iter().any(|name| name == hook),
             "{hook} is not exported: {exported:?}"
         );
     }
+}
+
+/// The hooks are in a crate of their own that the command does not link: the dynamic command
+/// defines none of them (libc's are the only ones in its process), as the static one must not.
+#[test]
+fn the_command_defines_no_hook() {
+    let defined = defined_functions(Path::new(cli_exe()), false);
+    let hooks: Vec<&str> = HOOKS
+        .into_iter()
+        .filter(|hook| defined.iter().any(|name| name == hook))
+        .collect();
+    assert!(hooks.is_empty(), "{} defines {hooks:?}", cli_exe());
 }
 
 #[test]
@@ -138,7 +158,10 @@ fn in_a_root_without_a_c_library_the_static_cli_installs_checks_and_supervises()
     // An image with nothing but our files: no loader, no libc, no shell.
     copy_executable(static_cli(), &root.join("image/mcp-redirect"));
     std::fs::copy(library(), root.join("image/libmcp_redirect.so")).unwrap();
-    copy_executable(Path::new(CLI), &root.join("image/mcp-redirect-dynamic"));
+    copy_executable(
+        Path::new(cli_exe()),
+        &root.join("image/mcp-redirect-dynamic"),
+    );
     std::fs::rename(compile_static(&scratch, "sconn"), root.join("sconn")).unwrap();
     std::fs::write(root.join("etc/hosts"), "127.0.0.1 gateway.test\n").unwrap();
     // The gateway by name: the static command looks it up in the root's /etc/hosts.
@@ -350,7 +373,7 @@ fn the_static_cli_looks_names_up_in_hosts_and_dns_only() {
     };
 
     let dynamic_mark = scratch.dir.join("loaded-by-dynamic");
-    let out = check(Path::new(CLI), &dynamic_mark);
+    let out = check(Path::new(cli_exe()), &dynamic_mark);
     assert!(
         dynamic_mark.exists(),
         "the canary module was not loaded by the dynamic command: {}",

@@ -9,12 +9,10 @@ use std::sync::Arc;
 
 use crate::support::*;
 
-const CLI: &str = env!("CARGO_BIN_EXE_mcp-redirect");
-
 /// The tool, in the tests' private mount namespace.
 fn cli(args: &[&str]) -> Run {
     library();
-    let mut full = vec![CLI];
+    let mut full = vec![cli_exe()];
     full.extend_from_slice(args);
     Run::new(full[0], &full[1..]).without_preload()
 }

@@ -11,8 +11,6 @@ use std::process::Command;
 
 use crate::support::*;
 
-const CLI: &str = env!("CARGO_BIN_EXE_mcp-redirect");
-
 /// The paths tests/mcp-clients/wrapped/ shows for the program and the config.
 const SHOWN_PROGRAM: &str = "/usr/local/bin/mcp-redirect";
 const SHOWN_CONFIG: &str = "/etc/mcp-redirect/mcp-redirect.toml";
@@ -104,7 +102,7 @@ impl Out {
 
 /// The command, with no config of the user's or the environment's to find (tests name theirs).
 fn mcp_redirect(home: &Path, args: &[&str]) -> Out {
-    let out = Command::new(CLI)
+    let out = Command::new(cli_exe())
         .args(args)
         .env_remove("MCP_REDIRECT_CONFIG")
         .env_remove("LD_PRELOAD")
@@ -176,7 +174,7 @@ fn every_client_shape_wraps_as_shown_and_unwraps_byte_for_byte() {
         let wrap = mcp_redirect(home, &["wrap", "--config", config_text, file_text]);
         wrap.ok();
         let expected = read(&fixtures().join("wrapped").join(client.fixture))
-            .replace(SHOWN_PROGRAM, CLI)
+            .replace(SHOWN_PROGRAM, cli_exe())
             .replace(SHOWN_CONFIG, config_text);
         let wrapped = read(&file);
         assert_eq!(wrapped, expected, "{what}: wrapped");
@@ -238,7 +236,7 @@ fn notes_say_what_is_kept_and_what_is_left_alone() {
     std::fs::create_dir_all(project.join(".cursor")).unwrap();
     let file = project.join(".cursor/mcp.json");
     std::fs::copy(fixtures().join("cursor.json"), &file).unwrap();
-    let out = Command::new(CLI)
+    let out = Command::new(cli_exe())
         .args([
             "wrap",
             "--config",
@@ -362,7 +360,7 @@ fn separators_comments_and_line_endings_are_kept() {
         "  }\r\n",
         "}\r\n"
     )
-    .replace("PROGRAM", CLI)
+    .replace("PROGRAM", cli_exe())
     .replace("CONFIG", config);
     assert_eq!(wrapped, expected);
     std::fs::remove_file(backup_of(&file)).unwrap();
@@ -476,7 +474,7 @@ fn mode_and_symlinks_are_kept() {
         .unwrap()
         .file_type()
         .is_symlink());
-    assert!(read(&real).contains(CLI));
+    assert!(read(&real).contains(cli_exe()));
     let mode = std::fs::metadata(&real).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     // No temporary file left behind.

@@ -327,7 +327,7 @@ const net = require("net");
     // connects, raw and packet sockets, the supervisor's memory. Nothing of it may leave.
     let escape = compile_static(&scratch, "escape");
     let out = in_client(
-        env!("CARGO_BIN_EXE_mcp-redirect"),
+        cli_exe(),
         &[
             "run",
             "--mode",
@@ -448,7 +448,7 @@ for target in [("{GATEWAY_IP}", 22), ("10.200.0.99", 443)]:
                 ]);
             }
             full.extend([
-                env!("CARGO_BIN_EXE_mcp-redirect"),
+                cli_exe(),
                 "run",
                 "--isolate",
                 "--config",

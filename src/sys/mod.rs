@@ -3,19 +3,11 @@
 //!
 //! Nothing here takes a lock or allocates on a pass-through path.
 
-#[cfg(feature = "preload")]
-pub mod real;
-/// Without the `preload` feature (the static `mcp-redirect`) there are no hooks in front of libc,
-/// and no `dlsym(RTLD_NEXT)` in a static program: the real functions are libc's own, linked
-/// directly. Only those the crate calls outside the hooks.
-#[cfg(not(feature = "preload"))]
-pub mod real {
-    pub use libc::{close, connect, freeaddrinfo, getaddrinfo, getsockopt, setsockopt};
-}
 pub mod epoll;
 pub mod exec;
 pub mod namespaces;
 pub mod privileges;
+pub mod real;
 pub mod seccomp;
 pub mod socket;
 
@@ -561,7 +553,6 @@ pub fn hosts_from_files_and_dns() -> bool {
 /// such as the `mcp-redirect` tool) rather than to a shared object loaded into it (the preloaded
 /// `libmcp_redirect.so`). Compares the object that holds `addr` with the one that holds the
 /// program's entry point.
-#[cfg(feature = "preload")]
 pub fn in_main_executable(addr: *const libc::c_void) -> bool {
     // SAFETY: getauxval has no preconditions.
     let entry = unsafe { libc::getauxval(libc::AT_ENTRY) } as *const libc::c_void;
@@ -573,7 +564,6 @@ pub fn in_main_executable(addr: *const libc::c_void) -> bool {
 
 /// The load address of the object (executable or shared library) that holds `addr`, `None` if
 /// no loaded object does. `dladdr` allocates nothing.
-#[cfg(feature = "preload")]
 fn object_base(addr: *const libc::c_void) -> Option<usize> {
     // SAFETY: Dl_info is plain data; dladdr fills it for any address and only reads `addr`.
     let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };

@@ -62,8 +62,8 @@ macro_rules! real_functions {
                 if ptr.is_null() {
                     return $fallback;
                 }
-                // SAFETY: ptr came from dlsym for this exact symbol name, whose C signature is
-                // the one declared here.
+                // SAFETY: ptr came from dlsym for this exact symbol name (or is libc's own
+                // function of that name, `link_libc`), whose C signature is the one declared here.
                 let real: unsafe extern "C" fn($($ty),*) -> $ret = unsafe { std::mem::transmute(ptr) };
                 // SAFETY: forwarded under the caller's guarantee.
                 unsafe { real($($arg),*) }
@@ -150,6 +150,25 @@ real_functions! {
     /// `gethostbyname2_r(3)`.
     fn gethostbyname2_r(name: *const c_char, af: c_int, ret: *mut hostent, buf: *mut c_char, buflen: size_t, result: *mut *mut hostent, h_errnop: *mut c_int) -> c_int,
         fallback = libc::ENOSYS;
+}
+
+/// For a program that links the crate rather than preloading it (the `mcp-redirect` command, static
+/// or dynamic; `runtime::link_into_program`): with no hook of ours in front of libc, the real
+/// functions are libc's own, linked in, and no `dlsym` is asked (a static program has no loader
+/// to answer it, and would be left with the fallbacks). Only those the crate calls outside the
+/// hooks; the command calls this before any of them.
+pub fn link_libc() {
+    let linked: [(&AtomicPtr<c_void>, *mut c_void); 6] = [
+        (&close::PTR, libc::close as *mut c_void),
+        (&connect::PTR, libc::connect as *mut c_void),
+        (&freeaddrinfo::PTR, libc::freeaddrinfo as *mut c_void),
+        (&getaddrinfo::PTR, libc::getaddrinfo as *mut c_void),
+        (&getsockopt::PTR, libc::getsockopt as *mut c_void),
+        (&setsockopt::PTR, libc::setsockopt as *mut c_void),
+    ];
+    for (ptr, function) in linked {
+        ptr.store(function, Ordering::Release);
+    }
 }
 
 /// The `connect` system call itself, for the (theoretical) case of no libc `connect`. Only ever

@@ -21,49 +21,60 @@ use std::time::{Duration, Instant};
 pub use config::Config;
 pub use gateways::{ConnectProxy, ProxyBehaviour, Socks5Server};
 
-/// `libmcp_redirect.so`, built once (by the first test that needs it) with the tests' profile.
+/// `libmcp_redirect.so` (the `mcp-redirect` crate, `crates/preload`), built once (by the first
+/// test that needs it) with the tests' profile.
 pub fn library() -> &'static Path {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
-    LIB.get_or_init(|| {
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let release = !cfg!(debug_assertions);
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "--lib", "--quiet"])
-            .current_dir(manifest);
-        if release {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().expect("run cargo build");
-        assert!(status.success(), "cargo build --lib failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| manifest.join("target"));
-        let lib = target
-            .join(if release { "release" } else { "debug" })
-            .join("libmcp_redirect.so");
-        assert!(lib.exists(), "{} was not built", lib.display());
-        lib
+    LIB.get_or_init(|| built(&["-p", "mcp-redirect", "--lib"], "libmcp_redirect.so"))
+}
+
+/// The `mcp-redirect` command (the `mcp-redirect-cli` crate, `crates/cli`), built once with the
+/// tests' profile. Cargo names a binary to the tests (`CARGO_BIN_EXE_*`) of its own package
+/// only, and the command is in another.
+pub fn cli_exe() -> &'static str {
+    static CLI: OnceLock<String> = OnceLock::new();
+    CLI.get_or_init(|| {
+        let path = built(
+            &["-p", "mcp-redirect-cli", "--bin", "mcp-redirect"],
+            "mcp-redirect",
+        );
+        path.into_os_string()
+            .into_string()
+            .expect("the command's path is UTF-8")
     })
 }
 
-/// A program of the crate's examples (`tests/programs/`), built with the tests' profile.
-pub fn example(name: &str) -> PathBuf {
+/// Runs `cargo build ARGS` in the workspace with the tests' profile and returns the path of the
+/// artifact `file` it made in the target directory.
+fn built(args: &[&str], file: &str) -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let release = !cfg!(debug_assertions);
     let mut cmd = Command::new(env!("CARGO"));
-    cmd.args(["build", "--quiet", "--example", name])
+    cmd.arg("build")
+        .args(args)
+        .arg("--quiet")
         .current_dir(manifest);
     if release {
         cmd.arg("--release");
     }
-    assert!(cmd.status().expect("run cargo build").success());
+    let status = cmd.status().expect("run cargo build");
+    assert!(status.success(), "cargo build {} failed", args.join(" "));
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| manifest.join("target"));
-    target
+    let artifact = target
         .join(if release { "release" } else { "debug" })
-        .join("examples")
-        .join(name)
+        .join(file);
+    assert!(artifact.exists(), "{} was not built", artifact.display());
+    artifact
+}
+
+/// A program of the crate's examples (`tests/programs/`), built with the tests' profile.
+pub fn example(name: &str) -> PathBuf {
+    built(
+        &["-p", "mcp-redirect-core", "--example", name],
+        &format!("examples/{name}"),
+    )
 }
 
 /// Compiles `tests/c/NAME.c` into a static binary in the scratch directory: a program
