@@ -416,7 +416,8 @@ fn inline_rules_are_read_from_a_checked_compiled_form_that_follows_edits() {
         .expect("the host in the form");
     let mut forged = form.clone();
     forged[at..at + 14].copy_from_slice(b"h5.inlinx.test");
-    let hash = mcp_redirect_core::compiled::hash_bytes(&forged[mcp_redirect_core::compiled::HEADER..]);
+    let hash =
+        mcp_redirect_core::compiled::hash_bytes(&forged[mcp_redirect_core::compiled::HEADER..]);
     forged[88..96].copy_from_slice(&hash.to_le_bytes());
     std::fs::write(&compiled, &forged).unwrap();
     assert!(decides("h5.inlinx.test").contains("connect: deny by rules[5]"));
