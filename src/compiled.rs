@@ -238,6 +238,9 @@ pub fn write_compiled(
 ) -> Option<PathBuf> {
     let head = header(kind, identity, entries, body);
     let paths = compiled_paths(list, cache);
+    // Readable by no one who cannot read the source: a config's form holds its text, which may
+    // hold a password.
+    let mode = std::fs::metadata(list).map_or(0o600, |m| m.permissions().mode() & 0o644);
     let beside = BESIDE_SOURCES.load(Ordering::Relaxed);
     for (index, target) in paths.iter().enumerate() {
         if index == 0 && !beside {
@@ -251,14 +254,14 @@ pub fn write_compiled(
                     .create(dir);
             }
         }
-        if write_atomically(target, &head, body).is_ok() {
+        if write_atomically(target, &head, body, mode).is_ok() {
             return Some(target.clone());
         }
     }
     None
 }
 
-fn write_atomically(target: &Path, head: &[u8], body: &[u8]) -> io::Result<()> {
+fn write_atomically(target: &Path, head: &[u8], body: &[u8], mode: u32) -> io::Result<()> {
     let mut temporary = target.as_os_str().to_owned();
     temporary.push(format!(".{}.tmp", std::process::id()));
     let temporary = PathBuf::from(temporary);
@@ -266,7 +269,7 @@ fn write_atomically(target: &Path, head: &[u8], body: &[u8]) -> io::Result<()> {
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o644)
+            .mode(mode)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&temporary)?;
         file.write_all(head)?;

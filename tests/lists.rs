@@ -390,9 +390,13 @@ fn inline_rules_are_read_from_a_checked_compiled_form_that_follows_edits() {
     let config = write_config("h7.inline.test");
     let config = config.to_str().unwrap();
     let compiled = PathBuf::from(format!("{config}.mcpr"));
+    // A private config (it may hold a password) gets a private compiled form.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(config, std::fs::Permissions::from_mode(0o600)).unwrap();
     let out = cli(&["check", "--config", config]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(compiled.exists(), "check wrote no compiled form");
+    let mode = std::fs::metadata(&compiled).expect("check wrote no compiled form");
+    assert_eq!(mode.permissions().mode() & 0o777, 0o600);
     let decides = |host: &str| {
         let args = ["explain", "--config", config, "--no-resolve"];
         let out = Command::new(cli_exe())
