@@ -5,11 +5,13 @@
 //! strings as written, not their meaning: every process still validates them (environment,
 //! gateways and lists are its own), and any error is reported from the file's text.
 //!
-//! Body, little-endian: the number of `[[rules]]` tables, the rest of the text (length, UTF-8),
-//! the number of rules taken, then per rule its place among the tables, a flag byte (1: `host`
-//! is held in the form the rule parser makes of it, so that reading it back needs no second
-//! check) and its nine fields in `RuleFields` order, each a length (`u32::MAX`: absent) and the
-//! text; `port` is a tag (0 absent, 1 integer and eight bytes, 2 text).
+//! Body, little-endian: the length of a text area and the area (every string below, one
+//! after the other, checked as UTF-8 once), then the number of `[[rules]]` tables, the rest of
+//! the text, the number of rules taken, and per rule its place among the tables, a flag byte
+//! (1: `host` is held in the form the rule parser makes of it, so that reading it back needs no
+//! second check) and its nine fields in `RuleFields` order. A string is its length (`u32::MAX`:
+//! absent), its text the next that many bytes of the area; `port` is a tag (0 absent, 1
+//! integer and eight bytes, 2 text).
 #![forbid(unsafe_code)]
 
 use super::{PortValue, RuleFields};
@@ -27,49 +29,63 @@ pub struct Parts<'t> {
 /// The body for `rest` and `taken`, or `None` if a field cannot be held (a `port` of another
 /// TOML type, which the scanner never takes).
 pub fn encode(tables: usize, rest: &str, taken: &[(usize, RuleFields<'_>)]) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(rest.len() + taken.len() * 48 + 16);
-    word(&mut out, tables)?;
-    text(&mut out, Some(rest))?;
-    word(&mut out, taken.len())?;
+    let mut out = Writer {
+        records: Vec::with_capacity(taken.len() * 48 + 16),
+        area: String::with_capacity(rest.len() + taken.len() * 32),
+    };
+    out.word(tables)?;
+    out.text(Some(rest))?;
+    out.word(taken.len())?;
     for (place, rule) in taken {
-        word(&mut out, *place)?;
+        out.word(*place)?;
         // The host as the rule parser leaves it, when it accepts it (else as written: the
         // text's own error is then reported by whoever validates it).
         let normal = rule
             .host
             .and_then(|h| HostMatch::parse_host(h).ok()?.normal_text());
-        out.push(u8::from(normal.is_some()));
-        text(&mut out, normal.as_deref().or(rule.host))?;
+        out.records.push(u8::from(normal.is_some()));
+        out.text(normal.as_deref().or(rule.host))?;
         for field in [rule.host_regex, rule.host_list, rule.cidr, rule.cidr_list] {
-            text(&mut out, field)?;
+            out.text(field)?;
         }
         match rule.port {
-            None => out.push(0),
+            None => out.records.push(0),
             Some(PortValue::Integer(n)) => {
-                out.push(1);
-                out.extend_from_slice(&n.to_le_bytes());
+                out.records.push(1);
+                out.records.extend_from_slice(&n.to_le_bytes());
             }
             Some(PortValue::Text(t)) => {
-                out.push(2);
-                text(&mut out, Some(t))?;
+                out.records.push(2);
+                out.text(Some(t))?;
             }
             Some(PortValue::Other(_)) => return None,
         }
         for field in [rule.process, rule.via, rule.action] {
-            text(&mut out, field)?;
+            out.text(field)?;
         }
     }
-    Some(out)
+    let mut body = Vec::with_capacity(4 + out.area.len() + out.records.len());
+    body.extend_from_slice(&u32::try_from(out.area.len()).ok()?.to_le_bytes());
+    body.extend_from_slice(out.area.as_bytes());
+    body.extend_from_slice(&out.records);
+    Some(body)
 }
 
 /// The parts in `body`, or `None` if it is not a whole, well-formed body.
 pub fn decode(body: &[u8]) -> Option<Parts<'_>> {
-    let mut reader = Reader { bytes: body, at: 0 };
+    let area_len = u32::from_le_bytes(body.get(..4)?.try_into().ok()?) as usize;
+    let area = std::str::from_utf8(body.get(4..4usize.checked_add(area_len)?)?).ok()?;
+    let mut reader = Reader {
+        bytes: body,
+        at: 4 + area_len,
+        area,
+        area_at: 0,
+    };
     let tables = reader.word()? as usize;
     let rest = reader.text()??;
     let count = reader.word()? as usize;
-    // Each rule takes at least 41 bytes: a count beyond that is a damaged body.
-    let mut taken = Vec::with_capacity(count.min(body.len() / 41));
+    // Each rule takes at least 38 bytes of records: a count beyond that is a damaged body.
+    let mut taken = Vec::with_capacity(count.min(body.len() / 38));
     for _ in 0..count {
         let place = reader.word()? as usize;
         let host_is_normal = match reader.byte()? {
@@ -99,34 +115,46 @@ pub fn decode(body: &[u8]) -> Option<Parts<'_>> {
         rule.action = reader.text()?;
         taken.push((place, rule));
     }
-    (reader.at == body.len()).then_some(Parts {
+    (reader.at == body.len() && reader.area_at == area.len()).then_some(Parts {
         tables,
         rest,
         taken,
     })
 }
 
-fn word(out: &mut Vec<u8>, value: usize) -> Option<()> {
-    let value = u32::try_from(value).ok().filter(|&v| v != ABSENT)?;
-    out.extend_from_slice(&value.to_le_bytes());
-    Some(())
+/// A body being written: the fixed-size records and the text area their strings point into.
+struct Writer {
+    records: Vec<u8>,
+    area: String,
 }
 
-fn text(out: &mut Vec<u8>, value: Option<&str>) -> Option<()> {
-    match value {
-        None => out.extend_from_slice(&ABSENT.to_le_bytes()),
-        Some(t) => {
-            word(out, t.len())?;
-            out.extend_from_slice(t.as_bytes());
-        }
+impl Writer {
+    fn word(&mut self, value: usize) -> Option<()> {
+        let value = u32::try_from(value).ok().filter(|&v| v != ABSENT)?;
+        self.records.extend_from_slice(&value.to_le_bytes());
+        Some(())
     }
-    Some(())
+
+    fn text(&mut self, value: Option<&str>) -> Option<()> {
+        match value {
+            None => self.records.extend_from_slice(&ABSENT.to_le_bytes()),
+            Some(t) => {
+                self.word(t.len())?;
+                self.area.push_str(t);
+            }
+        }
+        Some(())
+    }
 }
 
 /// A cursor over a body; every read is bounds-checked.
 struct Reader<'t> {
     bytes: &'t [u8],
     at: usize,
+    /// The text area, already checked as UTF-8, and how much of it the strings read so far
+    /// took.
+    area: &'t str,
+    area_at: usize,
 }
 
 impl<'t> Reader<'t> {
@@ -148,7 +176,13 @@ impl<'t> Reader<'t> {
     fn text(&mut self) -> Option<Option<&'t str>> {
         match self.word()? {
             ABSENT => Some(None),
-            len => Some(Some(std::str::from_utf8(self.take(len as usize)?).ok()?)),
+            len => {
+                let end = self.area_at.checked_add(len as usize)?;
+                // `get` refuses a range that would cut a character: a damaged length.
+                let text = self.area.get(self.area_at..end)?;
+                self.area_at = end;
+                Some(Some(text))
+            }
         }
     }
 }
