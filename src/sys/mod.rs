@@ -5,10 +5,14 @@
 
 pub mod epoll;
 pub mod exec;
+pub mod msghdr;
 pub mod namespaces;
+pub mod pipe;
 pub mod privileges;
+pub mod process;
 pub mod real;
 pub mod seccomp;
+pub mod signals;
 pub mod socket;
 
 use std::ffi::CStr;

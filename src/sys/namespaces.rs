@@ -145,3 +145,14 @@ fn loopback_up() -> Result<(), i32> {
     }
     Ok(())
 }
+
+/// `setns(2)`: moves the calling thread into the namespace `file` (a `/proc/PID/ns/...` file)
+/// is, of kind `kind` (`CLONE_NEWNET`, `CLONE_NEWUSER`...).
+pub fn join(file: &std::fs::File, kind: i32) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: setns takes a namespace descriptor and its kind; no memory is involved.
+    if unsafe { libc::setns(file.as_raw_fd(), kind) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}

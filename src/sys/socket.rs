@@ -125,6 +125,12 @@ pub enum AddrArg {
     Malformed,
 }
 
+/// [`classify_addr`] of a socket address's bytes (a copy of another process's, say).
+pub fn classify_addr_bytes(bytes: &[u8]) -> AddrArg {
+    // SAFETY: bytes holds bytes.len() readable bytes.
+    unsafe { classify_addr(bytes.as_ptr().cast(), bytes.len() as libc::socklen_t) }
+}
+
 /// Classifies the address a program passes to `connect`/`sendto`/`sendmsg`.
 ///
 /// # Safety
@@ -677,8 +683,13 @@ pub fn tcp_info(fd: i32) -> Option<libc::tcp_info> {
 
 /// A new descriptor for what `fd` refers to (close-on-exec).
 pub fn duplicate(fd: i32) -> io::Result<i32> {
+    duplicate_from(fd, 3)
+}
+
+/// A new descriptor for what `fd` refers to (close-on-exec), numbered `lowest` or above.
+pub fn duplicate_from(fd: i32, lowest: i32) -> io::Result<i32> {
     // SAFETY: F_DUPFD_CLOEXEC takes an int argument.
-    let copy = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+    let copy = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, lowest) };
     if copy < 0 {
         Err(os_error(errno()))
     } else {
@@ -696,6 +707,17 @@ pub fn tcp_socket(family: i32) -> io::Result<i32> {
             0,
         )
     };
+    if fd < 0 {
+        Err(os_error(errno()))
+    } else {
+        Ok(fd)
+    }
+}
+
+/// A new blocking TCP socket of `family`, close-on-exec.
+pub fn blocking_tcp_socket(family: i32) -> io::Result<i32> {
+    // SAFETY: socket(2) has no memory preconditions.
+    let fd = unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
         Err(os_error(errno()))
     } else {

@@ -2,6 +2,8 @@
 //! warn about rules that can never match and gateways nothing uses, and optionally try each
 //! gateway endpoint.
 
+#![forbid(unsafe_code)]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -366,11 +368,7 @@ fn try_endpoint(
     } else {
         libc::AF_INET6
     };
-    // SAFETY: socket(2) has no memory preconditions.
-    let fd = unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(format!("socket: {}", std::io::Error::last_os_error()));
-    }
+    let fd = socket::blocking_tcp_socket(family).map_err(|e| format!("socket: {e}"))?;
     let handshake = match (gw.kind, probe) {
         (GatewayKind::Http | GatewayKind::Socks5, Some(probe)) => Some(probe),
         _ => None,
@@ -399,8 +397,7 @@ fn try_endpoint(
         &dest,
         deadline,
     ));
-    // SAFETY: fd is ours, opened above.
-    unsafe { libc::close(fd) };
+    mcp_redirect_core::sys::close(fd);
     let elapsed = started.elapsed().as_secs_f64() * 1000.0;
     match (result, handshake) {
         (Ok(()), Some(p)) => Ok(format!(

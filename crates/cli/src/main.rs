@@ -12,6 +12,8 @@
 //! program that would ignore the library; 126/127 the command cannot be run / was not found (as
 //! in a shell).
 
+#![forbid(unsafe_code)]
+
 mod check;
 mod completions;
 mod discover;

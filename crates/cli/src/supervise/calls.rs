@@ -20,6 +20,8 @@
 //! under the same descriptor number, before the call returns. A loopback destination is the
 //! namespace's own loopback: connected there, on the caller's own socket.
 
+#![forbid(unsafe_code)]
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -29,8 +31,8 @@ use mcp_redirect_core::dns;
 use mcp_redirect_core::lookup::{self, Answer};
 use mcp_redirect_core::rules::Action;
 use mcp_redirect_core::runtime::Runtime;
-use mcp_redirect_core::sys::seccomp;
 use mcp_redirect_core::sys::socket::{self, AddrArg, RawSockAddr};
+use mcp_redirect_core::sys::{msghdr, process, seccomp};
 
 use super::resolver::{self, Resolver};
 
@@ -416,8 +418,7 @@ fn on_send(rt: &Runtime, call: &Call<'_>) -> Reply {
     if let Err(libc::EPIPE) = result {
         if flags & libc::MSG_NOSIGNAL == 0 {
             // We send with MSG_NOSIGNAL; the program would have had its SIGPIPE.
-            // SAFETY: kill with a pid and a signal number.
-            unsafe { libc::kill(call.notif.pid as libc::pid_t, libc::SIGPIPE) };
+            let _ = process::kill(call.notif.pid as libc::pid_t, libc::SIGPIPE);
         }
     }
     if nr != libc::SYS_sendmmsg {
@@ -472,8 +473,8 @@ fn read_message(call: &Call<'_>, at: u64, len_at: Option<u64>) -> Result<Message
     if raw.len() != MSGHDR_SIZE {
         return Err(libc::EFAULT);
     }
-    // SAFETY: raw holds a msghdr's bytes; its pointers are the caller's, only read from here.
-    let header: libc::msghdr = unsafe { std::ptr::read_unaligned(raw.as_ptr().cast()) };
+    // Its pointers are the caller's, only read from here.
+    let header = msghdr::msghdr_from_bytes(&raw).ok_or(libc::EFAULT)?;
     let name = if header.msg_name.is_null() {
         None
     } else {
@@ -490,8 +491,9 @@ fn read_message(call: &Call<'_>, at: u64, len_at: Option<u64>) -> Result<Message
     )?;
     let mut data = Vec::new();
     for chunk in iov_bytes.chunks_exact(std::mem::size_of::<libc::iovec>()) {
-        // SAFETY: chunk holds an iovec's bytes.
-        let iov: libc::iovec = unsafe { std::ptr::read_unaligned(chunk.as_ptr().cast()) };
+        let Some(iov) = msghdr::iovec_from_bytes(chunk) else {
+            break;
+        };
         let room = MAX_PAYLOAD - data.len();
         if room == 0 {
             break;
@@ -603,29 +605,7 @@ fn send_each(
 
 /// One `sendmsg` on our copy of the socket.
 fn send_one(fd: i32, message: &Message, name: Option<&[u8]>, flags: i32) -> Result<isize, i32> {
-    let mut iov = libc::iovec {
-        iov_base: message.data.as_ptr().cast_mut().cast(),
-        iov_len: message.data.len(),
-    };
-    // SAFETY: msghdr is plain data; the fields we use are set below.
-    let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
-    header.msg_iov = &mut iov;
-    header.msg_iovlen = 1;
-    if let Some(name) = name {
-        header.msg_name = name.as_ptr().cast_mut().cast();
-        header.msg_namelen = name.len() as libc::socklen_t;
-    }
-    if !message.control.is_empty() {
-        header.msg_control = message.control.as_ptr().cast_mut().cast();
-        header.msg_controllen = message.control.len();
-    }
-    // SAFETY: header points at our own buffers, alive for the call.
-    let n = unsafe { libc::sendmsg(fd, &header, flags) };
-    if n < 0 {
-        Err(mcp_redirect_core::sys::errno())
-    } else {
-        Ok(n)
-    }
+    msghdr::send_message(fd, &message.data, name, &message.control, flags)
 }
 
 /// A DNS query sent as a datagram by a program with its own resolver that we cannot hand our
@@ -700,8 +680,7 @@ fn caller(pid: u32, exe: &str) -> Caller<'_> {
 }
 
 fn classify(bytes: &[u8]) -> AddrArg {
-    // SAFETY: bytes holds bytes.len() readable bytes.
-    unsafe { socket::classify_addr(bytes.as_ptr().cast(), bytes.len() as libc::socklen_t) }
+    socket::classify_addr_bytes(bytes)
 }
 
 /// The executable's base name, for `process` rules and the log.

@@ -24,15 +24,19 @@
 //! supervisor dies all the same (a signal to its process group), the kernel fails the tree's
 //! intercepted calls (`ENOSYS`) and its first process is killed: closed.
 
-use std::ffi::{CString, OsString};
-use std::os::unix::ffi::OsStrExt;
+#![forbid(unsafe_code)]
+
+use std::ffi::OsString;
 use std::sync::Arc;
 
 use mcp_redirect_core::config::{Config, LogTarget, LOG_ENV};
 use mcp_redirect_core::runtime::Runtime;
 use mcp_redirect_core::sys::namespaces::{self, IdMaps, Step};
+use mcp_redirect_core::sys::pipe;
 use mcp_redirect_core::sys::privileges;
+use mcp_redirect_core::sys::process::{self, Argv, Forked};
 use mcp_redirect_core::sys::seccomp::{self, Filter, Policy, Refusal};
+use mcp_redirect_core::sys::signals::{self, SignalSet};
 
 mod calls;
 pub mod publish;
@@ -51,8 +55,7 @@ pub fn run(
     publish: &[std::net::SocketAddr],
 ) -> u8 {
     // Everything the child needs is prepared here: after fork it may only make system calls.
-    // SAFETY: getpid has no preconditions.
-    let supervisor = unsafe { libc::getpid() };
+    let supervisor = mcp_redirect_core::sys::pid() as libc::pid_t;
     let mut refusals = boundary(supervisor);
     let id_maps = isolate.then(IdMaps::of_this_process);
     if isolate {
@@ -65,16 +68,10 @@ pub fn run(
         notify_with_arg: &[(libc::SYS_sendto, 4)],
         refuse: &refusals,
     });
-    let Ok(argv) = command
-        .iter()
-        .map(|a| CString::new(a.as_bytes()))
-        .collect::<Result<Vec<_>, _>>()
-    else {
+    let Ok(argv) = Argv::new(command) else {
         crate::complain("the command contains a NUL byte");
         return 2;
     };
-    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
-    argv_ptrs.push(std::ptr::null());
     for (name, value) in env {
         std::env::set_var(name, value);
     }
@@ -89,39 +86,39 @@ pub fn run(
             }
         }
     }
-    let (report_r, report_w) = pipe();
-    let (ack_r, ack_w) = pipe();
+    let (report_r, report_w) = cloexec_pipe();
+    let (ack_r, ack_w) = cloexec_pipe();
 
-    // SAFETY: fork; the child below only makes system calls until execvp.
-    let child = unsafe { libc::fork() };
-    if child < 0 {
-        crate::complain(format!("fork: {}", std::io::Error::last_os_error()));
-        return 2;
-    }
-    if child == 0 {
-        child_side(
+    // The child below only makes system calls until execvp.
+    let child = match process::fork() {
+        Ok(Forked::Parent(child)) => child,
+        Ok(Forked::Child) => child_side(
             &filter,
             id_maps.as_ref(),
             supervisor,
             report_w,
             ack_r,
-            &argv_ptrs,
-        );
-    }
+            &argv,
+        ),
+        Err(e) => {
+            crate::complain(format!("fork: {e}"));
+            return 2;
+        }
+    };
     close(report_w);
     close(ack_r);
     if let Err(e) = privileges::make_undumpable() {
         crate::complain(format!("cannot make the supervisor undumpable: {e}"));
-        // SAFETY: the child waits for our ack; kill it rather than let it run unprotected.
-        unsafe { libc::kill(child, libc::SIGKILL) };
+        // The child waits for our ack; kill it rather than let it run unprotected.
+        let _ = process::kill(child, libc::SIGKILL);
         return 2;
     }
     let listener = match receive_listener(child as u32, report_r) {
         Ok(fd) => fd,
         Err(message) => {
             crate::complain(format!("cannot supervise the command: {message}"));
-            // SAFETY: the child waits for our ack; kill it rather than let it run unsupervised.
-            unsafe { libc::kill(child, libc::SIGKILL) };
+            // The child waits for our ack; kill it rather than let it run unsupervised.
+            let _ = process::kill(child, libc::SIGKILL);
             return 2;
         }
     };
@@ -137,8 +134,8 @@ pub fn run(
         Ok(helper) => helper,
         Err(message) => {
             crate::complain(message);
-            // SAFETY: as below: never let the child run unsupervised.
-            unsafe { libc::kill(child, libc::SIGKILL) };
+            // As below: never let the child run unsupervised.
+            let _ = process::kill(child, libc::SIGKILL);
             return 2;
         }
     };
@@ -146,8 +143,8 @@ pub fn run(
         Ok(isolation) => isolation,
         Err(e) => {
             crate::complain(format!("cannot isolate the command's network: {e}"));
-            // SAFETY: as below: never let the child run unsupervised.
-            unsafe { libc::kill(child, libc::SIGKILL) };
+            // As below: never let the child run unsupervised.
+            let _ = process::kill(child, libc::SIGKILL);
             return 2;
         }
     };
@@ -155,8 +152,8 @@ pub fn run(
         Ok(resolver) => Arc::new(resolver),
         Err(e) => {
             crate::complain(format!("cannot start the supervisor's resolver: {e}"));
-            // SAFETY: as above: never let the child run unsupervised.
-            unsafe { libc::kill(child, libc::SIGKILL) };
+            // As above: never let the child run unsupervised.
+            let _ = process::kill(child, libc::SIGKILL);
             return 2;
         }
     };
@@ -238,11 +235,10 @@ fn child_side(
     supervisor: libc::pid_t,
     report_w: i32,
     ack_r: i32,
-    argv: &[*const libc::c_char],
+    argv: &Argv,
 ) -> ! {
     if !privileges::die_with_parent(supervisor) {
-        // SAFETY: _exit is always safe.
-        unsafe { libc::_exit(126) };
+        process::exit_now(126);
     }
     // The report: the listener's number, or minus an errno and the step that failed (0: the
     // capabilities or the filter).
@@ -262,35 +258,27 @@ fn child_side(
     report[4..].copy_from_slice(&step.to_ne_bytes());
     write_all(report_w, &report);
     let mut ack = [0u8; 2];
-    // SAFETY: reading into a stack buffer.
-    let n = unsafe { libc::read(ack_r, ack.as_mut_ptr().cast(), ack.len()) };
-    if code < 0 || n <= 0 {
-        // SAFETY: _exit is always safe.
-        unsafe { libc::_exit(126) };
+    let acked = matches!(pipe::read(ack_r, &mut ack), Ok(n) if n > 0);
+    if code < 0 || !acked {
+        process::exit_now(126);
     }
     close(code);
-    // SAFETY: argv is a NULL-terminated array of C strings prepared before fork.
-    unsafe { libc::execvp(argv[0], argv.as_ptr()) };
-    let err = std::io::Error::last_os_error();
+    let err = process::exec_search_path(argv);
     let message = format!("mcp-redirect: exec: {err}\n");
     write_all(2, message.as_bytes());
-    // SAFETY: as above.
-    unsafe {
-        libc::_exit(if err.kind() == std::io::ErrorKind::NotFound {
-            127
-        } else {
-            126
-        })
-    }
+    process::exit_now(if err.kind() == std::io::ErrorKind::NotFound {
+        127
+    } else {
+        126
+    })
 }
 
 /// Reads the child's listener fd number and takes our own copy of it.
 fn receive_listener(child: u32, report_r: i32) -> Result<i32, String> {
     let mut bytes = [0u8; 8];
-    // SAFETY: reading into a stack buffer.
-    let n = unsafe { libc::read(report_r, bytes.as_mut_ptr().cast(), 8) };
+    let n = pipe::read(report_r, &mut bytes);
     close(report_r);
-    if n != 8 {
+    if !matches!(n, Ok(8)) {
         return Err("the child did not report".into());
     }
     let code = i32::from_ne_bytes(bytes[..4].try_into().unwrap_or_default());
@@ -329,23 +317,13 @@ fn forward_signals(child: libc::pid_t) {
         libc::SIGUSR1,
         libc::SIGUSR2,
     ];
-    // SAFETY: sigset_t is plain data, initialised by sigemptyset.
-    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: set is a valid sigset_t; blocking in this thread is inherited by threads made
-    // after, and the forwarding thread collects them with sigwait.
-    unsafe {
-        libc::sigemptyset(&mut set);
-        for signal in FORWARDED {
-            libc::sigaddset(&mut set, signal);
-        }
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-    }
+    // Blocked in this thread, and so in the threads made after; the forwarding thread collects
+    // them with sigwait.
+    let set = SignalSet::of(&FORWARDED);
+    set.block();
     std::thread::spawn(move || loop {
-        let mut signal = 0;
-        // SAFETY: set and signal are valid for sigwait.
-        if unsafe { libc::sigwait(&set, &mut signal) } == 0 {
-            // SAFETY: kill with a pid and a signal number.
-            unsafe { libc::kill(child, signal) };
+        if let Ok(signal) = set.wait() {
+            let _ = process::kill(child, signal);
         }
     });
 }
@@ -353,39 +331,23 @@ fn forward_signals(child: libc::pid_t) {
 /// Waits for the child and turns its end into our exit code; a child killed by a signal is
 /// reported as the shell does (128 + signal), after re-raising it on ourselves where possible.
 fn wait_for(child: libc::pid_t) -> u8 {
-    let mut status = 0;
-    loop {
-        // SAFETY: status is valid for writes.
-        let rc = unsafe { libc::waitpid(child, &mut status, 0) };
-        if rc == child {
-            break;
-        }
-        if rc < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            return 2;
-        }
-    }
+    let Ok(status) = process::wait_for_exit(child) else {
+        return 2;
+    };
     if libc::WIFEXITED(status) {
         return libc::WEXITSTATUS(status) as u8;
     }
     let signal = libc::WTERMSIG(status);
-    // SAFETY: unblock and re-raise the same signal with its default action, so our parent sees
-    // what it would have seen without us.
-    unsafe {
-        libc::signal(signal, libc::SIG_DFL);
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, signal);
-        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-        libc::raise(signal);
-    }
+    // The same signal, with its default action, so our parent sees what it would have seen
+    // without us.
+    signals::reraise_with_default_action(signal);
     (128 + signal) as u8
 }
 
-fn pipe() -> (i32, i32) {
-    let mut fds = [0; 2];
-    // SAFETY: fds is valid for two ints.
-    unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
-    (fds[0], fds[1])
+/// A close-on-exec pipe. A failure is not reported here (both ends are then 0), as before the
+/// call moved to `sys::pipe`.
+fn cloexec_pipe() -> (i32, i32) {
+    pipe::pipe().unwrap_or((0, 0))
 }
 
 fn write_all(fd: i32, bytes: &[u8]) {

@@ -9,11 +9,15 @@
 //! The helper is not in the tree: the tree's filter does not apply to it, and it is not
 //! dumpable, so the tree cannot reach into it; it dies with the supervisor.
 
+#![forbid(unsafe_code)]
+
 use std::ffi::OsString;
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
+use std::os::fd::IntoRawFd;
 use std::process::{Child, Command};
+
+use mcp_redirect_core::sys::{namespaces, process, socket};
 
 /// The first descriptor number the helper's listeners take, in order.
 const FIRST_LISTENER_FD: i32 = 3;
@@ -32,16 +36,9 @@ pub fn start(pid: libc::pid_t, addresses: &[SocketAddr]) -> Result<Option<Child>
         let listener =
             TcpListener::bind(address).map_err(|e| format!("--publish {address}: {e}"))?;
         let fd = listener.into_raw_fd();
-        // SAFETY: F_DUPFD_CLOEXEC takes an int; fd is ours.
-        let parked = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, PARKED_FD) };
+        let parked = socket::duplicate_from(fd, PARKED_FD);
         mcp_redirect_core::sys::close(fd);
-        if parked < 0 {
-            return Err(format!(
-                "--publish {address}: {}",
-                io::Error::last_os_error()
-            ));
-        }
-        listeners.push(parked);
+        listeners.push(parked.map_err(|e| format!("--publish {address}: {e}"))?);
     }
     let exe = crate::run::this_program()?;
     let mut command = Command::new(exe);
@@ -49,32 +46,14 @@ pub fn start(pid: libc::pid_t, addresses: &[SocketAddr]) -> Result<Option<Child>
     for address in addresses {
         command.arg(address.port().to_string());
     }
-    // SAFETY: getpid has no preconditions.
-    let parent = unsafe { libc::getpid() };
-    let fds = listeners.clone();
-    // SAFETY: the closure only makes async-signal-safe system calls (dup2, prctl, getppid).
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
-            for (i, fd) in fds.iter().enumerate() {
-                // Parked above the targets: dup2 overwrites none of them, and clears
-                // close-on-exec on the copy.
-                if libc::dup2(*fd, FIRST_LISTENER_FD + i as i32) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-            }
-            libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            );
-            if libc::getppid() != parent {
-                return Err(io::Error::from_raw_os_error(libc::ESRCH));
-            }
-            Ok(())
-        });
-    }
+    let parent = mcp_redirect_core::sys::pid() as libc::pid_t;
+    // Parked above the targets: the copies overwrite none of them.
+    process::hand_fds_and_die_with_parent(
+        &mut command,
+        listeners.clone(),
+        FIRST_LISTENER_FD,
+        parent,
+    );
     let child = command
         .spawn()
         .map_err(|e| format!("cannot start the --publish helper: {e}"));
@@ -104,8 +83,8 @@ pub fn helper(args: &[OsString]) -> u8 {
     }
     let mut threads = Vec::new();
     for (i, &port) in ports.iter().enumerate() {
-        // SAFETY: the supervisor put a listening socket at this number for us (start above).
-        let listener = unsafe { TcpListener::from_raw_fd(FIRST_LISTENER_FD + i as i32) };
+        // The supervisor put a listening socket at this number for us (start above).
+        let listener = process::take_inherited_listener(FIRST_LISTENER_FD + i as i32);
         let Ok(port) = u16::try_from(port) else {
             return 2;
         };
@@ -130,11 +109,7 @@ fn enter(pid: u32) -> io::Result<()> {
 
 fn set_namespace(pid: u32, name: &str, kind: i32) -> io::Result<()> {
     let file = std::fs::File::open(format!("/proc/{pid}/ns/{name}"))?;
-    // SAFETY: setns takes a namespace descriptor and its kind.
-    if unsafe { libc::setns(file.as_raw_fd(), kind) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    namespaces::join(&file, kind)
 }
 
 /// Accepts outside, connects inside, a pair of copying threads per connection.
