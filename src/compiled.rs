@@ -82,7 +82,7 @@ impl Identity {
     }
 
     /// The seven words, little-endian, as the compiled file's header holds them.
-    pub fn bytes(&self) -> [u8; 56] {
+    fn bytes(&self) -> [u8; 56] {
         let mut out = [0u8; 56];
         let words = [
             self.dev,
@@ -165,7 +165,7 @@ fn cache_name(list: &Path) -> String {
 /// The compiled file at `path` mapped, if it is one we can trust for this version of the
 /// list: ours or root's and writable by no one else, of this format and kind, made from a
 /// list with `identity`, and with its body's hash. Returns the entry count and the mapping.
-pub fn map_compiled(path: &Path, kind: Kind, identity: &Identity) -> Option<(u64, Mapping)> {
+fn map_compiled(path: &Path, kind: Kind, identity: &Identity) -> Option<(u64, Mapping)> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
@@ -283,7 +283,7 @@ fn write_atomically(target: &Path, head: &[u8], body: &[u8], mode: u32) -> io::R
     result
 }
 
-pub fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
+fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
 }
 

@@ -90,7 +90,7 @@ pub struct HostList {
 impl HostList {
     /// Loads the list at `path` (absolute), from a valid compiled form if there is one.
     pub fn load(path: &Path, cache: Option<&Path>) -> Result<HostList, String> {
-        let (info, body) = load(path, cache, Kind::Hosts)?;
+        let (info, body) = load(path, cache, Kind::Hosts, compile_hosts)?;
         let map = fst::Map::new(body).map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(HostList { info, map })
     }
@@ -146,7 +146,7 @@ const V6_ENTRY: usize = 36;
 
 impl CidrList {
     pub fn load(path: &Path, cache: Option<&Path>) -> Result<CidrList, String> {
-        let (info, body) = load(path, cache, Kind::Cidrs)?;
+        let (info, body) = load(path, cache, Kind::Cidrs, compile_cidrs)?;
         let bytes = body.as_ref();
         let bad = || format!("{}: a compiled form of the wrong size", path.display());
         let v4 = read_u64(bytes, 0).ok_or_else(bad)? as usize;
@@ -208,9 +208,17 @@ fn find_range(count: usize, at: impl Fn(usize) -> (u128, u128, u32), value: u128
     (value <= last).then_some(u64::from(line))
 }
 
-/// The list's compiled body: mapped from a valid compiled file, else compiled from the text
-/// (and written for the next process, where that is possible).
-fn load(path: &Path, cache: Option<&Path>, kind: Kind) -> Result<(ListInfo, Body), String> {
+/// What compiles a list's text: its entry count and compiled body.
+type Compile = fn(&Path, &[u8]) -> Result<(u64, Vec<u8>), String>;
+
+/// The list's compiled body: mapped from a valid compiled file of `kind`, else compiled from
+/// the text by `compile` (and written for the next process, where that is possible).
+fn load(
+    path: &Path,
+    cache: Option<&Path>,
+    kind: Kind,
+    compile: Compile,
+) -> Result<(ListInfo, Body), String> {
     let shown = path.display();
     let meta = std::fs::metadata(path).map_err(|e| format!("{shown}: {}", plain(&e)))?;
     if !meta.is_file() {
@@ -237,12 +245,7 @@ fn load(path: &Path, cache: Option<&Path>, kind: Kind) -> Result<(ListInfo, Body
     } else {
         Identity::default()
     };
-    let (entries, body) = match kind {
-        Kind::Hosts => compile_hosts(path, &text)?,
-        Kind::Cidrs => compile_cidrs(path, &text)?,
-        // Not a list: no caller here asks for it.
-        Kind::Rules => return Err(format!("{shown}: not a list")),
-    };
+    let (entries, body) = compile(path, &text)?;
     let written = if identity == Identity::default() {
         None
     } else {

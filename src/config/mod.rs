@@ -532,15 +532,26 @@ impl<'t> ParsedFile<'t> {
         }
     }
 
+    /// The file whose simple rules were `taken` out and whose other text parsed into `schema`,
+    /// if the two add up to its `tables` rules.
+    fn of_parts(
+        schema: FileSchema,
+        taken: Vec<(usize, RuleFields<'t>)>,
+        tables: usize,
+        rest: String,
+    ) -> Option<ParsedFile<'t>> {
+        (schema.rules.len() + taken.len() == tables).then_some(ParsedFile {
+            schema,
+            taken,
+            tables,
+            rest,
+        })
+    }
+
     /// The parsed file a compiled form stands for, if its parts add up.
     fn from_compiled(parts: compiled_rules::Parts<'t>) -> Option<ParsedFile<'t>> {
         let schema = toml::from_str::<FileSchema>(parts.rest).ok()?;
-        (schema.rules.len() + parts.taken.len() == parts.tables).then(|| ParsedFile {
-            schema,
-            taken: parts.taken,
-            tables: parts.tables,
-            rest: String::new(),
-        })
+        ParsedFile::of_parts(schema, parts.taken, parts.tables, String::new())
     }
 
     /// Every rule, in file order.
@@ -690,13 +701,9 @@ fn parse_then(
 fn parse_schema(text: &str, scan: bool) -> Result<ParsedFile<'_>, String> {
     if let Some(split) = scan.then(|| simple_rules::split(text)).flatten() {
         if let Ok(schema) = toml::from_str::<FileSchema>(&split.rest) {
-            if schema.rules.len() + split.taken.len() == split.tables {
-                return Ok(ParsedFile {
-                    schema,
-                    taken: split.taken,
-                    tables: split.tables,
-                    rest: split.rest,
-                });
+            if let Some(file) = ParsedFile::of_parts(schema, split.taken, split.tables, split.rest)
+            {
+                return Ok(file);
             }
         }
     }
